@@ -1,0 +1,86 @@
+"""Exceptions raised by stratarouter_core.
+
+Every error the library raises on purpose derives from `StrataRouterError`, and also from the
+builtin a caller would naturally catch (`ValueError`, `KeyError`, `ImportError`, ...)::
+
+    StrataRouterError
+    ├── ConfigError(ValueError)               bad arguments, config or routes file
+    │   └── RouteValidationError              a Route that cannot be routed to (no text, bad regex)
+    ├── InvalidQueryError(ValueError)         empty / non-str query, NaN or zero-norm embedding
+    │   └── DimensionMismatchError            embedding or encoder dimension != index dimension
+    ├── RouteNotFoundError(KeyError)          a route name the router does not know
+    ├── DuplicateRouteError(ValueError)       two routes with the same name
+    ├── IndexNotBuiltError(RuntimeError)      route() before build_index()
+    ├── NotFittedError(RuntimeError)          a learned component used before fit()
+    ├── EncoderError(RuntimeError)            an encoder failed to produce vectors
+    ├── MissingDependencyError(ImportError)   optional extra absent; the message names the extra
+    └── PersistenceError(OSError)             unreadable or incompatible saved router
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DimensionMismatchError",
+    "DuplicateRouteError",
+    "EncoderError",
+    "IndexNotBuiltError",
+    "InvalidQueryError",
+    "MissingDependencyError",
+    "NotFittedError",
+    "PersistenceError",
+    "RouteNotFoundError",
+    "RouteValidationError",
+    "StrataRouterError",
+]
+
+
+class StrataRouterError(Exception):
+    """Root of every error raised by StrataRouter."""
+
+
+class ConfigError(StrataRouterError, ValueError):
+    """Invalid configuration, argument or routes file."""
+
+
+class RouteValidationError(ConfigError):
+    """A route definition that cannot be used (no examples nor description, invalid regex...)."""
+
+
+class InvalidQueryError(StrataRouterError, ValueError):
+    """A query or query embedding that cannot be routed."""
+
+
+class DimensionMismatchError(InvalidQueryError):
+    """A vector whose dimension differs from the one the router was built with."""
+
+
+class RouteNotFoundError(StrataRouterError, KeyError):
+    """A route name the router does not know."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateRouteError(StrataRouterError, ValueError):
+    """Two routes share one name."""
+
+
+class IndexNotBuiltError(StrataRouterError, RuntimeError):
+    """Routing was asked for before `Router.build_index()`."""
+
+
+class NotFittedError(StrataRouterError, RuntimeError):
+    """A learned component was used before it was fitted."""
+
+
+class EncoderError(StrataRouterError, RuntimeError):
+    """An encoder failed to turn texts into vectors."""
+
+
+class MissingDependencyError(StrataRouterError, ImportError):
+    """An optional dependency is not installed; the message says how to install it."""
+
+
+class PersistenceError(StrataRouterError, OSError):
+    """A saved router that cannot be read: missing files, other format version, other encoder."""
