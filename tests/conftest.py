@@ -1,0 +1,59 @@
+"""Shared fixtures: datasets beside the project, real services on 127.0.0.1.
+
+Outside CI a missing dataset or service skips the tests that need it, with the reason;
+in CI (CI=true) it fails them, so a broken environment can never pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+REDIS_URL = os.environ.get("STRATAROUTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_DSN = os.environ.get(
+    "STRATAROUTER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def missing(reason: str) -> None:
+    """Skip with `reason` on a user's machine, fail in CI."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: required)")
+    pytest.skip(reason)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    """`../shared/datasets`, or a skip (outside CI) when the project is used alone."""
+    if not (DATASETS / "clinc150.json").exists():
+        missing(f"datasets not found at {DATASETS} (they live beside the project in CI)")
+    return DATASETS
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the real Redis on 127.0.0.1:6379 (database 15, flushed by the tests using it)."""
+    if not _port_open("127.0.0.1", 6379):
+        missing("Redis is not running on 127.0.0.1:6379")
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    """DSN of the real PostgreSQL on 127.0.0.1:5432 (user postgres, database test)."""
+    if not _port_open("127.0.0.1", 5432):
+        missing("PostgreSQL is not running on 127.0.0.1:5432")
+    return POSTGRES_DSN
