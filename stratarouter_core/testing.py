@@ -54,3 +54,124 @@ class HashingEncoder(BaseEncoder):
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         return out / norms
+
+
+# --- Shared adapter contract -------------------------------------------------------------------
+# Every framework adapter (LangChain, LangGraph, CrewAI, AutoGen, ...) must return exactly the
+# decision the router itself makes. Adapter test suites build the same router, send the same
+# queries through their adapter, and let `AdapterContract.check` compare.
+
+from collections.abc import Callable  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from .router import Router
+
+__all__ += ["AdapterContract"]
+
+_CONTRACT_ROUTES: dict[str, tuple[str, ...]] = {
+    "billing": (
+        "I was charged twice on my invoice",
+        "refund my last payment",
+        "update the credit card on my account",
+        "why is my bill higher this month",
+        "cancel my subscription and refund me",
+    ),
+    "tech_support": (
+        "the app crashes when I open it",
+        "I cannot log in, password reset email never arrives",
+        "error 500 when uploading a file",
+        "the sync feature is broken on my phone",
+        "how do I fix a connection timeout error",
+    ),
+    "sales": (
+        "I want a quote for 50 enterprise seats",
+        "what does the premium plan cost",
+        "can I book a product demo with sales",
+        "do you offer volume discounts for teams",
+        "talk to someone about buying a license",
+    ),
+}
+
+_CONTRACT_CASES: tuple[tuple[str, str | None], ...] = (
+    ("I was charged twice, please refund my payment", "billing"),
+    ("my invoice shows the wrong bill amount", "billing"),
+    ("update my credit card for the subscription", "billing"),
+    ("the app crashes with error 500 when I upload", "tech_support"),
+    ("password reset email never arrives, cannot log in", "tech_support"),
+    ("connection timeout error on my phone sync", "tech_support"),
+    ("how much does the premium plan cost for 50 seats", "sales"),
+    ("book a demo and get a quote for an enterprise license", "sales"),
+    ("volume discounts for buying licenses for my team", "sales"),
+    ("what is the capital of mongolia", None),
+    ("recommend a good lasagna recipe", None),
+    ("zxqv plorb wemby", None),
+)
+
+
+class AdapterContract:
+    """Shared conformance check: an adapter must route exactly as the router does.
+
+    The router is deterministic (it uses `HashingEncoder`), so an adapter test can build it,
+    wrap it in the adapter, and check the adapter's decisions against `router.route`.
+    Out-of-scope queries are included so that abstain/fallback goes through the adapter too.
+
+    Example:
+        >>> router = AdapterContract.build_router()  # doctest: +SKIP
+        >>> AdapterContract.check(lambda q: router.route(q).route_id, router)  # doctest: +SKIP
+    """
+
+    routes: dict[str, tuple[str, ...]] = _CONTRACT_ROUTES
+    cases: tuple[tuple[str, str | None], ...] = _CONTRACT_CASES
+
+    @classmethod
+    def route_names(cls) -> list[str]:
+        """Names of the contract router's routes, in insertion order."""
+        return list(cls.routes)
+
+    @classmethod
+    def build_router(cls, *, threshold: float = 0.5, fallback_route: str | None = None) -> Router:
+        """Build, index and return the contract router (HashingEncoder, three routes)."""
+        from .config import RouterConfig
+        from .router import Router
+        from .types import Route
+
+        config = RouterConfig(threshold=threshold, fallback_route=fallback_route)
+        router = Router(encoder=HashingEncoder(), config=config)
+        router.add_routes([Route(name=name, examples=list(ex)) for name, ex in cls.routes.items()])
+        router.build_index()
+        return router
+
+    @classmethod
+    def queries(cls) -> list[str]:
+        """The contract queries: in-scope ones for every route, then out-of-scope ones."""
+        return [query for query, _ in cls.cases]
+
+    @classmethod
+    def expected(cls, router: Router | None = None) -> dict[str, str | None]:
+        """The router's own decision (`route(q).route_id`) for every contract query."""
+        router = router if router is not None else cls.build_router()
+        return {query: router.route(query).route_id for query in cls.queries()}
+
+    @classmethod
+    def check(cls, route_fn: Callable[[str], str | None], router: Router | None = None) -> None:
+        """Assert `route_fn(q) == router.route(q).route_id` for every contract query.
+
+        Args:
+            route_fn: Sends one query through the adapter and returns the route it chose
+                (None when the adapter abstained / went to its fallback without a route).
+            router: The router the adapter wraps; defaults to a fresh `build_router()`.
+
+        Raises:
+            AssertionError: Listing every query on which the adapter and the router disagree.
+        """
+        expected = cls.expected(router)
+        mismatches = [
+            f"{query!r}: adapter={got!r} router={want!r}"
+            for query, want in expected.items()
+            if (got := route_fn(query)) != want
+        ]
+        if mismatches:
+            raise AssertionError(
+                "adapter disagrees with router.route():\n  " + "\n  ".join(mismatches)
+            )
