@@ -1,0 +1,69 @@
+"""StrataRouter: semantic routing with calibrated confidence.
+
+Example:
+    >>> from stratarouter_core import Route, Router, RouterConfig
+    >>> from stratarouter_core.testing import HashingEncoder
+    >>> router = Router(encoder=HashingEncoder(), config=RouterConfig(threshold=0.2))
+    >>> router.add_routes([Route(name="greet", examples=["hello there", "hi"]),
+    ...                    Route(name="bye", examples=["goodbye", "see you later"])])
+    >>> router.build_index()
+    >>> router.route("hello").route_id
+    'greet'
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .calibration import IsotonicCalibrator
+from .config import FusionWeights, IndexConfig, RouterConfig
+from .encoders.base import BaseEncoder, CachedEncoder
+from .errors import (
+    ConfigError,
+    DimensionMismatchError,
+    DuplicateRouteError,
+    EncoderError,
+    IndexNotBuiltError,
+    InvalidQueryError,
+    MissingDependencyError,
+    NotFittedError,
+    PersistenceError,
+    RouteNotFoundError,
+    RouteValidationError,
+    StrataRouterError,
+)
+from .router import Router
+from .simd import simd_enabled
+from .types import Candidate, Route, RouteResult
+
+try:
+    __version__ = version("stratarouter")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "BaseEncoder",
+    "CachedEncoder",
+    "Candidate",
+    "ConfigError",
+    "DimensionMismatchError",
+    "DuplicateRouteError",
+    "EncoderError",
+    "FusionWeights",
+    "IndexConfig",
+    "IndexNotBuiltError",
+    "InvalidQueryError",
+    "IsotonicCalibrator",
+    "MissingDependencyError",
+    "NotFittedError",
+    "PersistenceError",
+    "Route",
+    "RouteNotFoundError",
+    "RouteResult",
+    "RouteValidationError",
+    "Router",
+    "RouterConfig",
+    "StrataRouterError",
+    "__version__",
+    "simd_enabled",
+]

@@ -1,0 +1,107 @@
+"""Turning scores into probabilities: isotonic calibration and its quality metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .errors import ConfigError
+
+__all__ = ["IsotonicCalibrator", "brier_score", "expected_calibration_error", "reliability_bins"]
+
+
+class IsotonicCalibrator:
+    """Monotone map from a score to P(correct), fitted by isotonic regression.
+
+    Fitting uses scikit-learn's `IsotonicRegression`; routing only interpolates the fitted
+    step function with `np.interp`, so the hot path needs no scikit-learn call. Scores outside
+    the fitted range are clipped to its ends.
+
+    Example:
+        >>> import numpy as np
+        >>> scores = np.linspace(0, 1, 200)
+        >>> correct = (scores > 0.5).astype(float)
+        >>> calibrator = IsotonicCalibrator().fit(scores, correct)
+        >>> float(calibrator.transform([0.1])[0]), float(calibrator.transform([0.9])[0])
+        (0.0, 1.0)
+    """
+
+    def __init__(self) -> None:
+        """Create an unfitted calibrator."""
+        self.x_: NDArray[np.float64] = np.zeros(0)
+        self.y_: NDArray[np.float64] = np.zeros(0)
+
+    @property
+    def is_fitted(self) -> bool:
+        """True once `fit` has run."""
+        return len(self.x_) > 0
+
+    def fit(
+        self, scores: ArrayLike, correct: ArrayLike, sample_weight: ArrayLike | None = None
+    ) -> IsotonicCalibrator:
+        """Fit on pairs (score, 1 if the decision was right else 0)."""
+        from sklearn.isotonic import IsotonicRegression
+
+        x = np.asarray(scores, dtype=np.float64)
+        y = np.asarray(correct, dtype=np.float64)
+        if x.ndim != 1 or x.shape != y.shape or len(x) < 2:
+            raise ConfigError("calibration needs two equal-length 1-D arrays of at least 2 items")
+        regression = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        regression.fit(x, y, sample_weight=sample_weight)
+        self.x_ = np.asarray(regression.X_thresholds_, dtype=np.float64)
+        self.y_ = np.asarray(regression.y_thresholds_, dtype=np.float64)
+        return self
+
+    def transform(self, scores: ArrayLike) -> NDArray[np.float64]:
+        """Calibrated probabilities for `scores` (any shape)."""
+        x = np.asarray(scores, dtype=np.float64)
+        if not self.is_fitted:
+            return np.clip(x, 0.0, 1.0)
+        return np.interp(x, self.x_, self.y_)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialisable state."""
+        return {"x": self.x_.tolist(), "y": self.y_.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IsotonicCalibrator:
+        """Inverse of `to_dict`."""
+        calibrator = cls()
+        calibrator.x_ = np.asarray(data["x"], dtype=np.float64)
+        calibrator.y_ = np.asarray(data["y"], dtype=np.float64)
+        return calibrator
+
+
+def reliability_bins(
+    confidence: ArrayLike, correct: ArrayLike, n_bins: int = 15
+) -> list[tuple[float, float, float, int]]:
+    """Equal-width bins of confidence: (lower edge, mean confidence, accuracy, count) each."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    hit = np.asarray(correct, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    bins = []
+    for b in range(n_bins):
+        mask = which == b
+        count = int(mask.sum())
+        if count:
+            bins.append((float(edges[b]), float(conf[mask].mean()), float(hit[mask].mean()), count))
+    return bins
+
+
+def expected_calibration_error(confidence: ArrayLike, correct: ArrayLike, n_bins: int = 15) -> float:
+    """ECE: mean |accuracy - confidence| over equal-width bins, weighted by bin size."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    if len(conf) == 0:
+        return 0.0
+    bins = reliability_bins(conf, correct, n_bins)
+    return float(sum(count * abs(acc - mean) for _, mean, acc, count in bins) / len(conf))
+
+
+def brier_score(confidence: ArrayLike, correct: ArrayLike) -> float:
+    """Mean squared error between confidence and the 0/1 outcome."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    hit = np.asarray(correct, dtype=np.float64)
+    return float(np.mean((conf - hit) ** 2)) if len(conf) else 0.0

@@ -1,0 +1,470 @@
+"""The Router: wires the stages of a routing decision, top to bottom.
+
+    candidates (prototype index) -> score parts (dense, BM25, rules, learned head)
+    -> fusion -> calibration -> decision (threshold, fallback)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .config import RouterConfig
+from .encoders.base import BaseEncoder, CachedEncoder, check_vectors
+from .errors import (
+    DimensionMismatchError,
+    DuplicateRouteError,
+    IndexNotBuiltError,
+    InvalidQueryError,
+    RouteNotFoundError,
+)
+from .index import CandidateIndex, build_index
+from .scoring.model import FEATURES, ScoringModel
+from .scoring.rules import RuleMatcher
+from .scoring.sparse import BM25Index
+from .text import tokenize
+from .types import Candidate, Route, RouteResult
+
+if TYPE_CHECKING:
+    from .evaluation import EvaluationReport
+    from .learning import FitReport
+
+__all__ = ["Router"]
+
+
+@dataclass(frozen=True)
+class _Built:
+    """Everything `build_index` derives from the routes; replaced as a whole, never mutated."""
+
+    routes: tuple[Route, ...]
+    utterance_vectors: NDArray[np.float32]  # (n_utterances, d), normalised
+    utterance_owner: NDArray[np.int64]  # route index of each utterance
+    prototypes: NDArray[np.float32]  # (n_routes, d), normalised centroids
+    index: CandidateIndex
+    bm25: BM25Index
+    rules: RuleMatcher
+    model: ScoringModel
+    thresholds: NDArray[np.float64]  # per route, after Route.threshold overrides
+
+
+class Router:
+    """Routes queries to the best of a set of routes, with a calibrated confidence.
+
+    Example:
+        >>> from stratarouter_core.testing import HashingEncoder
+        >>> router = Router(encoder=HashingEncoder(), config=RouterConfig(threshold=0.2))
+        >>> router.add_routes([
+        ...     Route(name="billing", examples=["refund my invoice", "I was charged twice"]),
+        ...     Route(name="weather", examples=["will it rain today", "weather forecast"]),
+        ... ])
+        >>> router.build_index()
+        >>> router.route("please refund this invoice").route_id
+        'billing'
+    """
+
+    def __init__(
+        self,
+        encoder: BaseEncoder | None = None,
+        config: RouterConfig | None = None,
+        routes: Iterable[Route] = (),
+    ) -> None:
+        """Create a router; with no encoder, the offline all-MiniLM-L6-v2 `LocalEncoder`."""
+        self.config = config or RouterConfig()
+        if encoder is None:
+            from .encoders.local import LocalEncoder
+
+            encoder = LocalEncoder()
+        if self.config.encoder_cache_size and not isinstance(encoder, CachedEncoder):
+            encoder = CachedEncoder(encoder, max_entries=self.config.encoder_cache_size)
+        self.encoder: BaseEncoder = encoder
+        self._routes: dict[str, Route] = {}
+        self._built: _Built | None = None
+        self._build_lock = threading.Lock()
+        self.add_routes(routes)
+
+    # ----------------------------------------------------------------- routes
+    def add_routes(self, routes: Iterable[Route]) -> None:
+        """Add routes; call `build_index()` afterwards. Duplicate names are rejected."""
+        new = list(routes)
+        for route in new:
+            if not isinstance(route, Route):
+                raise TypeError(f"expected Route, got {type(route).__name__}")
+        names = [r.name for r in new]
+        duplicates = sorted({n for n in names if names.count(n) > 1 or n in self._routes})
+        if duplicates:
+            raise DuplicateRouteError(f"duplicate route name(s): {', '.join(duplicates)}")
+        for route in new:
+            self._routes[route.name] = route
+
+    def add_route(self, route: Route) -> None:
+        """Add one route; call `build_index()` afterwards."""
+        self.add_routes([route])
+
+    def remove_route(self, name: str) -> None:
+        """Remove a route by name; call `build_index()` afterwards."""
+        if name not in self._routes:
+            raise RouteNotFoundError(f"unknown route {name!r}")
+        del self._routes[name]
+
+    @property
+    def route_names(self) -> tuple[str, ...]:
+        """Names of the routes, in the order they were added."""
+        return tuple(self._routes)
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """The routes, in the order they were added."""
+        return tuple(self._routes.values())
+
+    def get_route(self, name: str) -> Route:
+        """The route called `name`."""
+        try:
+            return self._routes[name]
+        except KeyError:
+            raise RouteNotFoundError(
+                f"unknown route {name!r}; known routes: {', '.join(self._routes) or '(none)'}"
+            ) from None
+
+    @property
+    def is_built(self) -> bool:
+        """True when the index reflects the current routes."""
+        built = self._built
+        return built is not None and built.routes == tuple(self._routes.values())
+
+    @property
+    def model(self) -> ScoringModel:
+        """The scoring model in use (fitted or default)."""
+        return self._require_built().model
+
+    # ------------------------------------------------------------------ build
+    def build_index(self) -> None:
+        """Encode the routes' utterances and build the candidate index, BM25 and rules.
+
+        Utterances already encoded (same text) are not re-encoded. A model learned by `fit`
+        is kept when the route names are unchanged.
+        """
+        routes = tuple(self._routes.values())
+        if not routes:
+            raise IndexNotBuiltError("no routes: add routes before build_index()")
+        texts = [u for r in routes for u in r.utterances]
+        owner = np.repeat(np.arange(len(routes)), [len(r.utterances) for r in routes])
+        vectors = _normalise_rows(self.encode(texts))
+        self._install(routes, vectors, owner.astype(np.int64), model=self._reusable_model(routes))
+
+    def _reusable_model(self, routes: tuple[Route, ...]) -> ScoringModel | None:
+        built = self._built
+        if built is not None and [r.name for r in built.routes] == [r.name for r in routes]:
+            return built.model
+        return None
+
+    def _install(
+        self,
+        routes: tuple[Route, ...],
+        vectors: NDArray[np.float32],
+        owner: NDArray[np.int64],
+        model: ScoringModel | None,
+    ) -> None:
+        prototypes = np.zeros((len(routes), vectors.shape[1]), dtype=np.float32)
+        np.add.at(prototypes, owner, vectors)
+        prototypes = _normalise_rows(prototypes)
+        documents = [
+            [t for text in (*r.utterances, *r.keywords) for t in tokenize(text)] for r in routes
+        ]
+        model = model or ScoringModel.default(self.config.weights)
+        built = _Built(
+            routes=routes,
+            utterance_vectors=vectors,
+            utterance_owner=owner,
+            prototypes=prototypes,
+            index=build_index(prototypes, self.config.index),
+            bm25=BM25Index(documents, k1=self.config.bm25_k1, b=self.config.bm25_b),
+            rules=RuleMatcher(routes),
+            model=model,
+            thresholds=self._thresholds(routes, model),
+        )
+        with self._build_lock:
+            self._built = built
+
+    def _thresholds(self, routes: Sequence[Route], model: ScoringModel) -> NDArray[np.float64]:
+        default = float(model.metadata.get("threshold", self.config.threshold))
+        return np.array([default if r.threshold is None else r.threshold for r in routes])
+
+    def _set_model(self, model: ScoringModel) -> None:
+        built = self._require_built()
+        with self._build_lock:
+            self._built = _Built(
+                **{**built.__dict__, "model": model, "thresholds": self._thresholds(built.routes, model)}
+            )
+
+    def _require_built(self) -> _Built:
+        built = self._built
+        if built is None:
+            raise IndexNotBuiltError("the router has no index: call build_index() first")
+        if built.routes != tuple(self._routes.values()):
+            raise IndexNotBuiltError("routes changed since build_index(): call build_index() again")
+        return built
+
+    # --------------------------------------------------------------- encoding
+    def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Encode texts with the router's encoder (cached), validated, L2-normalised."""
+        vectors = check_vectors(
+            self.encoder.encode(list(texts)), len(texts), self.encoder.dimension,
+            type(self.encoder).__name__,
+        )
+        return _normalise_rows(vectors)
+
+    # ---------------------------------------------------------------- routing
+    def route(self, query: str, embedding: ArrayLike | None = None) -> RouteResult:
+        """Route one query; pass `embedding` to skip encoding.
+
+        Returns the fallback route (or None) when nothing is confident enough.
+        """
+        start = time.perf_counter_ns()
+        _check_query(query)
+        built = self._require_built()
+        if embedding is None:
+            vectors = self.encode([query])
+        else:
+            vectors = _check_embeddings(embedding, built.prototypes.shape[1], single=True)
+        return self._decide(built, [query], vectors, start)[0]
+
+    def route_batch(
+        self, queries: Sequence[str], embeddings: ArrayLike | None = None
+    ) -> list[RouteResult]:
+        """Route many queries in one vectorised pass; same results as `route` one by one."""
+        start = time.perf_counter_ns()
+        if isinstance(queries, str):
+            raise InvalidQueryError("route_batch expects a sequence of queries, not one string")
+        queries = list(queries)
+        for query in queries:
+            _check_query(query)
+        built = self._require_built()
+        if not queries:
+            return []
+        if embeddings is None:
+            vectors = self.encode(queries)
+        else:
+            vectors = _check_embeddings(embeddings, built.prototypes.shape[1], single=False)
+            if len(vectors) != len(queries):
+                raise InvalidQueryError(
+                    f"{len(queries)} queries but {len(vectors)} embeddings were given"
+                )
+        return self._decide(built, queries, vectors, start)
+
+    async def aroute(self, query: str, embedding: ArrayLike | None = None) -> RouteResult:
+        """`route` without blocking the event loop when encoding is needed."""
+        if embedding is not None:
+            return self.route(query, embedding)
+        _check_query(query)
+        vector = await self.encoder.aencode([query])
+        return self.route(query, np.asarray(vector)[0])
+
+    async def aroute_batch(
+        self, queries: Sequence[str], embeddings: ArrayLike | None = None
+    ) -> list[RouteResult]:
+        """`route_batch` without blocking the event loop."""
+        return await asyncio.to_thread(self.route_batch, queries, embeddings)
+
+    def _decide(
+        self, built: _Built, queries: Sequence[str], vectors: NDArray[np.float32], start: int
+    ) -> list[RouteResult]:
+        candidates, dense = self._candidates(built, queries, vectors)
+        features = self._features(built, queries, vectors, candidates, dense)
+        scores, confidence = built.model.score(features)
+        order = np.argsort(-scores, axis=1, kind="stable")[:, : self.config.top_k]
+        return self._results(built, candidates, features, scores, confidence, order, start)
+
+    def _candidates(
+        self, built: _Built, queries: Sequence[str], vectors: NDArray[np.float32]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Nearest route prototypes; routes whose rules fire replace the weakest ones."""
+        k = min(self.config.max_candidates, len(built.routes))
+        candidates, dense = built.index.search(vectors, k)
+        if built.rules.is_empty or k == len(built.routes):
+            return candidates, dense
+        for row, query in enumerate(queries):
+            fired = built.rules.matched_routes(query, tokenize(query))
+            missing = sorted(fired.difference(candidates[row].tolist()))[:k]
+            if missing:
+                slots = slice(k - len(missing), k)
+                candidates[row, slots] = missing
+                dense[row, slots] = built.prototypes[missing] @ vectors[row]
+        return candidates, dense
+
+    def _features(
+        self,
+        built: _Built,
+        queries: Sequence[str],
+        vectors: NDArray[np.float32],
+        candidates: NDArray[np.int64],
+        dense: NDArray[np.float32],
+    ) -> NDArray[np.float64]:
+        tokens = [tokenize(q) for q in queries]
+        features = np.zeros((*candidates.shape, len(FEATURES)), dtype=np.float64)
+        features[..., 0] = dense
+        sparse_all = built.bm25.normalized_many(tokens)
+        sparse = np.take_along_axis(sparse_all, candidates, axis=1)
+        features[..., 1] = sparse
+        best = sparse_all.max(axis=1, keepdims=True)
+        np.divide(sparse, best, out=features[..., 2], where=best > 0)
+        if not built.rules.is_empty:
+            for row, query in enumerate(queries):
+                fired = built.rules.matched_routes(query, tokens[row])
+                if fired:
+                    features[row, :, 3] = np.isin(candidates[row], list(fired))
+        head = built.model.head
+        if head is not None:
+            full = built.index.kind == "exact"
+            features[..., 4] = head.logits(vectors, candidates, full)
+        return features
+
+    def _results(
+        self,
+        built: _Built,
+        candidates: NDArray[np.int64],
+        features: NDArray[np.float64],
+        scores: NDArray[np.float64],
+        confidence: NDArray[np.float64],
+        order: NDArray[np.int64],
+        start: int,
+    ) -> list[RouteResult]:
+        routes, thresholds, fallback = built.routes, built.thresholds, self.config.fallback_route
+        results = []
+        latency_us = (time.perf_counter_ns() - start) / 1000.0 / len(candidates)
+        for row in range(len(candidates)):
+            ranked = tuple(
+                Candidate(
+                    route_id=routes[candidates[row, j]].name,
+                    confidence=float(confidence[row, j]),
+                    score=float(scores[row, j]),
+                    dense=float(features[row, j, 0]),
+                    sparse=float(features[row, j, 1]),
+                    rule=float(features[row, j, 3]),
+                )
+                for j in order[row]
+            )
+            best = ranked[0]
+            accepted = best.confidence >= thresholds[candidates[row, order[row, 0]]]
+            results.append(
+                RouteResult(
+                    route_id=best.route_id if accepted else fallback,
+                    confidence=best.confidence,
+                    candidates=ranked,
+                    latency_us=latency_us,
+                    is_fallback=not accepted,
+                )
+            )
+        return results
+
+    # ------------------------------------------------------------ explanation
+    def explain(self, query: str, embedding: ArrayLike | None = None) -> str:
+        """A readable account of how `query` was routed, candidate by candidate."""
+        result = self.route(query, embedding)
+        lines = [f"query: {query!r}"]
+        verdict = result.route_id if result.route_id is not None else "(none)"
+        top = result.top
+        if result.is_fallback and top is not None:
+            threshold = self.get_route(top.route_id).threshold
+            limit = self._require_built().thresholds[self.route_names.index(top.route_id)]
+            lines.append(
+                f"decision: {verdict} - best route {top.route_id!r} had confidence "
+                f"{top.confidence:.3f} < threshold {limit if threshold is None else threshold:.3f}"
+            )
+        else:
+            lines.append(f"decision: {verdict} (confidence {result.confidence:.3f})")
+        fitted = "fitted" if self.model.is_fitted else "default, not fitted"
+        lines.append(f"scoring: {fitted}; weights " + ", ".join(
+            f"{n}={w:.3g}" for n, w in zip(FEATURES, self.model.weights) if w
+        ))
+        lines.append(f"{'route':<24}{'confidence':>11}{'score':>9}{'dense':>8}{'sparse':>8}{'rule':>6}")
+        for c in result.candidates:
+            lines.append(
+                f"{c.route_id:<24}{c.confidence:>11.3f}{c.score:>9.3f}{c.dense:>8.3f}"
+                f"{c.sparse:>8.3f}{c.rule:>6.0f}"
+            )
+        lines.append(f"latency: {result.latency_us:.0f} us")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------- learn / evaluate
+    def fit(
+        self,
+        queries: Sequence[str],
+        labels: Sequence[str | None],
+        embeddings: ArrayLike | None = None,
+        **options: Any,
+    ) -> FitReport:
+        """Learn fusion weights, a linear head, the calibrator and the threshold.
+
+        See `stratarouter_core.learning.fit_router` for the options.
+        """
+        from .learning import fit_router
+
+        return fit_router(self, queries, labels, embeddings, **options)
+
+    def evaluate(
+        self,
+        queries: Sequence[str],
+        labels: Sequence[str | None],
+        embeddings: ArrayLike | None = None,
+    ) -> EvaluationReport:
+        """Accuracy, out-of-scope handling, calibration and latency on labelled queries."""
+        from .evaluation import evaluate_router
+
+        return evaluate_router(self, queries, labels, embeddings)
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        """Save routes, config, vectors, learned model and encoder fingerprint to a directory."""
+        from .persistence import save_router
+
+        save_router(self, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path, encoder: BaseEncoder | None = None) -> Router:
+        """Load a router saved with `save`, without re-encoding anything."""
+        from .persistence import load_router
+
+        return load_router(cls, Path(path), encoder)
+
+
+def _check_query(query: object) -> None:
+    if not isinstance(query, str):
+        raise InvalidQueryError(f"query must be a str, got {type(query).__name__}")
+    if not query.strip():
+        raise InvalidQueryError("query is empty or whitespace")
+
+
+def _check_embeddings(embedding: ArrayLike, dimension: int, *, single: bool) -> NDArray[np.float32]:
+    try:
+        array = np.asarray(embedding, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidQueryError("embedding must be a numeric array") from exc
+    if single and array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2:
+        raise InvalidQueryError(f"embeddings must be 2-D (n, {dimension}), got shape {array.shape}")
+    if array.shape[1] != dimension:
+        raise DimensionMismatchError(
+            f"embedding has dimension {array.shape[1]}, the router's encoder has {dimension}"
+        )
+    if not np.isfinite(array).all():
+        raise InvalidQueryError("embedding contains NaN or infinite values")
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise InvalidQueryError("embedding has zero norm: it points nowhere")
+    return np.ascontiguousarray(array / norms)
+
+
+def _normalise_rows(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    out: NDArray[np.float32] = (vectors / norms).astype(np.float32, copy=False)
+    return np.ascontiguousarray(out)

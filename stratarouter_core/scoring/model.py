@@ -1,0 +1,116 @@
+"""Fusion of the score parts and the map from fused scores to calibrated confidence.
+
+Per query and candidate route the pipeline computes five features:
+
+- ``dense``: cosine between the query and the route prototype;
+- ``sparse``: BM25 as a fraction of what the query could reach;
+- ``sparse_rel``: ``sparse`` relative to the best route for that query;
+- ``rule``: 1 when a keyword or pattern of the route matched;
+- ``head``: the logit of a linear head learned by `Router.fit` (0 before).
+
+The fused score is their weighted sum. Before `fit`, weights come from `FusionWeights` and the
+confidence is the fused score itself, clipped to [0, 1] (a monotone default, not yet a
+probability). After `fit`, the fused scores go through a softmax over the candidates, and the
+confidence is an isotonic calibration of a learned combination of the candidate's softmax
+probability, cosine and BM25 fraction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..calibration import IsotonicCalibrator
+from ..config import FusionWeights
+
+__all__ = ["FEATURES", "ConfidenceModel", "LinearHead", "ScoringModel"]
+
+FEATURES = ("dense", "sparse", "sparse_rel", "rule", "head")
+CONFIDENCE_FEATURES = ("log_p", "dense", "sparse", "bias")
+
+
+@dataclass
+class LinearHead:
+    """A learned linear scorer over query embeddings: one weight vector and bias per route."""
+
+    weights: NDArray[np.float32]  # (n_routes, dimension)
+    bias: NDArray[np.float32]  # (n_routes,)
+
+    def logits(self, vectors: NDArray[np.float32], candidates: NDArray[np.int64], full: bool) -> NDArray[np.float32]:
+        """Logits of each query's candidate routes, shape like `candidates`.
+
+        With `full`, all routes are scored with one matrix product and then indexed (best for
+        small route sets); otherwise only the candidates' rows are gathered.
+        """
+        if full:
+            all_logits = vectors @ self.weights.T + self.bias
+            return np.take_along_axis(all_logits, candidates, axis=1)
+        rows = self.weights[candidates]  # (n, k, d)
+        return np.einsum("nkd,nd->nk", rows, vectors) + self.bias[candidates]
+
+
+@dataclass
+class ConfidenceModel:
+    """Maps candidate features to P(correct): a linear score, then isotonic calibration."""
+
+    coefficients: NDArray[np.float64]  # over CONFIDENCE_FEATURES
+    calibrator: IsotonicCalibrator
+
+    def raw(self, log_p: NDArray[np.float64], dense: NDArray[np.float64], sparse: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The uncalibrated confidence score."""
+        c = self.coefficients
+        out: NDArray[np.float64] = c[0] * log_p + c[1] * dense + c[2] * sparse + c[3]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialisable state."""
+        return {"coefficients": self.coefficients.tolist(), "calibrator": self.calibrator.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConfidenceModel:
+        """Inverse of `to_dict`."""
+        return cls(np.asarray(data["coefficients"], dtype=np.float64),
+                   IsotonicCalibrator.from_dict(data["calibrator"]))
+
+
+@dataclass
+class ScoringModel:
+    """Fusion weights, optional learned head, and the confidence map.
+
+    Example:
+        >>> import numpy as np
+        >>> model = ScoringModel.default(FusionWeights())
+        >>> features = np.zeros((1, 2, len(FEATURES)))
+        >>> features[0, 0, 0] = 0.9  # a strong dense match for the first candidate
+        >>> scores, confidence = model.score(features)
+        >>> bool(scores[0, 0] > scores[0, 1]) and bool(confidence[0, 0] > confidence[0, 1])
+        True
+    """
+
+    weights: NDArray[np.float64]  # over FEATURES
+    head: LinearHead | None = None
+    confidence_model: ConfidenceModel | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def default(cls, weights: FusionWeights) -> ScoringModel:
+        """The unfitted model: configured weights, no head, confidence = clipped fused score."""
+        return cls(np.array([weights.dense, weights.sparse, 0.0, weights.rule, 0.0]))
+
+    @property
+    def is_fitted(self) -> bool:
+        """True once `Router.fit` has learned a confidence model."""
+        return self.confidence_model is not None
+
+    def score(self, features: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Fused scores and confidences for features of shape (n, k, len(FEATURES))."""
+        fused: NDArray[np.float64] = features @ self.weights
+        if self.confidence_model is None:
+            return fused, np.clip(fused, 0.0, 1.0)
+        shifted = fused - fused.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        raw = self.confidence_model.raw(log_p, features[..., 0], features[..., 1])
+        return fused, self.confidence_model.calibrator.transform(raw)

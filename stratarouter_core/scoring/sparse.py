@@ -1,0 +1,124 @@
+"""BM25 over one document per route, precomputed so a query costs one `bincount`.
+
+Because BM25 only depends on (term, document), every term's contribution to every route is
+computed once at build time and stored as a CSR matrix (term -> routes). Scoring a query is then
+a gather of the query terms' rows and a `bincount` into the route axis: no loop over documents.
+The weights reproduce `rank_bm25.BM25Okapi` exactly (same idf floor for very common terms).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["BM25Index"]
+
+_EMPTY_IDS = np.zeros(0, dtype=np.int64)
+
+
+class BM25Index:
+    """Okapi BM25 of queries against route documents.
+
+    `score` returns raw BM25 per route; `normalized` divides by the query's attainable maximum
+    (every query term saturated in a document: idf * (k1 + 1)), so the sparse signal lies in
+    [0, 1) and means "how much of the query's information this route explains". Terms unseen in
+    any document count with the idf of a term in no document: a query of unknown words is far
+    from every route, not close to all of them.
+
+    Example:
+        >>> index = BM25Index([["refund", "invoice"], ["reset", "password"]])
+        >>> scores = index.normalized(["refund", "my", "invoice"])
+        >>> bool(scores[0] > scores[1])
+        True
+    """
+
+    def __init__(
+        self,
+        documents: Sequence[Sequence[str]],
+        *,
+        k1: float = 1.5,
+        b: float = 0.75,
+        epsilon: float = 0.25,
+    ) -> None:
+        """Index `documents` (one token list per route)."""
+        self.k1, self.b, self.epsilon = k1, b, epsilon
+        self.n_documents = len(documents)
+        counts = [Counter(doc) for doc in documents]
+        lengths = np.array([len(doc) for doc in documents], dtype=np.float64)
+        average_length = float(lengths.mean()) if len(lengths) and lengths.sum() else 1.0
+        document_frequency: Counter[str] = Counter()
+        for doc_counts in counts:
+            document_frequency.update(doc_counts.keys())
+        self.vocabulary: dict[str, int] = {t: i for i, t in enumerate(sorted(document_frequency))}
+        idf = self._idf(document_frequency)
+        self.idf = np.array([idf[t] for t in self.vocabulary], dtype=np.float64)
+        self.unseen_idf = math.log((self.n_documents + 0.5) / 0.5)
+
+        length_norm = k1 * (1.0 - b + b * lengths / average_length)
+        rows: list[list[tuple[int, float]]] = [[] for _ in self.vocabulary]
+        for doc_id, doc_counts in enumerate(counts):
+            for term, tf in doc_counts.items():
+                term_id = self.vocabulary[term]
+                weight = self.idf[term_id] * tf * (k1 + 1.0) / (tf + length_norm[doc_id])
+                rows[term_id].append((doc_id, weight))
+        self.indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        self.indptr[1:] = np.cumsum([len(r) for r in rows])
+        self.indices = np.array([d for r in rows for d, _ in r], dtype=np.int64)
+        self.data = np.array([w for r in rows for _, w in r], dtype=np.float64)
+
+    def _idf(self, document_frequency: Counter[str]) -> dict[str, float]:
+        n = self.n_documents
+        raw = {t: math.log(n - df + 0.5) - math.log(df + 0.5) for t, df in document_frequency.items()}
+        floor = self.epsilon * (sum(raw.values()) / len(raw)) if raw else 0.0
+        return {t: (value if value >= 0 else floor) for t, value in raw.items()}
+
+    def term_ids(self, tokens: Sequence[str]) -> NDArray[np.int64]:
+        """Ids of the known tokens, repeated as often as they occur (BM25 sums per occurrence)."""
+        vocabulary = self.vocabulary
+        ids = [vocabulary[t] for t in tokens if t in vocabulary]
+        return np.array(ids, dtype=np.int64) if ids else _EMPTY_IDS
+
+    def upper_bound(self, tokens: Sequence[str]) -> float:
+        """The largest BM25 score any document could give these tokens."""
+        vocabulary, idf = self.vocabulary, self.idf
+        total = sum(idf[vocabulary[t]] if t in vocabulary else self.unseen_idf for t in tokens)
+        return float(total) * (self.k1 + 1.0)
+
+    def score(self, tokens: Sequence[str]) -> NDArray[np.float64]:
+        """Raw BM25 score of every route document for one tokenised query."""
+        return self.score_many([tokens])[0]
+
+    def normalized(self, tokens: Sequence[str]) -> NDArray[np.float64]:
+        """BM25 of every route divided by the query's attainable maximum, in [0, 1)."""
+        return self.normalized_many([tokens])[0]
+
+    def score_many(self, queries: Sequence[Sequence[str]]) -> NDArray[np.float64]:
+        """Raw BM25 scores, shape (len(queries), n_documents), in one vectorised pass."""
+        n_docs = self.n_documents
+        term_ids = [self.term_ids(tokens) for tokens in queries]
+        counts = np.array([len(ids) for ids in term_ids], dtype=np.int64)
+        if counts.sum() == 0:
+            return np.zeros((len(queries), n_docs), dtype=np.float64)
+        ids = np.concatenate(term_ids)
+        owner = np.repeat(np.arange(len(queries), dtype=np.int64), counts)
+        starts, ends = self.indptr[ids], self.indptr[ids + 1]
+        lengths = ends - starts
+        total = int(lengths.sum())
+        # Positions of every posting of every query term, without a Python loop over terms.
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        postings = offsets + np.arange(total, dtype=np.int64)
+        rows = np.repeat(owner, lengths)
+        flat = rows * n_docs + self.indices[postings]
+        scores = np.bincount(flat, weights=self.data[postings], minlength=len(queries) * n_docs)
+        return scores.reshape(len(queries), n_docs)
+
+    def normalized_many(self, queries: Sequence[Sequence[str]]) -> NDArray[np.float64]:
+        """`score_many` divided row-wise by each query's attainable maximum."""
+        scores = self.score_many(queries)
+        bounds = np.array([self.upper_bound(tokens) for tokens in queries], dtype=np.float64)
+        np.divide(scores, bounds[:, None], out=scores, where=bounds[:, None] > 0)
+        return scores
