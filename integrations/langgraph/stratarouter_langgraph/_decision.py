@@ -1,0 +1,96 @@
+"""What the LangGraph adapters share: reading the query from state, recording the decision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
+from langchain_core.messages import BaseMessage
+from langgraph.config import get_stream_writer
+from stratarouter_core import ConfigError, InvalidQueryError, Router, RouteResult
+
+__all__ = [
+    "DECISION_EVENT", "TextFrom", "arecord", "complete_map", "decision_data", "record",
+    "state_text",
+]
+
+TextFrom: TypeAlias = str | Callable[[Any], str]
+"""A state key (its value: str, message or message list) or a callable state -> str."""
+
+DECISION_EVENT = "stratarouter_decision"
+
+
+def state_text(state: Any, text_from: TextFrom, owner: str) -> str:
+    """The query to route: `text_from(state)`, or the text at key `text_from` of `state`."""
+    if callable(text_from):
+        value: Any = text_from(state)
+    elif isinstance(state, Mapping):
+        if text_from not in state:
+            raise KeyError(f"{owner}: state has no key {text_from!r} (keys: {sorted(state)}); "
+                           f"pass text_from=<key or callable>")
+        value = state[text_from]
+    else:
+        value = getattr(state, text_from)
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if not value:
+            raise InvalidQueryError(f"{owner}: state[{text_from!r}] is empty, nothing to route")
+        value = value[-1]
+    if isinstance(value, BaseMessage):
+        return str(value.text)
+    if isinstance(value, Mapping) and isinstance(value.get("content"), str):
+        return str(value["content"])
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"{owner} cannot route a {type(value).__name__} taken from the state: "
+                    f"expected str, BaseMessage or a list of messages")
+
+
+def complete_map(router: Router, mapping: Mapping[str, str] | None, fallback: str,
+                 owner: str) -> dict[str, str]:
+    """Route name -> node for every route (default: same name), checked to be complete.
+
+    The router's configured `fallback_route`, when it is not a route, goes to `fallback`
+    unless `mapping` names it.
+    """
+    routes = router.route_names
+    extra = router.config.fallback_route
+    result = dict(mapping) if mapping is not None else {r: r for r in routes}
+    unknown = [k for k in result if k not in routes and k != extra]
+    if unknown:
+        raise ConfigError(f"{owner}: {unknown} are not routes of the router "
+                          f"(routes: {list(routes)})")
+    missing = [r for r in routes if r not in result]
+    if missing:
+        raise ConfigError(f"{owner}: route(s) {missing} are not mapped to a node; a complete "
+                          f"mapping is required so no decision can end the graph silently")
+    if extra is not None:
+        result.setdefault(extra, fallback)
+    return result
+
+
+def decision_data(result: RouteResult, source: str, goto: Sequence[str]) -> dict[str, Any]:
+    """The decision as plain data."""
+    return {"source": source, "route": result.route_id, "confidence": result.confidence,
+            "is_fallback": result.is_fallback, "latency_us": result.latency_us,
+            "goto": list(goto)}
+
+
+def _stream(data: dict[str, Any]) -> None:
+    try:
+        writer = get_stream_writer()
+    except (RuntimeError, KeyError):  # called outside a running graph
+        return
+    writer({DECISION_EVENT: data})
+
+
+def record(data: dict[str, Any], callbacks: CallbackManager) -> None:
+    """Emit the decision on the graph's `custom` stream and as a custom event of our run."""
+    _stream(data)
+    callbacks.on_custom_event(DECISION_EVENT, data, run_id=callbacks.parent_run_id)
+
+
+async def arecord(data: dict[str, Any], callbacks: AsyncCallbackManager) -> None:
+    """Async `record`."""
+    _stream(data)
+    await callbacks.on_custom_event(DECISION_EVENT, data, run_id=callbacks.parent_run_id)

@@ -1,0 +1,155 @@
+"""`router_node`: a node that routes and returns `Command(update=..., goto=...)`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
+from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.graph import MessagesState, StateGraph
+from langgraph.types import Command, Send
+from stratarouter_core import ConfigError, Router, RouteResult
+
+from ._decision import TextFrom, arecord, complete_map, decision_data, record, state_text
+
+__all__ = ["RouterNode", "RouterState", "router_node"]
+
+
+class RouterState(MessagesState):
+    """`MessagesState` plus the keys a `RouterNode` writes: `route` and `confidence`."""
+
+    route: str | None
+    confidence: float
+
+
+class RouterNode(Runnable[Any, Command[str]]):
+    """A graph node: routes the state, writes the decision to it and goes to the route's node.
+
+    Returns `Command(update={"route", "confidence"}, goto=node)`. With `fan_out_top_k`, a
+    multi-intent query whose runner-up routes are confident enough goes to several nodes at
+    once (`Send`, each carrying its own `route`/`confidence`). Add it with `add_to`, which
+    declares the destinations so the graph drawing shows the edges and `compile()` checks them.
+    """
+
+    def __init__(self, router: Router, *, fallback: str,
+                 destinations: Mapping[str, str] | None = None, text_from: TextFrom = "messages",
+                 fan_out_top_k: int | None = None, min_confidence_for_fan_out: float | None = None,
+                 name: str = "stratarouter") -> None:
+        """See `router_node`."""
+        if fan_out_top_k is not None and fan_out_top_k < 1:
+            raise ConfigError(f"{name}: fan_out_top_k must be >= 1 or None, got {fan_out_top_k}")
+        self.router = router
+        self.fallback = fallback
+        self.destinations = complete_map(router, destinations, fallback, name)
+        self.text_from = text_from
+        self.fan_out_top_k = fan_out_top_k
+        threshold = min_confidence_for_fan_out
+        if threshold is None:
+            threshold = router.config.threshold
+        self.min_confidence_for_fan_out = threshold
+        self.name = name
+
+    def _command(self, state: Any, result: RouteResult) -> Command[str]:
+        update = {"route": result.route_id, "confidence": result.confidence}
+        node = self.destinations[result.route_id] if result.route_id is not None else self.fallback
+        picks = [] if result.is_fallback or not self.fan_out_top_k else [
+            c for c in result.candidates[: self.fan_out_top_k]
+            if c.confidence >= self.min_confidence_for_fan_out
+        ]
+        if len({self.destinations[c.route_id] for c in picks}) < 2:
+            return Command(update=update, goto=node)
+        sends = [Send(self.destinations[c.route_id], _with_route(state, c.route_id, c.confidence))
+                 for c in picks]
+        return Command(update=update, goto=sends)
+
+    def _goto_names(self, command: Command[str]) -> list[str]:
+        goto = command.goto if isinstance(command.goto, (list, tuple)) else [command.goto]
+        return [g.node if isinstance(g, Send) else str(g) for g in goto]
+
+    def _route(self, state: Any, run_manager: CallbackManagerForChainRun) -> Command[str]:
+        result = self.router.route(state_text(state, self.text_from, self.get_name()))
+        command = self._command(state, result)
+        data = decision_data(result, self.get_name(), self._goto_names(command))
+        record(data, run_manager.get_child())
+        return command
+
+    async def _aroute(
+        self, state: Any, run_manager: AsyncCallbackManagerForChainRun
+    ) -> Command[str]:
+        result = await self.router.aroute(state_text(state, self.text_from, self.get_name()))
+        command = self._command(state, result)
+        data = decision_data(result, self.get_name(), self._goto_names(command))
+        await arecord(data, run_manager.get_child())
+        return command
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None,
+               **kwargs: Any) -> Command[str]:
+        """Route the state; returns the `Command`."""
+        return self._call_with_config(self._route, input, config)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None,
+                      **kwargs: Any) -> Command[str]:
+        """Async `invoke` (encodes without blocking the event loop)."""
+        return await self._acall_with_config(self._aroute, input, config)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every node this node can go to (the route nodes and the fallback), deduplicated."""
+        return tuple(dict.fromkeys([*self.destinations.values(), self.fallback]))
+
+    def add_to(self, graph: StateGraph[Any, Any, Any, Any],
+               node_name: str = "router") -> StateGraph[Any, Any, Any, Any]:
+        """`graph.add_node(node_name, self, destinations=...)` after checking the state keys.
+
+        Raises:
+            ConfigError: The graph's state has no `route` or `confidence` key (LangGraph would
+                drop the update silently); extend `RouterState`.
+        """
+        missing = [k for k in ("route", "confidence") if k not in graph.channels]
+        if missing:
+            raise ConfigError(f"{self.name}: the graph state has no key(s) {missing}, so the "
+                              f"decision would be dropped; use or extend RouterState")
+        return graph.add_node(node_name, self, destinations=self.targets)
+
+
+def _with_route(state: Any, route: str, confidence: float) -> Any:
+    if isinstance(state, Mapping):
+        return {**state, "route": route, "confidence": confidence}
+    return state
+
+
+def router_node(router: Router, *, fallback: str, destinations: Mapping[str, str] | None = None,
+                text_from: TextFrom = "messages", fan_out_top_k: int | None = None,
+                min_confidence_for_fan_out: float | None = None,
+                name: str = "stratarouter") -> RouterNode:
+    """Build a router node returning `Command(update={"route", "confidence"}, goto=...)`.
+
+    Args:
+        router: A built `stratarouter_core.Router`.
+        fallback: Node (or `END`) taken when the router abstains.
+        destinations: Route name -> node; must cover every route (default: same names).
+        text_from: State key holding the query, or a callable state -> str.
+        fan_out_top_k: If set, fan out with `Send` to the nodes of up to this many top
+            candidates whose confidence reaches `min_confidence_for_fan_out`.
+        min_confidence_for_fan_out: Calibrated confidence a runner-up needs to be fanned out
+            to; default: the router's `threshold`.
+        name: Run name in traces.
+
+    Raises:
+        ConfigError: `destinations` names an unknown route or misses one.
+
+    Example:
+        >>> from langgraph.graph import END, START, StateGraph
+        >>> from stratarouter_core.testing import AdapterContract
+        >>> graph = StateGraph(RouterState)
+        >>> _ = router_node(AdapterContract.build_router(), fallback=END).add_to(graph)
+        >>> for name in ("billing", "tech_support", "sales"):
+        ...     _ = graph.add_node(name, lambda state: {})
+        >>> app = graph.add_edge(START, "router").compile()
+        >>> app.invoke({"messages": [("user", "refund my last payment")]})["route"]
+        'billing'
+    """
+    return RouterNode(router, fallback=fallback, destinations=destinations, text_from=text_from,
+                      fan_out_top_k=fan_out_top_k,
+                      min_confidence_for_fan_out=min_confidence_for_fan_out, name=name)
