@@ -32,7 +32,7 @@ def test_runs_the_routed_branch(router):
 
 def test_abstain_without_default_is_a_clear_error(router):
     dispatch = SemanticRouteDispatch(router, models(router))
-    with pytest.raises(NoBranchError, match="abstained.*no default"):
+    with pytest.raises(NoBranchError, match=r"abstained.*no default"):
         dispatch.invoke(OFF_TOPIC)
 
 
@@ -53,7 +53,8 @@ def test_route_without_branch_needs_a_default(router):
 def test_router_fallback_route_may_have_a_branch():
     router = Router(encoder=HashingEncoder(),
                     config=RouterConfig(threshold=0.2, fallback_route="human"))
-    router.add_routes([Route(name=n, examples=list(ex)) for n, ex in AdapterContract.routes.items()])
+    router.add_routes([Route(name=n, examples=list(ex))
+                       for n, ex in AdapterContract.routes.items()])
     router.build_index()
     branches = {n: RunnableLambda(lambda x, n=n: n) for n in (*router.route_names, "human")}
     dispatch = SemanticRouteDispatch(router, branches)
@@ -69,7 +70,8 @@ def test_child_config_carries_route_and_confidence(router):
         seen.update(tags=config["tags"], metadata=config["metadata"])
         return "ok"
 
-    dispatch = SemanticRouteDispatch(router, {n: RunnableLambda(branch) for n in router.route_names})
+    dispatch = SemanticRouteDispatch(router,
+                                     {n: RunnableLambda(branch) for n in router.route_names})
     dispatch.invoke(BILLING_Q, {"tags": ["outer"], "metadata": {"user": "u1"}})
     result = router.route(BILLING_Q)
     assert "route:billing" in seen["tags"] and "outer" in seen["tags"]
@@ -122,7 +124,8 @@ async def test_astream_default_on_abstain(router):
 async def test_ainvoke_and_abatch(router, recorder):
     dispatch = SemanticRouteDispatch(router, models(router),
                                      default=FakeListChatModel(responses=["human answer"]))
-    assert (await dispatch.ainvoke(BILLING_Q, {"callbacks": [recorder]})).content == "billing answer"
+    answer = await dispatch.ainvoke(BILLING_Q, {"callbacks": [recorder]})
+    assert answer.content == "billing answer"
     assert recorder.events[0][1]["route"] == "billing"
     outs = await dispatch.abatch([BILLING_Q, OFF_TOPIC])
     assert [o.content for o in outs] == ["billing answer", "human answer"]

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from lg_helpers import ROUTES, add_agents, ran
 from langchain_core.callbacks import BaseCallbackHandler
 from langgraph.graph import END, START, MessagesState, StateGraph
+from lg_helpers import ROUTES, add_agents, ran
 from stratarouter_core import ConfigError
 from stratarouter_core.testing import AdapterContract
 

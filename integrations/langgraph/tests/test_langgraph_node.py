@@ -54,7 +54,7 @@ def test_destinations_are_drawn(router):
 
 
 def test_state_without_route_keys_is_rejected(router):
-    with pytest.raises(ConfigError, match="route.*confidence.*RouterState"):
+    with pytest.raises(ConfigError, match=r"route.*confidence.*RouterState"):
         router_node(router, fallback="human").add_to(StateGraph(MessagesState))
 
 
