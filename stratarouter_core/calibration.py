@@ -15,9 +15,11 @@ __all__ = ["IsotonicCalibrator", "brier_score", "expected_calibration_error", "r
 class IsotonicCalibrator:
     """Monotone map from a score to P(correct), fitted by isotonic regression.
 
-    Fitting uses scikit-learn's `IsotonicRegression`; routing only interpolates the fitted
-    step function with `np.interp`, so the hot path needs no scikit-learn call. Scores outside
-    the fitted range are clipped to its ends.
+    Fitting uses scikit-learn's `IsotonicRegression`. Its step function is then made strictly
+    increasing by interpolating between the weighted centres of its blocks (centred isotonic
+    regression): the probabilities are the same on average, but nearby scores no longer
+    collapse into one value, so thresholds can be placed finely. Routing only calls
+    `np.interp`; scores outside the fitted range are clipped to its ends.
 
     Example:
         >>> import numpy as np
@@ -48,10 +50,15 @@ class IsotonicCalibrator:
         y = np.asarray(correct, dtype=np.float64)
         if x.ndim != 1 or x.shape != y.shape or len(x) < 2:
             raise ConfigError("calibration needs two equal-length 1-D arrays of at least 2 items")
+        w = np.ones_like(x) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         regression = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-        regression.fit(x, y, sample_weight=sample_weight)
-        self.x_ = np.asarray(regression.X_thresholds_, dtype=np.float64)
-        self.y_ = np.asarray(regression.y_thresholds_, dtype=np.float64)
+        fitted = regression.fit(x, y, sample_weight=w).predict(x)
+        levels, block = np.unique(fitted, return_inverse=True)
+        block_weight = np.bincount(block, weights=w)
+        centres = np.bincount(block, weights=w * x) / block_weight
+        order = np.argsort(centres)
+        self.x_ = np.concatenate([[x.min()], centres[order], [x.max()]])
+        self.y_ = np.concatenate([[levels[order][0]], levels[order], [levels[order][-1]]])
         return self
 
     def transform(self, scores: ArrayLike) -> NDArray[np.float64]:

@@ -1,0 +1,1 @@
+"""The `stratarouter` command line."""

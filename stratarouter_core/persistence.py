@@ -1,0 +1,162 @@
+"""Saving and loading a router as a directory, without re-encoding anything on load.
+
+Format (version 1), a directory holding two files:
+
+``router.json``
+    ``format_version`` (1), ``stratarouter_version``, ``encoder`` (``fingerprint``,
+    ``dimension``, ``class``), ``config`` (`RouterConfig.to_dict()`), ``routes`` (list of
+    `Route.to_dict()`), ``model`` (fusion ``weights`` by feature name, ``confidence_model``
+    or null, ``metadata`` such as the fitted threshold, ``has_head``).
+``arrays.npz``
+    ``utterance_vectors`` (float32, one row per route utterance in route order: examples,
+    then description), ``utterance_owner`` (route index per row), and when fitted
+    ``head_weights`` (n_routes x dimension) and ``head_bias``.
+
+Saving writes to a temporary sibling directory and swaps it in, so an existing save is never
+left half-overwritten. Loading checks the format version and that the encoder given (or the
+default `LocalEncoder`) has the fingerprint the vectors were made with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .config import RouterConfig
+from .encoders.base import BaseEncoder, CachedEncoder
+from .errors import ConfigError, PersistenceError
+from .scoring.model import FEATURES, ConfidenceModel, LinearHead, ScoringModel
+from .types import Route
+
+if TYPE_CHECKING:
+    from .router import Router
+
+__all__ = ["FORMAT_VERSION", "load_router", "save_router"]
+
+FORMAT_VERSION = 1
+_MANIFEST = "router.json"
+_ARRAYS = "arrays.npz"
+
+
+def _fingerprint(encoder: BaseEncoder) -> str:
+    inner = encoder.inner if isinstance(encoder, CachedEncoder) else encoder
+    return inner.fingerprint
+
+
+def save_router(router: Router, path: Path) -> None:
+    """Write `router` to the directory `path` (created or atomically replaced)."""
+    from . import __version__
+
+    built = router._require_built()
+    model = built.model
+    inner = router.encoder.inner if isinstance(router.encoder, CachedEncoder) else router.encoder
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "stratarouter_version": __version__,
+        "encoder": {
+            "fingerprint": _fingerprint(router.encoder),
+            "dimension": router.encoder.dimension,
+            "class": f"{type(inner).__module__}.{type(inner).__qualname__}",
+        },
+        "config": router.config.to_dict(),
+        "routes": [route.to_dict() for route in built.routes],
+        "model": {
+            "weights": {name: float(w) for name, w in zip(FEATURES, model.weights)},
+            "confidence_model": model.confidence_model.to_dict() if model.confidence_model else None,
+            "metadata": model.metadata,
+            "has_head": model.head is not None,
+        },
+    }
+    arrays = {"utterance_vectors": built.utterance_vectors, "utterance_owner": built.utterance_owner}
+    if model.head is not None:
+        arrays["head_weights"] = model.head.weights
+        arrays["head_bias"] = model.head.bias
+    path = path.resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        (staging / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        np.savez(staging / _ARRAYS, **arrays)  # type: ignore[arg-type]
+        if path.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, retired / path.name)
+            os.replace(staging, path)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def load_router(cls: type[Router], path: Path, encoder: BaseEncoder | None) -> Router:
+    """Read a router written by `save_router`."""
+    manifest = _read_manifest(path)
+    try:
+        arrays = np.load(path / _ARRAYS)
+    except (OSError, ValueError) as exc:
+        raise PersistenceError(f"cannot read {path / _ARRAYS}: {exc}") from exc
+    try:
+        config = RouterConfig.from_dict(manifest["config"])
+        routes = tuple(Route(**data) for data in manifest["routes"])
+    except (ConfigError, TypeError, KeyError) as exc:
+        raise PersistenceError(f"{path / _MANIFEST} has invalid config or routes: {exc}") from exc
+    if encoder is None:
+        if "LocalEncoder" not in manifest["encoder"]["class"]:
+            raise PersistenceError(
+                f"this router was built with {manifest['encoder']['class']}: pass an equivalent "
+                "encoder, Router.load(path, encoder=...)"
+            )
+        from .encoders.local import LocalEncoder
+
+        encoder = LocalEncoder()
+    saved = manifest["encoder"]["fingerprint"]
+    if _fingerprint(encoder) != saved:
+        raise PersistenceError(
+            f"encoder mismatch: the saved vectors come from {saved!r}, the encoder given is "
+            f"{_fingerprint(encoder)!r}; vectors of different encoders are not comparable"
+        )
+    router = cls(encoder=encoder, config=config, routes=routes)
+    vectors = np.ascontiguousarray(arrays["utterance_vectors"], dtype=np.float32)
+    owner = np.asarray(arrays["utterance_owner"], dtype=np.int64)
+    if vectors.shape[1] != encoder.dimension or len(owner) != len(vectors):
+        raise PersistenceError(f"{path / _ARRAYS} does not match the routes or the encoder dimension")
+    router._install(routes, vectors, owner, _model(manifest["model"], arrays))
+    return router
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads((path / _MANIFEST).read_text())
+    except FileNotFoundError as exc:
+        raise PersistenceError(f"no saved router at {path} ({_MANIFEST} missing)") from exc
+    except (OSError, ValueError) as exc:
+        raise PersistenceError(f"cannot read {path / _MANIFEST}: {exc}") from exc
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise PersistenceError(
+            f"{path} has format version {version!r}; this StrataRouter reads version {FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def _model(data: dict[str, Any], arrays: Any) -> ScoringModel:
+    head = None
+    if data["has_head"]:
+        head = LinearHead(
+            weights=np.ascontiguousarray(arrays["head_weights"], dtype=np.float32),
+            bias=np.asarray(arrays["head_bias"], dtype=np.float32),
+        )
+    confidence = data["confidence_model"]
+    return ScoringModel(
+        weights=np.array([data["weights"][name] for name in FEATURES], dtype=np.float64),
+        head=head,
+        confidence_model=ConfidenceModel.from_dict(confidence) if confidence else None,
+        metadata=dict(data["metadata"]),
+    )
