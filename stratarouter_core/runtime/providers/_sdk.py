@@ -1,0 +1,258 @@
+"""What the SDK-backed clients share: timeouts, error mapping, finish reasons, costs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import importlib
+import json
+import time
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Mapping
+
+from ..errors import (
+    MalformedResponseError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderRequestError,
+    ProviderServerError,
+    ProviderTimeoutError,
+    RateLimitError,
+)
+from .base import (
+    CompletionRequest,
+    CompletionResponse,
+    ProviderClient,
+    Usage,
+    check_timeout,
+    iterate_with_timeout,
+)
+from .pricing import CostEstimate, PriceTable
+
+__all__ = [
+    "SDKClient",
+    "error_from_status",
+    "normalize_finish_reason",
+    "parse_retry_after",
+    "transport_error",
+]
+
+_FINISH_REASONS = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "tool_calls": "tool_calls",
+    "tool_use": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "safety": "content_filter",
+    "refusal": "content_filter",
+    "blocklist": "content_filter",
+    "prohibited_content": "content_filter",
+    "spii": "content_filter",
+}
+_MAX_MESSAGE = 300
+
+
+def normalize_finish_reason(reason: object) -> str | None:
+    """Map a provider's stop reason onto OpenAI's words; unknown ones pass through lower-cased."""
+    if reason is None:
+        return None
+    text = str(getattr(reason, "value", reason)).lower()
+    if not text or text == "finish_reason_unspecified":
+        return None
+    return _FINISH_REASONS.get(text, text)
+
+
+def parse_retry_after(
+    headers: Mapping[str, str] | None, *, now: float | None = None
+) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def _short(message: object) -> str:
+    text = str(message)
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+
+
+def error_from_status(
+    provider: str, status: int, message: object, headers: Mapping[str, str] | None = None
+) -> ProviderError:
+    """The ProviderError for an HTTP error status (429, 408, 5xx, other 4xx)."""
+    text = f"{provider}: HTTP {status}: {_short(message)}"
+    retry_after = parse_retry_after(headers)
+    if status == 429:
+        return RateLimitError(text, provider=provider, status=status, retry_after=retry_after)
+    if status == 408:
+        return ProviderTimeoutError(text, provider=provider, status=status)
+    if status >= 500:
+        return ProviderServerError(text, provider=provider, status=status, retry_after=retry_after)
+    if 400 <= status < 500:
+        return ProviderRequestError(text, provider=provider, status=status)
+    return ProviderError(text, provider=provider, status=status)
+
+
+def _exception_classes(name: str) -> tuple[type[BaseException], ...]:
+    classes: list[type[BaseException]] = []
+    for module_name in ("httpx", "httpx2"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        cls = getattr(module, name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            classes.append(cls)
+    return tuple(classes)
+
+
+_TIMEOUTS = _exception_classes("TimeoutException")
+_TRANSPORT = _exception_classes("TransportError")
+_DECODING = _exception_classes("DecodingError")
+
+
+def transport_error(provider: str, exc: BaseException) -> ProviderError | None:
+    """Map httpx/httpx2 transport failures (raised mid-stream, outside SDK wrapping), else None."""
+    if isinstance(exc, _TIMEOUTS):
+        return ProviderTimeoutError(f"{provider}: timed out: {_short(exc)}", provider=provider)
+    if isinstance(exc, _DECODING):
+        return MalformedResponseError(
+            f"{provider}: undecodable body: {_short(exc)}", provider=provider
+        )
+    if isinstance(exc, _TRANSPORT):
+        return ProviderConnectionError(
+            f"{provider}: connection failed or dropped: {type(exc).__name__}: {_short(exc)}",
+            provider=provider,
+        )
+    return None
+
+
+def malformed(provider: str, exc: BaseException) -> MalformedResponseError:
+    """The error for a response that could not be parsed."""
+    return MalformedResponseError(
+        f"{provider}: malformed response: {type(exc).__name__}: {_short(exc)}", provider=provider
+    )
+
+
+# What extracting fields from a response built without validation raises when the body was wrong;
+# subclasses catch these around their parsing only, never around their own logic.
+PARSE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+)
+
+
+def _body_errors() -> tuple[type[Exception], ...]:
+    classes: list[type[Exception]] = [json.JSONDecodeError]
+    with contextlib.suppress(ImportError):  # every supported SDK depends on pydantic
+        classes.append(importlib.import_module("pydantic").ValidationError)
+    return tuple(classes)
+
+
+# What SDKs raise while decoding a broken body (they do not wrap these).
+_BODY_ERRORS = _body_errors()
+
+
+class SDKClient(ProviderClient):
+    """Base of the SDK-backed clients: bounds every call and turns every failure into ProviderError.
+
+    Subclasses implement `_complete`, `_stream` (an async generator of non-empty text deltas
+    that raises when the stream ends without the provider's end marker), `_map_error` and
+    `aclose`. The SDK timeout is set per call, and `asyncio.wait_for` bounds it again, so a
+    stalled connection cannot outlive `timeout` whatever the SDK does.
+    """
+
+    def __init__(self, price_table: PriceTable | None) -> None:
+        self._prices = PriceTable() if price_table is None else price_table
+
+    @property
+    def price_table(self) -> PriceTable:
+        """Prices used for `CompletionResponse.cost_usd`."""
+        return self._prices
+
+    async def complete(self, request: CompletionRequest, *, timeout: float) -> CompletionResponse:
+        """Return the whole answer within `timeout` seconds, or raise a ProviderError."""
+        timeout = check_timeout(timeout)
+        try:
+            return await asyncio.wait_for(self._complete(request, timeout), timeout)
+        except Exception as exc:
+            error = self._translate(exc, timeout)
+            if error is None:
+                raise
+            raise error from exc
+
+    async def stream(self, request: CompletionRequest, *, timeout: float) -> AsyncIterator[str]:
+        """Yield text deltas; `timeout` bounds the wait for each one."""
+        timeout = check_timeout(timeout)
+        chunks = iterate_with_timeout(self._stream(request, timeout), timeout, provider=self.name)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except Exception as exc:
+            error = self._translate(exc, timeout)
+            if error is None:
+                raise
+            raise error from exc
+        finally:
+            await chunks.aclose()
+
+    def _translate(self, exc: Exception, timeout: float) -> ProviderError | None:
+        """The ProviderError for `exc`, or None to re-raise it as it is."""
+        if isinstance(exc, ProviderError):
+            return None
+        if isinstance(exc, asyncio.TimeoutError):
+            return ProviderTimeoutError(
+                f"{self.name}: no answer within {timeout:g}s", provider=self.name
+            )
+        mapped = self._map_error(exc) or transport_error(self.name, exc)
+        if mapped is not None:
+            return mapped
+        if isinstance(exc, _BODY_ERRORS):
+            return malformed(self.name, exc)
+        return None
+
+    def _cost(self, usage: Usage, *models: str | None) -> CostEstimate:
+        estimate = CostEstimate(0.0, known=False)
+        for model in models:
+            if model:
+                estimate = self._prices.cost(model, usage)
+                if estimate.known:
+                    break
+        return estimate
+
+    @abstractmethod
+    async def _complete(self, request: CompletionRequest, timeout: float) -> CompletionResponse:
+        """Call the SDK once; SDK exceptions may escape (they are mapped by `complete`)."""
+
+    @abstractmethod
+    def _stream(self, request: CompletionRequest, timeout: float) -> AsyncIterator[str]:
+        """Stream through the SDK; SDK exceptions may escape (they are mapped by `stream`)."""
+
+    @abstractmethod
+    def _map_error(self, exc: Exception) -> ProviderError | None:
+        """The ProviderError for an SDK exception, or None if `exc` is not an SDK error."""
