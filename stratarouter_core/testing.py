@@ -34,6 +34,11 @@ class HashingEncoder(BaseEncoder):
         """Hash into `dimension` buckets."""
         self.dimension = dimension
 
+    @property
+    def fingerprint(self) -> str:
+        """Same hashing scheme and dimension, same vectors."""
+        return f"stratarouter-hashing-v1:{self.dimension}"
+
     def _features(self, text: str) -> list[str]:
         words = _WORD.findall(text.lower())
         features = list(words)

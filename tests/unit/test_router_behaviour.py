@@ -1,0 +1,162 @@
+"""Routing decisions: hybrid scores, rules, thresholds, fallback, batch, async, threads, explain."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from stratarouter_core import Route, RouteResult, Router, RouterConfig
+from stratarouter_core.testing import HashingEncoder
+
+ROUTES = [
+    Route(name="billing", description="payments invoices refunds",
+          examples=["refund my invoice", "I was charged twice", "update my credit card"],
+          keywords=["invoice"], patterns=[r"\binv-\d{4}\b"]),
+    Route(name="tech", examples=["the app crashes on start", "error when I log in", "page does not load"],
+          patterns=[r"\berror\s*\d{3}\b"]),
+    Route(name="weather", examples=["will it rain today", "weather forecast for tomorrow", "is it sunny"]),
+    Route(name="sports", examples=["who won the match", "football scores tonight", "tennis results"],
+          threshold=0.99),
+]
+QUERIES = ["refund the invoice please", "the app crashes again", "rain forecast tomorrow",
+           "football match scores", "purple elephant symphony", "charged twice on my card",
+           "error 503 now", "see inv-1234", "is it going to be sunny", "login error"]
+
+
+def same(a: RouteResult, b: RouteResult) -> bool:
+    """Same decision and ranking; scores equal up to float32 rounding (GEMM vs GEMV)."""
+    return (
+        a.route_id == b.route_id
+        and [c.route_id for c in a.candidates] == [c.route_id for c in b.candidates]
+        and np.allclose([c.score for c in a.candidates], [c.score for c in b.candidates], atol=1e-5)
+        and np.allclose([c.confidence for c in a.candidates], [c.confidence for c in b.candidates], atol=1e-5)
+    )
+
+
+def make_router(**config: object) -> Router:
+    r = Router(encoder=HashingEncoder(dimension=128), config=RouterConfig(**config))  # type: ignore[arg-type]
+    r.add_routes(ROUTES)
+    r.build_index()
+    return r
+
+
+@pytest.fixture
+def router() -> Router:
+    return make_router(threshold=0.15, fallback_route="human")
+
+
+def test_routes_to_the_matching_route(router: Router) -> None:
+    assert router.route("refund the invoice please").route_id == "billing"
+    assert router.route("will it rain tomorrow").route_id == "weather"
+
+
+def test_result_carries_ranked_candidates_with_score_parts(router: Router) -> None:
+    result = router.route("refund the invoice please")
+    assert [c.route_id for c in result.candidates][0] == "billing"
+    scores = [c.score for c in result.candidates]
+    assert scores == sorted(scores, reverse=True)
+    top = result.candidates[0]
+    assert top.dense > 0 and 0 < top.sparse < 1 and top.rule == 1.0
+    assert top.confidence == result.confidence
+    assert result.latency_us > 0
+
+
+def test_out_of_scope_is_a_normal_result(router: Router) -> None:
+    result = router.route("purple elephant symphony")
+    assert result.route_id == "human" and result.is_fallback
+    no_fallback = make_router(threshold=0.15)
+    assert no_fallback.route("purple elephant symphony").route_id is None
+
+
+def test_per_route_threshold_overrides_global(router: Router) -> None:
+    result = router.route("football match scores")
+    assert result.top is not None and result.top.route_id == "sports"
+    assert result.route_id == "human"  # sports demands 0.99
+
+
+def test_regex_rule_adds_evidence_and_changes_the_decision() -> None:
+    plain = make_router(threshold=0.0, weights={"dense": 1.0, "sparse": 0.0, "rule": 0.0})
+    ruled = make_router(threshold=0.0, weights={"dense": 1.0, "sparse": 0.0, "rule": 5.0})
+    query = "see inv-1234"  # only the billing pattern knows this shape
+    assert ruled.route(query).route_id == "billing"
+    assert ruled.route(query).candidates[0].rule == 1.0
+    assert plain.route(query).candidates[0].rule in (0.0, 1.0)
+    assert plain.route(query).candidates[0].score < ruled.route(query).candidates[0].score
+
+
+def test_rule_brings_in_a_route_outside_the_candidates() -> None:
+    r = make_router(threshold=0.0, max_candidates=1, weights={"dense": 1, "sparse": 0, "rule": 10})
+    assert r.route("weather forecast, error 404").route_id == "tech"
+
+
+def test_route_batch_equals_route(router: Router) -> None:
+    batch = router.route_batch(QUERIES)
+    for query, batched in zip(QUERIES, batch):
+        assert same(router.route(query), batched)
+
+
+def test_embedding_given_equals_encoded(router: Router) -> None:
+    vectors = router.encoder.encode(QUERIES)
+    for query, vector in zip(QUERIES, vectors):
+        assert same(router.route(query, embedding=vector), router.route(query))
+
+
+def test_async_matches_sync(router: Router) -> None:
+    async def go() -> None:
+        one = await router.aroute(QUERIES[0])
+        many = await router.aroute_batch(QUERIES)
+        assert same(one, router.route(QUERIES[0]))
+        assert [r.route_id for r in many] == [r.route_id for r in router.route_batch(QUERIES)]
+
+    asyncio.run(go())
+
+
+def test_concurrent_routing_matches_serial(router: Router) -> None:
+    queries = QUERIES * 40
+    serial = [router.route(q).candidates for q in queries]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = list(pool.map(lambda q: router.route(q).candidates, queries))
+    assert parallel == serial
+
+
+def test_pruned_candidates_agree_with_all_routes() -> None:
+    pruned = make_router(threshold=0.0, max_candidates=3)
+    full = make_router(threshold=0.0, max_candidates=100)
+    agree = [pruned.route(q).route_id == full.route(q).route_id for q in QUERIES]
+    assert sum(agree) >= len(QUERIES) - 1
+
+
+def test_top_k_limits_candidates() -> None:
+    assert len(make_router(top_k=2).route("refund").candidates) == 2
+
+
+def test_explain_is_readable(router: Router) -> None:
+    text = router.explain("purple elephant symphony")
+    assert "decision: human" in text and "< threshold" in text
+    assert "billing" in text and "dense" in text and "latency" in text
+
+
+def test_build_reuses_cached_encodings() -> None:
+    encoder = HashingEncoder(dimension=32)
+    calls: list[int] = []
+    original = encoder.encode
+    encoder.encode = lambda texts: calls.append(len(texts)) or original(texts)  # type: ignore[method-assign]
+    r = Router(encoder=encoder, routes=ROUTES)
+    r.build_index()
+    r.add_route(Route(name="news", examples=["headlines"]))
+    r.build_index()
+    assert calls[-1] == 1  # only the new utterance was encoded
+    r.route("headlines")  # an utterance: already cached
+    assert len(calls) == 2
+    r.route("fresh query")
+    r.route("fresh query")
+    assert calls == [13, 1, 1]
+
+
+def test_scores_are_vectorised_not_looped_over_routes(router: Router) -> None:
+    vectors = router.encoder.encode(QUERIES)
+    results = router.route_batch(QUERIES, embeddings=np.asarray(vectors))
+    assert len(results) == len(QUERIES)
