@@ -9,6 +9,7 @@ tokens, L2-normalised, 256-token truncation) to a cosine of about 0.99999.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import math
 import os
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,10 +40,11 @@ _LAYERS = 6
 _LN_EPS = 1e-12
 _POSITIONS = 512
 
-F32 = NDArray[np.float32]
+_F32 = NDArray[np.float32]
+_T = TypeVar("_T")
 
 
-def _numpy_erf(x: F32) -> F32:
+def _numpy_erf(x: _F32) -> _F32:
     """The error function to within 3e-8, for when scipy is absent.
 
     Below 0.5 it sums the Maclaurin series (to the t**9 term); above, it uses the Numerical
@@ -73,7 +75,7 @@ def _erf_series(t: NDArray[np.float64]) -> NDArray[np.float64]:
 def _erfc_large(z: NDArray[np.float64]) -> NDArray[np.float64]:
     """erfc(z) for z >= 0 (Numerical Recipes `erfcc`)."""
     t = 1.0 / (1.0 + 0.5 * z)
-    poly = 0.17087277
+    poly = np.full_like(t, 0.17087277)
     for c in (-0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418,
               0.37409196, 1.00002368, -1.26551223):
         poly = poly * t + c
@@ -81,7 +83,7 @@ def _erfc_large(z: NDArray[np.float64]) -> NDArray[np.float64]:
     return result
 
 
-def _load_erf() -> Callable[[F32], F32]:
+def _load_erf() -> Callable[[_F32], _F32]:
     """`scipy.special.erf` when scipy is importable, else the numpy approximation."""
     try:
         from scipy.special import erf
@@ -94,27 +96,27 @@ def _load_erf() -> Callable[[F32], F32]:
 class _Layer:
     """One transformer block, matrices pre-transposed so that activations go `x @ W`."""
 
-    qkv_w: F32  # (384, 1152): query | key | value
-    qkv_b: F32
-    out_w: F32
-    out_b: F32
-    ln1_g: F32
-    ln1_b: F32
-    ff_in_w: F32  # (384, 1536)
-    ff_in_b: F32
-    ff_out_w: F32  # (1536, 384)
-    ff_out_b: F32
-    ln2_g: F32
-    ln2_b: F32
+    qkv_w: _F32  # (384, 1152): query | key | value
+    qkv_b: _F32
+    out_w: _F32
+    out_b: _F32
+    ln1_g: _F32
+    ln1_b: _F32
+    ff_in_w: _F32  # (384, 1536)
+    ff_in_b: _F32
+    ff_out_w: _F32  # (1536, 384)
+    ff_out_b: _F32
+    ln2_g: _F32
+    ln2_b: _F32
 
 
 @dataclass(frozen=True)
 class _Weights:
-    word: F32
-    position: F32
-    token_type: F32
-    ln_g: F32
-    ln_b: F32
+    word: _F32
+    position: _F32
+    token_type: _F32
+    ln_g: _F32
+    ln_b: _F32
     layers: tuple[_Layer, ...]
 
 
@@ -145,20 +147,18 @@ def _load_weights(path: Path) -> _Weights:
     """Read the safetensors file into float32 matrices laid out for `x @ W`."""
     numpy_st = require("safetensors.numpy", install=_INSTALL_EXTRA)
     raw: dict[str, NDArray[Any]] = numpy_st.load_file(str(path))
-    prefix = next(
-        (p for p in ("", "bert.", "0.auto_model.") if f"{p}embeddings.word_embeddings.weight" in raw),
-        None,
-    )
+    anchor = "embeddings.word_embeddings.weight"
+    prefix = next((p for p in ("", "bert.", "0.auto_model.") if p + anchor in raw), None)
     if prefix is None:
-        raise ConfigError(f"{path} does not hold BERT weights (no embeddings.word_embeddings.weight)")
+        raise ConfigError(f"{path} does not hold BERT weights (no tensor {anchor!r})")
 
-    def get(name: str) -> F32:
+    def get(name: str) -> _F32:
         try:
             return np.ascontiguousarray(raw[prefix + name], dtype=np.float32)
         except KeyError as exc:
             raise ConfigError(f"{path} lacks the tensor {prefix + name!r}") from exc
 
-    def t(name: str) -> F32:  # torch Linear stores (out, in); we want (in, out)
+    def t(name: str) -> _F32:  # torch Linear stores (out, in); we want (in, out)
         return np.ascontiguousarray(get(name).T)
 
     layers = []
@@ -201,9 +201,9 @@ class _Model:
     weights: _Weights
 
 
-def _layer_norm(x: F32, gain: F32, bias: F32) -> F32:
+def _layer_norm(x: _F32, gain: _F32, bias: _F32) -> _F32:
     """LayerNorm over the last axis, eps 1e-12, as BERT does it."""
-    centred = x - x.mean(axis=-1, keepdims=True)
+    centred: _F32 = x - x.mean(axis=-1, keepdims=True)
     variance = np.mean(centred * centred, axis=-1, keepdims=True)
     centred *= 1.0 / np.sqrt(variance + _LN_EPS)
     centred *= gain
@@ -211,7 +211,7 @@ def _layer_norm(x: F32, gain: F32, bias: F32) -> F32:
     return centred
 
 
-def _attention(x: F32, layer: _Layer, mask_bias: F32) -> F32:
+def _attention(x: _F32, layer: _Layer, mask_bias: _F32) -> _F32:
     """Multi-head self-attention over (batch * length, 384) activations; returns the context."""
     batch, length = mask_bias.shape[0], mask_bias.shape[-1]
     head_dim = _HIDDEN // _HEADS
@@ -230,52 +230,38 @@ def _attention(x: F32, layer: _Layer, mask_bias: F32) -> F32:
 
 def _forward(
     weights: _Weights, ids: NDArray[np.int64], type_ids: NDArray[np.int64],
-    mask: NDArray[np.bool_], erf: Callable[[F32], F32],
-) -> F32:
+    mask: NDArray[np.bool_], erf: Callable[[_F32], _F32],
+) -> _F32:
     """Mean-pooled, L2-normalised sentence vectors for one padded batch."""
     batch, length = ids.shape
-    x = weights.word[ids] + weights.position[:length] + weights.token_type[type_ids]
-    x = _layer_norm(x.reshape(batch * length, _HIDDEN), weights.ln_g, weights.ln_b)
+    embedded = weights.word[ids]
+    embedded += weights.position[:length]
+    embedded += weights.token_type[type_ids]
+    x = _layer_norm(embedded.reshape(batch * length, _HIDDEN), weights.ln_g, weights.ln_b)
     mask_bias = np.where(mask, np.float32(0.0), np.finfo(np.float32).min).astype(np.float32)
     mask_bias = mask_bias.reshape(batch, 1, 1, length)
     for layer in weights.layers:
-        attended = _attention(x, layer, mask_bias) @ layer.out_w
+        attended: _F32 = _attention(x, layer, mask_bias) @ layer.out_w
         attended += layer.out_b
         attended += x
         x = _layer_norm(attended, layer.ln1_g, layer.ln1_b)
-        hidden = x @ layer.ff_in_w
+        hidden: _F32 = x @ layer.ff_in_w
         hidden += layer.ff_in_b
         _gelu_(hidden, erf)
-        out = hidden @ layer.ff_out_w
+        out: _F32 = hidden @ layer.ff_out_w
         out += layer.ff_out_b
         out += x
         x = _layer_norm(out, layer.ln2_g, layer.ln2_b)
     weights_mask = mask.astype(np.float32)[:, :, None]
-    pooled = (x.reshape(batch, length, _HIDDEN) * weights_mask).sum(axis=1)
+    pooled: _F32 = (x.reshape(batch, length, _HIDDEN) * weights_mask).sum(axis=1)
     pooled /= np.maximum(weights_mask.sum(axis=1), 1e-9)
     pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-    return pooled.astype(np.float32, copy=False)
+    return pooled
 
 
-def _gelu_(x: F32, erf: Callable[[F32], F32]) -> None:
-    """In place: x * 0.5 * (1 + erf(x / sqrt(2))), the exact GELU BERT was trained with.
-
-    erf costs as much as the matmuls, so the rows are shared among the CPUs (ufuncs release
-    the GIL), each worker walking its share in cache-sized chunks.
-    """
-    pool = _gelu_pool()
-    n_parts = 1 if pool is None or x.shape[0] < 64 else pool._max_workers
-    bounds = np.linspace(0, x.shape[0], n_parts + 1).astype(int)
-    parts = [x[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
-    if n_parts == 1 or pool is None:
-        _gelu_rows(x, erf)
-    else:
-        for _ in pool.map(_gelu_rows, parts, [erf] * n_parts):
-            pass
-
-
-def _gelu_rows(x: F32, erf: Callable[[F32], F32]) -> None:
-    step = max(1, 8192 // x.shape[1])
+def _gelu_(x: _F32, erf: Callable[[_F32], _F32]) -> None:
+    """In place: x * 0.5 * (1 + erf(x / sqrt(2))), the exact GELU BERT was trained with."""
+    step = max(1, 8192 // x.shape[1])  # cache-sized row chunks
     for start in range(0, x.shape[0], step):
         chunk = x[start : start + step]
         gate = erf(chunk * np.float32(1.0 / math.sqrt(2.0)))
@@ -284,24 +270,69 @@ def _gelu_rows(x: F32, erf: Callable[[F32], F32]) -> None:
         chunk *= gate
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
+class _Workers:
+    """Process-wide data parallelism: one thread per CPU, each running single-threaded BLAS.
 
+    On these small matrices a multi-threaded BLAS spends much of its time spinning or waiting
+    for a descheduled thread (p95 latency grows tenfold on a busy machine), and erf, a third
+    of the work, runs on one core anyway. Running whole batches side by side with BLAS pinned
+    to one thread is ~1.6x faster on two cores. BLAS is pinned (with threadpoolctl, which
+    scikit-learn ships) only while at least one `encode` is running, then restored.
+    """
 
-def _gelu_pool() -> ThreadPoolExecutor | None:
-    """A process-wide pool with one worker per usable CPU (None on a single CPU)."""
-    global _POOL
-    if _POOL is None:
+    def __init__(self) -> None:
         try:
             n_cpus = len(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - macOS, Windows
             n_cpus = os.cpu_count() or 1
-        if n_cpus < 2:
-            return None
-        with _POOL_LOCK:
-            if _POOL is None:
-                _POOL = ThreadPoolExecutor(min(n_cpus, 8), thread_name_prefix="stratarouter-gelu")
-    return _POOL
+        self.n_workers = min(n_cpus, 8)
+        self._reset()
+        if hasattr(os, "register_at_fork"):  # a forked child has the pool object, not its threads
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._controller: Any = None
+        self._limiter: Any = None
+        self._active = 0
+
+    def map(self, func: Callable[[_T], _F32], items: Sequence[_T]) -> list[_F32]:
+        """`[func(item) for item in items]`, in parallel when there are several items."""
+        pool = self._enter()
+        try:
+            if pool is None or len(items) < 2:
+                return [func(item) for item in items]
+            return list(pool.map(func, items))
+        finally:
+            self._exit()
+
+    def _enter(self) -> ThreadPoolExecutor | None:
+        with self._lock:
+            if self._controller is None:
+                try:
+                    threadpoolctl = importlib.import_module("threadpoolctl")
+                except ImportError:  # pragma: no cover - scikit-learn depends on it
+                    self._controller = False
+                else:
+                    # Created after numpy and scipy have loaded their BLAS, so that it sees them.
+                    self._controller = threadpoolctl.ThreadpoolController()
+                if self._controller and self.n_workers > 1:
+                    self._pool = ThreadPoolExecutor(self.n_workers, thread_name_prefix="minilm")
+            if self._active == 0 and self._controller:
+                self._limiter = self._controller.limit(limits=1, user_api="blas")
+            self._active += 1
+            return self._pool
+
+    def _exit(self) -> None:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0 and self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_WORKERS = _Workers()
 
 
 class LocalEncoder(BaseEncoder):
@@ -324,7 +355,8 @@ class LocalEncoder(BaseEncoder):
 
     Example:
         >>> encoder = LocalEncoder()  # doctest: +SKIP
-        >>> vectors = encoder.encode(["book a flight", "reserve a plane ticket", "what time is it"])
+        >>> texts = ["book a flight", "reserve a plane ticket", "what time is it"]
+        >>> vectors = encoder.encode(texts)  # doctest: +SKIP
         >>> vectors.shape  # doctest: +SKIP
         (3, 384)
         >>> bool(vectors[0] @ vectors[1] > vectors[0] @ vectors[2])  # doctest: +SKIP
@@ -405,10 +437,16 @@ class LocalEncoder(BaseEncoder):
         encodings = model.tokenizer.encode_batch(texts)
         lengths = np.array([len(encoding.ids) for encoding in encodings])
         order = np.argsort(-lengths, kind="stable")  # longest first, as sentence-transformers
-        for start in range(0, len(texts), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            ids, type_ids, mask = _pad([encodings[i] for i in rows], int(lengths[rows[0]]))
-            out[rows] = _forward(model.weights, ids, type_ids, mask, self._erf)
+        # Smaller batches when that lets every CPU work on a mid-sized request.
+        size = min(self.batch_size, max(8, -(-len(texts) // _WORKERS.n_workers)))
+        chunks = [order[i : i + size] for i in range(0, len(texts), size)]
+
+        def run(rows: NDArray[np.intp]) -> _F32:
+            padded = _pad([encodings[i] for i in rows], int(lengths[rows[0]]))
+            return _forward(model.weights, *padded, self._erf)
+
+        for rows, vectors in zip(chunks, _WORKERS.map(run, chunks), strict=True):
+            out[rows] = vectors
         return out
 
 

@@ -1,0 +1,245 @@
+"""Embeddings from the OpenAI API, or from any server speaking its `/v1/embeddings` format."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import threading
+from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .._deps import require
+from ..errors import ConfigError, EncoderError, InvalidQueryError
+from .base import BaseEncoder, check_vectors
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI, Omit, OpenAI
+    from openai.types import CreateEmbeddingResponse
+
+__all__ = ["OpenAIEncoder"]
+
+KNOWN_DIMENSIONS: dict[str, int] = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+_SHORTENABLE = ("text-embedding-3-",)  # models that accept `dimensions=` to shorten vectors
+_MAX_INPUTS = 2048  # inputs per request accepted by the API
+_CONCURRENT_REQUESTS = 4  # in flight at once in `aencode`
+
+
+class OpenAIEncoder(BaseEncoder):
+    """Encodes with an OpenAI embedding model through the official `openai` SDK.
+
+    Requests are batched; transient failures (429, 5xx, timeouts, dropped connections) are
+    retried by the SDK itself, with backoff, `max_retries` times. Vectors come back as float32,
+    L2-normalised, in input order. Needs `pip install 'stratarouter[openai]'`.
+
+    Args:
+        model: Embedding model name.
+        api_key: API key; by default the SDK reads `OPENAI_API_KEY`.
+        base_url: Another OpenAI-compatible endpoint, such as `http://localhost:8000/v1`.
+        dimension: Vector size. Required for models not in `KNOWN_DIMENSIONS`; for
+            `text-embedding-3-*` a smaller value asks the API for shortened vectors.
+        batch_size: Texts per request (at most 2048).
+        max_retries: Retries of a failed request, done by the SDK.
+        timeout: Seconds allowed per request.
+        client: An `openai.OpenAI` (used by `encode`; `aencode` then runs it in a thread) or an
+            `openai.AsyncOpenAI` (used by `aencode` only). The other arguments but `model`,
+            `dimension` and `batch_size` are then ignored, and the client is not closed by us.
+
+    Raises:
+        MissingDependencyError: The `openai` package is not installed.
+        ConfigError: Invalid arguments, an unknown model without `dimension`, or no API key.
+
+    Example:
+        >>> encoder = OpenAIEncoder("text-embedding-3-small", api_key="sk-...")  # doctest: +SKIP
+        >>> encoder.encode(["book a flight"]).shape  # doctest: +SKIP
+        (1, 1536)
+    """
+
+    def __init__(
+        self,
+        model: str = "text-embedding-3-small",
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        dimension: int | None = None,
+        batch_size: int = 256,
+        max_retries: int = 3,
+        timeout: float = 30.0,
+        client: OpenAI | AsyncOpenAI | None = None,
+    ) -> None:
+        """Check the arguments and build the SDK client (no request is made)."""
+        if not 1 <= batch_size <= _MAX_INPUTS:
+            raise ConfigError(f"batch_size must be in [1, {_MAX_INPUTS}], got {batch_size}")
+        if max_retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
+        if timeout <= 0:
+            raise ConfigError(f"timeout must be positive, got {timeout}")
+        self.model = model
+        self.dimension = _resolve_dimension(model, dimension)
+        self._shorten = model in KNOWN_DIMENSIONS and self.dimension != KNOWN_DIMENSIONS[model]
+        self.batch_size = batch_size
+        self._openai: ModuleType = require("openai", extra="openai")
+        self._client_args: dict[str, object] = {
+            "api_key": api_key, "base_url": base_url, "max_retries": max_retries, "timeout": timeout
+        }
+        self._owns_clients = client is None
+        self._client: OpenAI | None = None
+        self._async_client: AsyncOpenAI | None = None
+        self._lock = threading.Lock()
+        if client is None:
+            self._client = self._build("OpenAI")
+        elif inspect.iscoroutinefunction(client.embeddings.create):
+            self._async_client = client  # type: ignore[assignment]
+        else:
+            self._client = client  # type: ignore[assignment]
+
+    @property
+    def fingerprint(self) -> str:
+        """`openai:<model>:<dimension>`."""
+        return f"openai:{self.model}:{self.dimension}"
+
+    def _build(self, class_name: str) -> Any:
+        """A new `openai.<class_name>` client from the constructor's arguments."""
+        if self._client_args["api_key"] is None and not os.environ.get("OPENAI_API_KEY"):
+            raise ConfigError("OpenAIEncoder needs an API key: pass api_key= or set OPENAI_API_KEY")
+        try:
+            return getattr(self._openai, class_name)(**self._client_args)
+        except self._openai.OpenAIError as exc:
+            raise ConfigError(f"cannot create the OpenAI client: {exc}") from exc
+
+    def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Encode `texts` into unit-norm float32 vectors, one request per `batch_size` texts.
+
+        Raises:
+            EncoderError: A request failed (after the SDK's retries) or returned bad vectors.
+            InvalidQueryError: A text is empty or not a string (the API rejects those).
+            ConfigError: The encoder was given only an async client.
+        """
+        batch_list = self._batches(texts)
+        if not batch_list:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        if self._client is None:
+            raise ConfigError("this OpenAIEncoder holds an AsyncOpenAI client: use aencode()")
+        parts = []
+        for batch in batch_list:
+            try:
+                response = self._client.embeddings.create(
+                    input=batch, model=self.model, encoding_format="float",
+                    dimensions=self._dimensions_arg(),
+                )
+            except self._openai.OpenAIError as exc:
+                raise self._wrap(exc) from exc
+            parts.append(self._vectors(response, len(batch)))
+        return np.concatenate(parts)
+
+    async def aencode(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Like `encode`, with `AsyncOpenAI` and up to 4 requests in flight.
+
+        The async client is created on first use and bound to that event loop's connections.
+        """
+        batch_list = self._batches(texts)
+        if not batch_list:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        client = self._get_async_client()
+        if client is None:  # only a sync client was given
+            return await asyncio.to_thread(self.encode, texts)
+        semaphore = asyncio.Semaphore(_CONCURRENT_REQUESTS)
+
+        async def one(batch: list[str]) -> NDArray[np.float32]:
+            async with semaphore:
+                try:
+                    response = await client.embeddings.create(
+                        input=batch, model=self.model, encoding_format="float",
+                        dimensions=self._dimensions_arg(),
+                    )
+                except self._openai.OpenAIError as exc:
+                    raise self._wrap(exc) from exc
+            return self._vectors(response, len(batch))
+
+        return np.concatenate(await asyncio.gather(*(one(batch) for batch in batch_list)))
+
+    def close(self) -> None:
+        """Close the HTTP connections of the sync client this encoder created."""
+        if self._owns_clients and self._client is not None:
+            self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections of both clients this encoder created."""
+        self.close()
+        if self._owns_clients and self._async_client is not None:
+            await self._async_client.close()
+
+    def _get_async_client(self) -> AsyncOpenAI | None:
+        with self._lock:
+            if self._async_client is None and self._owns_clients:
+                self._async_client = self._build("AsyncOpenAI")
+            return self._async_client
+
+    def _batches(self, texts: Sequence[str]) -> list[list[str]]:
+        texts = list(texts)
+        for text in texts:
+            if not isinstance(text, str) or not text:
+                raise InvalidQueryError(
+                    f"OpenAIEncoder needs non-empty strings, got {text!r:.40}"
+                )
+        return [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+
+    def _dimensions_arg(self) -> int | Omit:
+        """`dimensions=` for shortened text-embedding-3 vectors; otherwise left out."""
+        omit: Omit = self._openai.omit
+        return self.dimension if self._shorten else omit
+
+    def _vectors(self, response: CreateEmbeddingResponse, n_texts: int) -> NDArray[np.float32]:
+        """The response's vectors in input order, checked and L2-normalised."""
+        source = f"OpenAI model {self.model!r}"
+        data = sorted(response.data, key=lambda item: item.index)
+        if [item.index for item in data] != list(range(n_texts)):
+            raise EncoderError(
+                f"{source} returned {len(data)} embeddings (indices "
+                f"{[item.index for item in data][:10]}...) for {n_texts} texts"
+            )
+        vectors = check_vectors([item.embedding for item in data], n_texts, self.dimension, source)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        if not norms.all():
+            raise EncoderError(f"{source} returned an all-zero embedding")
+        vectors /= norms
+        return vectors
+
+    def _wrap(self, exc: Exception) -> EncoderError:
+        """An EncoderError that says what failed, for the caller to raise `from exc`."""
+        where = f"OpenAI embeddings request (model {self.model!r})"
+        if isinstance(exc, self._openai.APIStatusError):
+            return EncoderError(f"{where} failed with HTTP status {exc.status_code}: {exc.message}")
+        if isinstance(exc, self._openai.APITimeoutError):
+            return EncoderError(f"{where} timed out after {self._client_args['timeout']} s")
+        if isinstance(exc, self._openai.APIConnectionError):
+            return EncoderError(f"{where} could not connect: {exc}")
+        return EncoderError(f"{where} failed: {exc}")
+
+
+def _resolve_dimension(model: str, dimension: int | None) -> int:
+    """The vector size: given, or known for the model; checked against what the model allows."""
+    native = KNOWN_DIMENSIONS.get(model)
+    if dimension is None:
+        if native is None:
+            raise ConfigError(
+                f"unknown embedding size for model {model!r}: pass dimension= "
+                f"(known models: {', '.join(sorted(KNOWN_DIMENSIONS))})"
+            )
+        return native
+    if dimension < 1:
+        raise ConfigError(f"dimension must be positive, got {dimension}")
+    if native is not None and dimension != native:
+        if not model.startswith(_SHORTENABLE):
+            raise ConfigError(f"{model!r} always returns {native}-d vectors, not {dimension}")
+        if dimension > native:
+            raise ConfigError(f"{model!r} returns at most {native}-d vectors, not {dimension}")
+    return dimension
