@@ -30,9 +30,18 @@ from .scoring.model import FEATURES, ConfidenceModel, LinearHead, ScoringModel
 if TYPE_CHECKING:
     from .router import Router, _Built
 
-__all__ = ["FitReport", "Objective", "choose_threshold", "fit_router", "train_linear_head"]
+__all__ = ["FitReport", "HeldOut", "Objective", "choose_threshold", "fit_router", "train_linear_head"]
 
 Objective = Literal["accuracy", "precision", "oos_recall", "in_scope_loss"]
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Decisions on data the scorer did not train on: what thresholds are chosen from."""
+
+    confidence: NDArray[np.float64]
+    correct: NDArray[np.float64]
+    out_of_scope: NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -46,8 +55,25 @@ class FitReport:
     threshold: float
     objective: str
     expected_oos_rate: float
-    held_out: dict[str, float] = field(default_factory=dict)
+    held_out: HeldOut
+    metrics: dict[str, float] = field(default_factory=dict)
     duration_s: float = 0.0
+
+    def threshold_for(
+        self, objective: Objective, target: float | None = None,
+        expected_oos_rate: float | None = None,
+    ) -> float:
+        """The threshold another objective would pick on the same held-out decisions.
+
+        Apply it with `Router.set_threshold`; no refitting needed.
+        """
+        rate = self.expected_oos_rate if expected_oos_rate is None else expected_oos_rate
+        _check_objective(objective, target, rate)
+        held = self.held_out
+        y = np.where(held.out_of_scope, -1, 0)
+        return choose_threshold(
+            held.confidence, held.correct, held.out_of_scope, _oos_weights(y, rate), objective, target
+        )
 
 
 def fit_router(
@@ -142,7 +168,8 @@ def fit_router(
         threshold=threshold,
         objective=objective,
         expected_oos_rate=oos_rate,
-        held_out={
+        held_out=HeldOut(top_conf, correct, held_y < 0),
+        metrics={
             "in_scope_top1_accuracy": float(correct[in_scope].mean()) if in_scope.any() else 0.0,
             "ece_in_scope": expected_calibration_error(top_conf[in_scope], correct[in_scope]),
         },
@@ -253,8 +280,10 @@ def _held_out_features(
     for queries, vectors, head in zip(query_parts, vector_parts, heads):
         scoped = replace(built, model=replace(built.model, head=head))
         candidates, dense = router._candidates(scoped, queries, vectors)
-        candidate_parts.append(candidates)
-        feature_parts.append(router._features(scoped, queries, vectors, candidates, dense))
+        candidate_parts.append(
+            np.tile(np.arange(dense.shape[1]), (len(dense), 1)) if candidates is None else candidates
+        )
+        feature_parts.append(router._features(scoped, queries, vectors, candidates, dense).stacked())
     return np.concatenate(candidate_parts), np.concatenate(feature_parts)
 
 
@@ -312,7 +341,7 @@ def _fit_confidence(
     from sklearn.linear_model import LogisticRegression
 
     scores = features @ weights
-    top = scores.argmax(axis=1)
+    top = scores.argmax(axis=1)  # same ranking as routing: fused score
     rows = np.arange(len(y))
     shifted = scores - scores[rows, top][:, None]
     log_p_top = -np.log(np.exp(shifted).sum(axis=1))

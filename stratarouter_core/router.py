@@ -10,7 +10,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 from .config import RouterConfig
 from .encoders.base import BaseEncoder, CachedEncoder, check_vectors
 from .errors import (
+    ConfigError,
     DimensionMismatchError,
     DuplicateRouteError,
     IndexNotBuiltError,
@@ -27,7 +28,7 @@ from .errors import (
     RouteNotFoundError,
 )
 from .index import CandidateIndex, build_index
-from .scoring.model import FEATURES, ScoringModel
+from .scoring.model import FEATURES, Features, ScoringModel
 from .scoring.rules import RuleMatcher
 from .scoring.sparse import BM25Index
 from .text import tokenize
@@ -45,6 +46,7 @@ class _Built:
     """Everything `build_index` derives from the routes; replaced as a whole, never mutated."""
 
     routes: tuple[Route, ...]
+    routes_version: int
     utterance_vectors: NDArray[np.float32]  # (n_utterances, d), normalised
     utterance_owner: NDArray[np.int64]  # route index of each utterance
     prototypes: NDArray[np.float32]  # (n_routes, d), normalised centroids
@@ -86,6 +88,7 @@ class Router:
             encoder = CachedEncoder(encoder, max_entries=self.config.encoder_cache_size)
         self.encoder: BaseEncoder = encoder
         self._routes: dict[str, Route] = {}
+        self._routes_version = 0  # bumped on every change, so staleness is an int compare
         self._built: _Built | None = None
         self._build_lock = threading.Lock()
         self.add_routes(routes)
@@ -103,6 +106,7 @@ class Router:
             raise DuplicateRouteError(f"duplicate route name(s): {', '.join(duplicates)}")
         for route in new:
             self._routes[route.name] = route
+        self._routes_version += 1
 
     def add_route(self, route: Route) -> None:
         """Add one route; call `build_index()` afterwards."""
@@ -113,6 +117,7 @@ class Router:
         if name not in self._routes:
             raise RouteNotFoundError(f"unknown route {name!r}")
         del self._routes[name]
+        self._routes_version += 1
 
     @property
     def route_names(self) -> tuple[str, ...]:
@@ -137,7 +142,7 @@ class Router:
     def is_built(self) -> bool:
         """True when the index reflects the current routes."""
         built = self._built
-        return built is not None and built.routes == tuple(self._routes.values())
+        return built is not None and built.routes_version == self._routes_version
 
     @property
     def model(self) -> ScoringModel:
@@ -172,15 +177,15 @@ class Router:
         owner: NDArray[np.int64],
         model: ScoringModel | None,
     ) -> None:
-        prototypes = np.zeros((len(routes), vectors.shape[1]), dtype=np.float32)
-        np.add.at(prototypes, owner, vectors)
-        prototypes = _normalise_rows(prototypes)
+        starts = np.searchsorted(owner, np.arange(len(routes)))  # utterances are grouped by route
+        prototypes = _normalise_rows(np.add.reduceat(vectors, starts, axis=0))
         documents = [
             [t for text in (*r.utterances, *r.keywords) for t in tokenize(text)] for r in routes
         ]
         model = model or ScoringModel.default(self.config.weights)
         built = _Built(
             routes=routes,
+            routes_version=self._routes_version,
             utterance_vectors=vectors,
             utterance_owner=owner,
             prototypes=prototypes,
@@ -197,18 +202,23 @@ class Router:
         default = float(model.metadata.get("threshold", self.config.threshold))
         return np.array([default if r.threshold is None else r.threshold for r in routes])
 
+    def set_threshold(self, threshold: float) -> None:
+        """Replace the router-wide threshold (fitted or configured); Route.threshold still wins."""
+        if not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
+        model = self._require_built().model
+        self._set_model(replace(model, metadata={**model.metadata, "threshold": float(threshold)}))
+
     def _set_model(self, model: ScoringModel) -> None:
         built = self._require_built()
         with self._build_lock:
-            self._built = _Built(
-                **{**built.__dict__, "model": model, "thresholds": self._thresholds(built.routes, model)}
-            )
+            self._built = replace(built, model=model, thresholds=self._thresholds(built.routes, model))
 
     def _require_built(self) -> _Built:
         built = self._built
         if built is None:
             raise IndexNotBuiltError("the router has no index: call build_index() first")
-        if built.routes != tuple(self._routes.values()):
+        if built.routes_version != self._routes_version:
             raise IndexNotBuiltError("routes changed since build_index(): call build_index() again")
         return built
 
@@ -279,16 +289,27 @@ class Router:
         candidates, dense = self._candidates(built, queries, vectors)
         features = self._features(built, queries, vectors, candidates, dense)
         scores, confidence = built.model.score(features)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, : self.config.top_k]
-        return self._results(built, candidates, features, scores, confidence, order, start)
+        rows, order = np.arange(len(scores))[:, None], _best_first(scores, self.config.top_k)
+        route_ids = order if candidates is None else candidates[rows, order]
+        return self._results(
+            built, route_ids, confidence[rows, order], scores[rows, order],
+            features.take(rows, order), start,
+        )
 
     def _candidates(
         self, built: _Built, queries: Sequence[str], vectors: NDArray[np.float32]
-    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """Nearest route prototypes; routes whose rules fire replace the weakest ones."""
-        k = min(self.config.max_candidates, len(built.routes))
+    ) -> tuple[NDArray[np.int64] | None, NDArray[np.float32]]:
+        """Routes to score per query, and their cosine to the query.
+
+        Up to `max_candidates` routes, every route is scored (candidates None, dense over all
+        routes). Above, the prototype index preselects `max_candidates` routes, and routes
+        whose rules fire replace the weakest of them.
+        """
+        k = self.config.max_candidates
+        if len(built.routes) <= k:
+            return None, vectors @ built.prototypes.T
         candidates, dense = built.index.search(vectors, k)
-        if built.rules.is_empty or k == len(built.routes):
+        if built.rules.is_empty:
             return candidates, dense
         for row, query in enumerate(queries):
             fired = built.rules.matched_routes(query, tokenize(query))
@@ -304,59 +325,59 @@ class Router:
         built: _Built,
         queries: Sequence[str],
         vectors: NDArray[np.float32],
-        candidates: NDArray[np.int64],
+        candidates: NDArray[np.int64] | None,
         dense: NDArray[np.float32],
-    ) -> NDArray[np.float64]:
+    ) -> Features:
+        """Score parts per query and candidate (every route when candidates is None)."""
         tokens = [tokenize(q) for q in queries]
-        features = np.zeros((*candidates.shape, len(FEATURES)), dtype=np.float64)
-        features[..., 0] = dense
         sparse_all = built.bm25.normalized_many(tokens)
-        sparse = np.take_along_axis(sparse_all, candidates, axis=1)
-        features[..., 1] = sparse
+        sparse = sparse_all if candidates is None else np.take_along_axis(sparse_all, candidates, 1)
         best = sparse_all.max(axis=1, keepdims=True)
-        np.divide(sparse, best, out=features[..., 2], where=best > 0)
+        sparse_rel = np.divide(sparse, best, out=np.zeros_like(sparse), where=best > 0)
+        rule = None
         if not built.rules.is_empty:
             for row, query in enumerate(queries):
-                fired = built.rules.matched_routes(query, tokens[row])
-                if fired:
-                    features[row, :, 3] = np.isin(candidates[row], list(fired))
+                fired = list(built.rules.matched_routes(query, tokens[row]))
+                if not fired:
+                    continue
+                if rule is None:
+                    rule = np.zeros_like(sparse)
+                if candidates is None:
+                    rule[row, fired] = 1.0
+                else:
+                    rule[row] = np.isin(candidates[row], fired)
         head = built.model.head
-        if head is not None:
-            full = built.index.kind == "exact"
-            features[..., 4] = head.logits(vectors, candidates, full)
-        return features
+        logits = None if head is None else head.logits(vectors, candidates).astype(np.float64)
+        return Features(dense.astype(np.float64), sparse, sparse_rel, rule, logits)
 
     def _results(
         self,
         built: _Built,
-        candidates: NDArray[np.int64],
-        features: NDArray[np.float64],
-        scores: NDArray[np.float64],
+        route_ids: NDArray[np.int64],
         confidence: NDArray[np.float64],
-        order: NDArray[np.int64],
+        scores: NDArray[np.float64],
+        features: Features,
         start: int,
     ) -> list[RouteResult]:
+        """RouteResults from the top candidates of each query (arrays of shape (n, top_k))."""
         routes, thresholds, fallback = built.routes, built.thresholds, self.config.fallback_route
+        rule = np.zeros_like(scores) if features.rule is None else features.rule
+        columns = zip(
+            route_ids.tolist(), confidence.tolist(), scores.tolist(),
+            features.dense.tolist(), features.sparse.tolist(), rule.tolist(),
+        )
+        latency_us = (time.perf_counter_ns() - start) / 1000.0 / len(scores)
         results = []
-        latency_us = (time.perf_counter_ns() - start) / 1000.0 / len(candidates)
-        for row in range(len(candidates)):
+        for ids, conf, score, dense, sparse, rules in columns:
             ranked = tuple(
-                Candidate(
-                    route_id=routes[candidates[row, j]].name,
-                    confidence=float(confidence[row, j]),
-                    score=float(scores[row, j]),
-                    dense=float(features[row, j, 0]),
-                    sparse=float(features[row, j, 1]),
-                    rule=float(features[row, j, 3]),
-                )
-                for j in order[row]
+                Candidate(routes[i].name, c, s, d, sp, r)
+                for i, c, s, d, sp, r in zip(ids, conf, score, dense, sparse, rules)
             )
-            best = ranked[0]
-            accepted = best.confidence >= thresholds[candidates[row, order[row, 0]]]
+            accepted = conf[0] >= thresholds[ids[0]]
             results.append(
                 RouteResult(
-                    route_id=best.route_id if accepted else fallback,
-                    confidence=best.confidence,
+                    route_id=ranked[0].route_id if accepted else fallback,
+                    confidence=conf[0],
                     candidates=ranked,
                     latency_us=latency_us,
                     is_fallback=not accepted,
@@ -455,12 +476,26 @@ def _check_embeddings(embedding: ArrayLike, dimension: int, *, single: bool) -> 
         raise DimensionMismatchError(
             f"embedding has dimension {array.shape[1]}, the router's encoder has {dimension}"
         )
-    if not np.isfinite(array).all():
-        raise InvalidQueryError("embedding contains NaN or infinite values")
-    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    # One pass gives the norms; NaN or inf anywhere makes a norm non-finite.
+    norms = np.sqrt(np.einsum("ij,ij->i", array, array, dtype=np.float64))
+    if not np.isfinite(norms).all():
+        if not np.isfinite(array).all():
+            raise InvalidQueryError("embedding contains NaN or infinite values")
+        raise InvalidQueryError("embedding values are too large to normalise")
     if (norms == 0).any():
         raise InvalidQueryError("embedding has zero norm: it points nowhere")
-    return np.ascontiguousarray(array / norms)
+    return (array / norms[:, None].astype(np.float32)).astype(np.float32, copy=False)
+
+
+def _best_first(scores: NDArray[np.float64], k: int) -> NDArray[np.int64]:
+    """Column indices of each row's k highest scores, best first."""
+    k = min(k, scores.shape[1])
+    if k < scores.shape[1]:
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        top = np.broadcast_to(np.arange(k), scores.shape)
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1)
 
 
 def _normalise_rows(vectors: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -26,9 +26,34 @@ from numpy.typing import NDArray
 from ..calibration import IsotonicCalibrator
 from ..config import FusionWeights
 
-__all__ = ["FEATURES", "ConfidenceModel", "LinearHead", "ScoringModel"]
+__all__ = ["FEATURES", "ConfidenceModel", "Features", "LinearHead", "ScoringModel"]
 
 FEATURES = ("dense", "sparse", "sparse_rel", "rule", "head")
+
+
+@dataclass(frozen=True)
+class Features:
+    """The score parts of each query's candidates: five arrays of shape (n, k), in FEATURES order."""
+
+    dense: NDArray[np.float64]
+    sparse: NDArray[np.float64]
+    sparse_rel: NDArray[np.float64]
+    rule: NDArray[np.float64] | None  # None: no rule fired for any query
+    head: NDArray[np.float64] | None  # None: no learned head
+
+    def parts(self) -> tuple[NDArray[np.float64] | None, ...]:
+        """The arrays in FEATURES order (None for absent parts)."""
+        return (self.dense, self.sparse, self.sparse_rel, self.rule, self.head)
+
+    def stacked(self) -> NDArray[np.float64]:
+        """All parts as one (n, k, len(FEATURES)) array, absent parts as zeros."""
+        zeros = np.zeros_like(self.dense)
+        return np.stack([zeros if p is None else p for p in self.parts()], axis=-1)
+
+    def take(self, rows: NDArray[np.int64], columns: NDArray[np.int64]) -> Features:
+        """The parts at the given (row, column) positions."""
+        picked = [None if p is None else p[rows, columns] for p in self.parts()]
+        return Features(*picked)
 CONFIDENCE_FEATURES = ("log_p", "dense", "sparse", "bias")
 
 
@@ -39,16 +64,14 @@ class LinearHead:
     weights: NDArray[np.float32]  # (n_routes, dimension)
     bias: NDArray[np.float32]  # (n_routes,)
 
-    def logits(self, vectors: NDArray[np.float32], candidates: NDArray[np.int64], full: bool) -> NDArray[np.float32]:
-        """Logits of each query's candidate routes, shape like `candidates`.
-
-        With `full`, all routes are scored with one matrix product and then indexed (best for
-        small route sets); otherwise only the candidates' rows are gathered.
-        """
-        if full:
-            all_logits = vectors @ self.weights.T + self.bias
-            return np.take_along_axis(all_logits, candidates, axis=1)
-        rows = self.weights[candidates]  # (n, k, d)
+    def logits(
+        self, vectors: NDArray[np.float32], candidates: NDArray[np.int64] | None
+    ) -> NDArray[np.float32]:
+        """Logits of every route (candidates None), or of each query's candidate routes."""
+        if candidates is None:
+            out: NDArray[np.float32] = vectors @ self.weights.T + self.bias
+            return out
+        rows = self.weights[candidates]  # (n, k, d): only the candidates' rows
         return np.einsum("nkd,nd->nk", rows, vectors) + self.bias[candidates]
 
 
@@ -83,9 +106,9 @@ class ScoringModel:
     Example:
         >>> import numpy as np
         >>> model = ScoringModel.default(FusionWeights())
-        >>> features = np.zeros((1, 2, len(FEATURES)))
-        >>> features[0, 0, 0] = 0.9  # a strong dense match for the first candidate
-        >>> scores, confidence = model.score(features)
+        >>> zeros = np.zeros((1, 2))
+        >>> dense = np.array([[0.9, 0.1]])  # a strong dense match for the first candidate
+        >>> scores, confidence = model.score(Features(dense, zeros, zeros, None, None))
         >>> bool(scores[0, 0] > scores[0, 1]) and bool(confidence[0, 0] > confidence[0, 1])
         True
     """
@@ -105,12 +128,15 @@ class ScoringModel:
         """True once `Router.fit` has learned a confidence model."""
         return self.confidence_model is not None
 
-    def score(self, features: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Fused scores and confidences for features of shape (n, k, len(FEATURES))."""
-        fused: NDArray[np.float64] = features @ self.weights
+    def score(self, features: Features) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Fused scores and confidences, each of shape (n, k)."""
+        fused = np.zeros_like(features.dense)
+        for weight, part in zip(self.weights.tolist(), features.parts()):
+            if weight and part is not None:
+                fused += weight * part
         if self.confidence_model is None:
             return fused, np.clip(fused, 0.0, 1.0)
         shifted = fused - fused.max(axis=1, keepdims=True)
         log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        raw = self.confidence_model.raw(log_p, features[..., 0], features[..., 1])
+        raw = self.confidence_model.raw(log_p, features.dense, features.sparse)
         return fused, self.confidence_model.calibrator.transform(raw)

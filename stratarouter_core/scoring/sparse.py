@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 __all__ = ["BM25Index"]
 
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
+_DENSE_MAX_CELLS = 4_000_000
 
 
 class BM25Index:
@@ -69,6 +70,13 @@ class BM25Index:
         self.indptr[1:] = np.cumsum([len(r) for r in rows])
         self.indices = np.array([d for r in rows for d, _ in r], dtype=np.int64)
         self.data = np.array([w for r in rows for _, w in r], dtype=np.float64)
+        # Small indexes also keep a dense term x route matrix: one query is then a single
+        # fancy-index and sum, the cheapest path for route().
+        self._dense: NDArray[np.float64] | None = None
+        if len(rows) * self.n_documents <= _DENSE_MAX_CELLS:
+            self._dense = np.zeros((len(rows), self.n_documents), dtype=np.float64)
+            owners = np.repeat(np.arange(len(rows)), np.diff(self.indptr))
+            self._dense[owners, self.indices] = self.data
 
     def _idf(self, document_frequency: Counter[str]) -> dict[str, float]:
         n = self.n_documents
@@ -100,6 +108,8 @@ class BM25Index:
         """Raw BM25 scores, shape (len(queries), n_documents), in one vectorised pass."""
         n_docs = self.n_documents
         term_ids = [self.term_ids(tokens) for tokens in queries]
+        if len(queries) == 1 and self._dense is not None:
+            return self._dense[term_ids[0]].sum(axis=0, keepdims=True)
         counts = np.array([len(ids) for ids in term_ids], dtype=np.int64)
         if counts.sum() == 0:
             return np.zeros((len(queries), n_docs), dtype=np.float64)
