@@ -106,6 +106,10 @@ class Attempt:
         outcome: `"ok"`, or the class name of the error (`"RateLimitError"`...).
         error: The error message, None on success.
         status: HTTP status of the failure, if any.
+
+    Example:
+        >>> Attempt("openai:gpt-4o", 2, 1_700_000_000.0, 812.5, "ok").ok
+        True
     """
 
     target_key: str
@@ -127,7 +131,10 @@ AttemptHook = Callable[[Attempt], None]
 
 @dataclass(frozen=True, slots=True)
 class ExecutionOutcome:
-    """A successful execution: the response, the target that produced it, and every attempt."""
+    """A successful execution: the response, the target that produced it, and every attempt.
+
+    See the `Executor` example.
+    """
 
     response: CompletionResponse
     attempts: tuple[Attempt, ...]
@@ -211,6 +218,29 @@ class Executor:
         on_attempt: Called with every Attempt of every call.
         sleep: Coroutine used to wait between retries (inject a fake in tests).
         fallback_on_exhausted: Also fall back when retries are exhausted, not only when open.
+
+    Hooks run inline and must not raise.
+
+    Example:
+        >>> import asyncio
+        >>> from stratarouter_core.runtime.errors import ProviderServerError
+        >>> from stratarouter_core.runtime.providers import CompletionResponse, Usage
+        >>> class Flaky(ProviderClient):  # fails once with a 503, then answers
+        ...     name, calls = "flaky", 0
+        ...     async def complete(self, request, *, timeout):
+        ...         self.calls += 1
+        ...         if self.calls == 1:
+        ...             raise ProviderServerError("503", provider=self.name, status=503)
+        ...         return CompletionResponse("hi!", self.name, request.model, Usage.of(1, 1),
+        ...                                   "stop", 0.0)
+        ...     async def stream(self, request, *, timeout):
+        ...         yield "hi!"
+        >>> executor = Executor({"flaky": Flaky()}, retry=RetryPolicy(base_delay_ms=1),
+        ...                     timeout_s=5, breakers=BreakerRegistry())
+        >>> outcome = asyncio.run(
+        ...     executor.execute(Target("flaky", "m"), CompletionRequest.from_text("m", "hey")))
+        >>> outcome.response.text, [a.outcome for a in outcome.attempts]
+        ('hi!', ['ProviderServerError', 'ok'])
     """
 
     def __init__(

@@ -86,7 +86,7 @@ class Fault:
     body: str | None = None
     api: Api | None = None
     message: str = "injected fault"
-    _gate: threading.Event = field(default_factory=threading.Event, repr=False)
+    _gate: threading.Event = field(default_factory=threading.Event, repr=False, init=False)
 
     @classmethod
     def http_error(
@@ -193,6 +193,12 @@ class FakeProviderServer:
 
     Use it as a context manager (or `start()` / `stop()`); `base_url` is the root for the
     Anthropic and Gemini clients, `openai_base_url` (root + `/v1`) for the OpenAI-compatible ones.
+
+    Example:
+        >>> with FakeProviderServer(reply=str.upper) as server:
+        ...     server.add_faults(Fault.rate_limit(retry_after=2), Fault.delay(0.5, api="gemini"))
+        ...     server.base_url.startswith("http://127.0.0.1:"), server.pending_faults
+        (True, 2)
     """
 
     def __init__(

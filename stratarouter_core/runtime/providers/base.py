@@ -119,7 +119,12 @@ class CompletionRequest:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens consumed by one call."""
+    """Tokens consumed by one call.
+
+    Example:
+        >>> Usage.of(12, None)
+        Usage(prompt_tokens=12, completion_tokens=0, total_tokens=12)
+    """
 
     prompt_tokens: int
     completion_tokens: int
