@@ -69,7 +69,8 @@ def agent(name: str) -> Any:
 
 def build_graph(router: Router) -> Any:
     graph = StateGraph(RouterState)
-    router_node(router, fallback="human", fan_out_top_k=2).add_to(graph, "router")
+    router_node(router, fallback="human", fan_out_top_k=2,
+                min_confidence_for_fan_out=router.config.threshold).add_to(graph, "router")
     for name in (*router.route_names, "human"):
         graph.add_node(name, agent(name))
     graph.add_edge(START, "router")

@@ -125,7 +125,7 @@ class AdapterContract:
         >>> router = AdapterContract.build_router()
         >>> AdapterContract.check(lambda q: router.route(q).route_id, router)
         >>> sorted(set(AdapterContract.expected(router).values()), key=str)
-        ['billing', 'None', 'sales', 'tech_support']
+        [None, 'billing', 'sales', 'tech_support']
     """
 
     routes: dict[str, tuple[str, ...]] = _CONTRACT_ROUTES

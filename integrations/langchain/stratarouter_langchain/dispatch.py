@@ -13,7 +13,7 @@ from langchain_core.callbacks import (
     CallbackManagerForChainRun,
 )
 from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import merge_configs, patch_config
+from langchain_core.runnables.config import patch_config
 from stratarouter_core import ConfigError, Router, RouteResult, StrataRouterError
 
 from ._text import RouterInput, to_text
@@ -106,10 +106,11 @@ class SemanticRouteDispatch(Runnable[RouterInput, Any]):
     def _child(result: RouteResult, config: RunnableConfig,
                callbacks: BaseCallbackManager) -> RunnableConfig:
         """The branch's config: our run's child callbacks plus the decision in tags/metadata."""
-        return merge_configs(patch_config(config, callbacks=callbacks), {
-            "tags": [f"route:{result.route_id}"],
-            "metadata": {f"stratarouter_{k}": v for k, v in decision_data(result).items()},
-        })
+        child = patch_config(config, callbacks=callbacks)  # a fresh dict: safe to extend
+        child["tags"] = [*child.get("tags", []), f"route:{result.route_id}"]
+        child["metadata"] = {**child.get("metadata", {}),
+                             **{f"stratarouter_{k}": v for k, v in decision_data(result).items()}}
+        return child
 
     def _dispatch(self, input: RouterInput, result: RouteResult, config: RunnableConfig,
                   callbacks: CallbackManager) -> tuple[Runnable[Any, Any], RunnableConfig]:

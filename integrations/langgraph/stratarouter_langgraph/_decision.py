@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
-from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
+from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackManager, CallbackManager
 from langchain_core.messages import BaseMessage
 from langgraph.config import get_stream_writer
 from stratarouter_core import ConfigError, InvalidQueryError, Router, RouteResult
@@ -42,8 +42,10 @@ def state_text(state: Any, text_from: TextFrom, owner: str) -> str:
         return str(value["content"])
     if isinstance(value, str):
         return value
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
+        return value[1]  # a ("user", "text") message tuple, before LangGraph converts it
     raise TypeError(f"{owner} cannot route a {type(value).__name__} taken from the state: "
-                    f"expected str, BaseMessage or a list of messages")
+                    f"expected str, a message or a list of messages")
 
 
 def complete_map(router: Router, mapping: Mapping[str, str] | None, fallback: str,
@@ -84,13 +86,30 @@ def _stream(data: dict[str, Any]) -> None:
     writer({DECISION_EVENT: data})
 
 
-def record(data: dict[str, Any], callbacks: CallbackManager) -> None:
-    """Emit the decision on the graph's `custom` stream and as a custom event of our run."""
+def _manager(callbacks: object) -> BaseCallbackManager | None:
+    """The callback manager of the enclosing run, if there is one (no new manager is built)."""
+    if isinstance(callbacks, BaseCallbackManager) and callbacks.parent_run_id is not None:
+        return callbacks
+    return None
+
+
+def record(data: dict[str, Any], callbacks: object) -> None:
+    """Emit the decision on the graph's `custom` stream and as a custom event of the run.
+
+    `callbacks` is the child callback manager of the run the event belongs to (a config's
+    `callbacks`); outside any run only the stream write happens.
+    """
     _stream(data)
-    callbacks.on_custom_event(DECISION_EVENT, data, run_id=callbacks.parent_run_id)
+    manager = _manager(callbacks)
+    if isinstance(manager, CallbackManager):
+        manager.on_custom_event(DECISION_EVENT, data, run_id=manager.parent_run_id)
 
 
-async def arecord(data: dict[str, Any], callbacks: AsyncCallbackManager) -> None:
+async def arecord(data: dict[str, Any], callbacks: object) -> None:
     """Async `record`."""
     _stream(data)
-    await callbacks.on_custom_event(DECISION_EVENT, data, run_id=callbacks.parent_run_id)
+    manager = _manager(callbacks)
+    if isinstance(manager, AsyncCallbackManager):
+        await manager.on_custom_event(DECISION_EVENT, data, run_id=manager.parent_run_id)
+    elif isinstance(manager, CallbackManager):
+        manager.on_custom_event(DECISION_EVENT, data, run_id=manager.parent_run_id)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import ensure_config
 from langgraph.graph import MessagesState, StateGraph
 from langgraph.types import Command, Send
 from stratarouter_core import ConfigError, Router, RouteResult
@@ -30,11 +30,13 @@ class RouterNode(Runnable[Any, Command[str]]):
     multi-intent query whose runner-up routes are confident enough goes to several nodes at
     once (`Send`, each carrying its own `route`/`confidence`). Add it with `add_to`, which
     declares the destinations so the graph drawing shows the edges and `compile()` checks them.
+    The decision is also emitted on the `custom` stream and as a `stratarouter_decision`
+    custom event of the node's run (the node opens no run of its own).
     """
 
     def __init__(self, router: Router, *, fallback: str,
                  destinations: Mapping[str, str] | None = None, text_from: TextFrom = "messages",
-                 fan_out_top_k: int | None = None, min_confidence_for_fan_out: float | None = None,
+                 fan_out_top_k: int | None = None, min_confidence_for_fan_out: float = 0.5,
                  name: str = "stratarouter") -> None:
         """See `router_node`."""
         if fan_out_top_k is not None and fan_out_top_k < 1:
@@ -44,10 +46,10 @@ class RouterNode(Runnable[Any, Command[str]]):
         self.destinations = complete_map(router, destinations, fallback, name)
         self.text_from = text_from
         self.fan_out_top_k = fan_out_top_k
-        threshold = min_confidence_for_fan_out
-        if threshold is None:
-            threshold = router.config.threshold
-        self.min_confidence_for_fan_out = threshold
+        if not 0.0 <= min_confidence_for_fan_out <= 1.0:
+            raise ConfigError(f"{name}: min_confidence_for_fan_out must be in [0, 1], "
+                              f"got {min_confidence_for_fan_out!r}")
+        self.min_confidence_for_fan_out = min_confidence_for_fan_out
         self.name = name
 
     def _command(self, state: Any, result: RouteResult) -> Command[str]:
@@ -67,31 +69,26 @@ class RouterNode(Runnable[Any, Command[str]]):
         goto = command.goto if isinstance(command.goto, (list, tuple)) else [command.goto]
         return [g.node if isinstance(g, Send) else str(g) for g in goto]
 
-    def _route(self, state: Any, run_manager: CallbackManagerForChainRun) -> Command[str]:
-        result = self.router.route(state_text(state, self.text_from, self.get_name()))
-        command = self._command(state, result)
-        data = decision_data(result, self.get_name(), self._goto_names(command))
-        record(data, run_manager.get_child())
-        return command
-
-    async def _aroute(
-        self, state: Any, run_manager: AsyncCallbackManagerForChainRun
-    ) -> Command[str]:
-        result = await self.router.aroute(state_text(state, self.text_from, self.get_name()))
-        command = self._command(state, result)
-        data = decision_data(result, self.get_name(), self._goto_names(command))
-        await arecord(data, run_manager.get_child())
-        return command
-
+    # No run of its own: LangGraph already traces the node, and the decision event joins it.
     def invoke(self, input: Any, config: RunnableConfig | None = None,
                **kwargs: Any) -> Command[str]:
         """Route the state; returns the `Command`."""
-        return self._call_with_config(self._route, input, config)
+        config = ensure_config(config)
+        result = self.router.route(state_text(input, self.text_from, self.get_name()))
+        command = self._command(input, result)
+        data = decision_data(result, self.get_name(), self._goto_names(command))
+        record(data, config.get("callbacks"))
+        return command
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None,
                       **kwargs: Any) -> Command[str]:
         """Async `invoke` (encodes without blocking the event loop)."""
-        return await self._acall_with_config(self._aroute, input, config)
+        config = ensure_config(config)
+        result = await self.router.aroute(state_text(input, self.text_from, self.get_name()))
+        command = self._command(input, result)
+        data = decision_data(result, self.get_name(), self._goto_names(command))
+        await arecord(data, config.get("callbacks"))
+        return command
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -121,7 +118,7 @@ def _with_route(state: Any, route: str, confidence: float) -> Any:
 
 def router_node(router: Router, *, fallback: str, destinations: Mapping[str, str] | None = None,
                 text_from: TextFrom = "messages", fan_out_top_k: int | None = None,
-                min_confidence_for_fan_out: float | None = None,
+                min_confidence_for_fan_out: float = 0.5,
                 name: str = "stratarouter") -> RouterNode:
     """Build a router node returning `Command(update={"route", "confidence"}, goto=...)`.
 
@@ -132,8 +129,9 @@ def router_node(router: Router, *, fallback: str, destinations: Mapping[str, str
         text_from: State key holding the query, or a callable state -> str.
         fan_out_top_k: If set, fan out with `Send` to the nodes of up to this many top
             candidates whose confidence reaches `min_confidence_for_fan_out`.
-        min_confidence_for_fan_out: Calibrated confidence a runner-up needs to be fanned out
-            to; default: the router's `threshold`.
+        min_confidence_for_fan_out: Calibrated confidence each fanned-out candidate needs.
+            Once the router is `fit`, confidences are probabilities, so 0.5 means "more
+            likely right than not"; an unfitted router may need a lower bar.
         name: Run name in traces.
 
     Raises:

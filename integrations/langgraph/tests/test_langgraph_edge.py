@@ -4,7 +4,7 @@ import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langgraph.graph import END, START, MessagesState, StateGraph
 from lg_helpers import ROUTES, add_agents, ran
-from stratarouter_core import ConfigError
+from stratarouter_core import ConfigError, InvalidQueryError
 from stratarouter_core.testing import AdapterContract
 
 from stratarouter_langgraph import ABSTAIN, route_edge
@@ -119,3 +119,16 @@ def test_contract(router):
         return nodes[0] if nodes else None
 
     AdapterContract.check(route_fn, router)
+
+
+def test_bad_state_is_a_clear_error(router):
+    edge = route_edge(router, fallback=END)
+    with pytest.raises(KeyError, match="'messages'"):
+        edge.invoke({"question": BILLING_Q})
+    with pytest.raises(InvalidQueryError, match="empty"):
+        edge.invoke({"messages": []})
+    with pytest.raises(TypeError, match="int"):
+        edge.invoke({"messages": [42]})
+    assert edge.invoke({"messages": [{"role": "user", "content": BILLING_Q}]}) == "billing"
+    assert edge.invoke({"messages": BILLING_Q}) == "billing"
+    assert edge.invoke({"messages": [("user", OFF_TOPIC)]}) == ABSTAIN

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langgraph.graph import END, START, MessagesState, StateGraph
 from lg_helpers import ROUTES, add_agents, ran
 from stratarouter_core import ConfigError
@@ -71,7 +72,7 @@ def test_bad_destinations(router):
 
 
 def test_fan_out_to_several_nodes(router):
-    app = build(router, fan_out_top_k=2)
+    app = build(router, fan_out_top_k=2, min_confidence_for_fan_out=0.2)
     steps = ran(app, TWO_INTENTS)
     assert steps[0] == ["router"]
     assert sorted(n for step in steps[1:] for n in step) == ["billing", "tech_support"]
@@ -81,10 +82,17 @@ def test_fan_out_to_several_nodes(router):
     assert ran(strict, TWO_INTENTS) == [["router"], ["billing"]]
 
 
+def test_fan_out_arguments_are_checked(router):
+    with pytest.raises(ConfigError, match="fan_out_top_k"):
+        router_node(router, fallback=END, fan_out_top_k=0)
+    with pytest.raises(ConfigError, match="min_confidence_for_fan_out"):
+        router_node(router, fallback=END, fan_out_top_k=2, min_confidence_for_fan_out=1.5)
+
+
 def test_fan_out_sends_each_route_its_own_decision(router):
     seen = []
     graph = StateGraph(RouterState)
-    router_node(router, fallback=END, fan_out_top_k=3).add_to(graph)
+    router_node(router, fallback=END, fan_out_top_k=3, min_confidence_for_fan_out=0.2).add_to(graph)
     for name in ROUTES:
         graph.add_node(name, lambda state, n=name: seen.append((n, state["route"])) or {})
     graph.add_edge(START, "router")
@@ -102,3 +110,28 @@ async def test_async_graph(router):
 def test_contract(router):
     app = build(router, fallback=END)
     AdapterContract.check(lambda q: app.invoke({"messages": [("user", q)]})["route"], router)
+
+
+class _Events(BaseCallbackHandler):
+    def __init__(self):
+        self.events = []
+
+    def on_custom_event(self, name, data, *, run_id, **kwargs):
+        self.events.append((name, data["route"], data["goto"]))
+
+
+def test_decision_event_joins_the_node_run(router):
+    events = _Events()
+    build(router).invoke({"messages": [("user", BILLING_Q)]}, {"callbacks": [events]})
+    assert events.events == [("stratarouter_decision", "billing", ["billing"])]
+
+
+async def test_decision_event_async(router):
+    events = _Events()
+    await build(router).ainvoke({"messages": [("user", OFF_TOPIC)]}, {"callbacks": [events]})
+    assert events.events == [("stratarouter_decision", None, ["human"])]
+
+
+def test_direct_call_outside_a_graph(router):
+    command = router_node(router, fallback="human").invoke({"messages": [("user", BILLING_Q)]})
+    assert command.goto == "billing" and command.update["route"] == "billing"
