@@ -56,13 +56,18 @@ logger = logging.getLogger(__name__)
 
 Api = Literal["openai", "anthropic", "gemini", "embeddings"]
 FaultKind = Literal[
-    "http_error", "delay", "slow_stream", "break_stream", "hold_stream", "malformed"
+    "http_error",
+    "delay",
+    "slow_stream",
+    "break_stream",
+    "truncate_stream",
+    "hold_stream",
+    "malformed",
 ]
-_STREAM_ONLY = frozenset({"slow_stream", "break_stream", "hold_stream"})
+_STREAM_ONLY = frozenset({"slow_stream", "break_stream", "truncate_stream", "hold_stream"})
 _GEMINI_PATH = re.compile(
     r"/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)"
 )
-_MAX_HOLD_S = 30.0
 _WORDS = re.compile(r"\S+\s*")
 
 
@@ -87,6 +92,7 @@ class Fault:
     api: Api | None = None
     message: str = "injected fault"
     _gate: threading.Event = field(default_factory=threading.Event, repr=False, init=False)
+    _expired: threading.Event = field(default_factory=threading.Event, repr=False, init=False)
 
     @classmethod
     def http_error(
@@ -133,9 +139,20 @@ class Fault:
         return cls("break_stream", after_chunks=after_chunks, api=api)
 
     @classmethod
-    def hold_stream(cls, after_chunks: int = 1, *, api: Api | None = None) -> Fault:
-        """Send `after_chunks` text chunks, then wait for `release()` (at most 30 s)."""
-        return cls("hold_stream", after_chunks=after_chunks, api=api)
+    def truncate_stream(cls, after_chunks: int = 1, *, api: Api | None = None) -> Fault:
+        """Send `after_chunks` text chunks, then end the body cleanly without the end events."""
+        return cls("truncate_stream", after_chunks=after_chunks, api=api)
+
+    @classmethod
+    def hold_stream(
+        cls, after_chunks: int = 1, *, max_hold_s: float = 30.0, api: Api | None = None
+    ) -> Fault:
+        """Send `after_chunks` text chunks, then wait for `release()` (at most `max_hold_s`).
+
+        A test that releases the hold on receiving the first chunks proves they arrived while
+        the answer was still being produced; `expired` tells if the hold ran out instead.
+        """
+        return cls("hold_stream", after_chunks=after_chunks, delay_s=max_hold_s, api=api)
 
     @classmethod
     def malformed(cls, body: str | None = None, *, api: Api | None = None) -> Fault:
@@ -150,6 +167,11 @@ class Fault:
     def released(self) -> bool:
         """Whether `release()` was called."""
         return self._gate.is_set()
+
+    @property
+    def expired(self) -> bool:
+        """Whether a held stream went on because nobody released it in time."""
+        return self._expired.is_set()
 
     def matches(self, api: Api, stream: bool) -> bool:
         """Whether this fault applies to a request of `api` (streaming or not)."""
@@ -645,7 +667,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         text_sent = 0
         for is_text, event in _events(call, *self._text(call), fault):
-            if is_text and fault is not None and self._interrupt(fault, text_sent):
+            if is_text and fault is not None and fault.kind == "truncate_stream":
+                if text_sent == fault.after_chunks:
+                    break  # a well-formed body that stops before the end-of-answer events
+            elif is_text and fault is not None and self._interrupt(fault, text_sent):
                 self.close_connection = True  # no terminating chunk: the body is incomplete
                 return
             self._chunk(event)
@@ -660,7 +685,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "break_stream" and text_sent == fault.after_chunks:
             return True
         if fault.kind == "hold_stream" and text_sent == fault.after_chunks:
-            fault._gate.wait(_MAX_HOLD_S)
+            if not fault._gate.wait(fault.delay_s):
+                fault._expired.set()
             return fake._stopping.is_set()
         return False
 

@@ -258,7 +258,7 @@ async def test_refused_connection_is_retryable(llm):
 
 
 async def test_stream_yields_chunks_in_order_while_the_answer_is_still_being_sent(llm, server):
-    hold = Fault.hold_stream(after_chunks=1)
+    hold = Fault.hold_stream(after_chunks=1, max_hold_s=15.0)
     server.add_faults(hold)
     chunks, before_release = [], []
     async for chunk in llm.stream(_request(llm), timeout=10):
@@ -270,6 +270,7 @@ async def test_stream_yields_chunks_in_order_while_the_answer_is_still_being_sen
     assert len(chunks) > 1
     assert "".join(chunks) == EXPECTED
     assert before_release == [chunks[0]] == ["echo: "]
+    assert not hold.expired  # a client that buffered the answer would have waited it out
     assert server.requests[0].stream
 
 
@@ -277,6 +278,16 @@ async def test_stream_broken_midway_raises_after_the_partial_chunks(llm, server)
     server.add_faults(Fault.break_stream(after_chunks=2))
     chunks = []
     with pytest.raises(ProviderError) as caught:
+        async for chunk in llm.stream(_request(llm), timeout=10):
+            chunks.append(chunk)
+    assert chunks == ["echo: ", "what "]
+    assert caught.value.retryable
+
+
+async def test_stream_cut_short_without_its_end_marker_is_an_error(llm, server):
+    server.add_faults(Fault.truncate_stream(after_chunks=2))
+    chunks = []
+    with pytest.raises(ProviderConnectionError) as caught:
         async for chunk in llm.stream(_request(llm), timeout=10):
             chunks.append(chunk)
     assert chunks == ["echo: ", "what "]

@@ -14,7 +14,7 @@ from .pricing import PriceTable
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
-    from anthropic.types import Message, MessageParam
+    from anthropic.types import Message, MessageParam, RawMessageStreamEvent
 
 __all__ = ["AnthropicClient"]
 
@@ -165,11 +165,13 @@ class AnthropicClient(SDKClient):
         finished = False
         async with stream:
             async for event in stream:
-                if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                    if event.delta.text:
-                        yield event.delta.text
-                elif event.type == "message_stop":
-                    finished = True
+                try:
+                    text = _delta_text(event)
+                except PARSE_ERRORS as exc:
+                    raise malformed(self.name, exc) from exc
+                if text:
+                    yield text
+                finished = finished or event.type == "message_stop"
         if not finished:
             raise ProviderConnectionError(
                 f"{self.name}: stream ended before message_stop", provider=self.name
@@ -192,3 +194,10 @@ class AnthropicClient(SDKClient):
         if isinstance(exc, anthropic.AnthropicError):
             return ProviderError(f"{self.name}: {exc}", provider=self.name)
         return None
+
+
+def _delta_text(event: RawMessageStreamEvent) -> str | None:
+    """The text of a `text_delta` event, None for every other event."""
+    if event.type == "content_block_delta" and event.delta.type == "text_delta":
+        return event.delta.text
+    return None

@@ -149,10 +149,17 @@ class OpenAIClient(SDKClient):
         finished = False
         async with stream:
             async for chunk in stream:
-                for choice in chunk.choices:
-                    if choice.delta is not None and choice.delta.content:
-                        yield choice.delta.content
-                    finished = finished or choice.finish_reason is not None
+                try:
+                    deltas = [
+                        (c.delta.content if c.delta else None, c.finish_reason)
+                        for c in chunk.choices
+                    ]
+                except PARSE_ERRORS as exc:
+                    raise malformed(self.name, exc) from exc
+                for text, finish_reason in deltas:
+                    if text:
+                        yield text
+                    finished = finished or finish_reason is not None
         if not finished:
             raise ProviderConnectionError(
                 f"{self.name}: stream ended before a finish_reason", provider=self.name
