@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pickle
 import socket
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
 
-from stratarouter_core.errors import ConfigError
+from stratarouter_core.errors import ConfigError, MissingDependencyError
 from stratarouter_core.runtime.errors import (
     MalformedResponseError,
     ProviderConnectionError,
@@ -538,3 +540,65 @@ def test_provider_errors_survive_pickling():
     )
     limited = pickle.loads(pickle.dumps(RateLimitError("slow down", provider="x", retry_after=2)))
     assert (limited.retryable, limited.retry_after, limited.provider) == (True, 2, "x")
+
+
+# -- packaging: lazy SDK imports ---------------------------------------------------------------
+
+
+def test_importing_the_runtime_imports_no_sdk():
+    code = (
+        "import sys, stratarouter_core.runtime, stratarouter_core.runtime.testing\n"
+        "loaded = [m for m in ('openai', 'anthropic', 'google.genai') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("module", "client", "extra"),
+    [
+        ("openai", "OpenAIClient", "openai"),
+        ("openai", "LocalClient", "openai"),
+        ("anthropic", "AnthropicClient", "anthropic"),
+        ("google.genai", "GoogleClient", "google"),
+    ],
+)
+def test_missing_sdk_names_the_extra(monkeypatch, module, client, extra):
+    from stratarouter_core.runtime import providers
+
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+    with pytest.raises(MissingDependencyError, match=rf"stratarouter\[{extra}\]"):
+        getattr(providers, client)(base_url="http://127.0.0.1:9")
+
+
+# -- the fake server's embeddings endpoint -----------------------------------------------------
+
+
+async def test_fake_embeddings_in_float_and_base64_agree(server):
+    pytest.importorskip("openai")
+    import openai
+
+    client = openai.AsyncOpenAI(api_key="k", base_url=server.openai_base_url, max_retries=0)
+    texts = ["cancel my order", "cancel my order please", "weather in Paris"]
+    try:
+        plain = await client.embeddings.create(
+            model="text-embedding-3-small", input=texts, encoding_format="float"
+        )
+        packed = await client.embeddings.create(model="text-embedding-3-small", input=texts)
+        sized = await client.embeddings.create(
+            model="text-embedding-3-small", input="hi", dimensions=16
+        )
+    finally:
+        await client.close()
+    assert server.requests[1].body["encoding_format"] == "base64"  # the SDK's default
+    floats = [d.embedding for d in plain.data]
+    for decoded, plain_vector in zip(packed.data, floats, strict=True):
+        assert list(decoded.embedding) == pytest.approx(plain_vector, abs=1e-6)
+    assert all(sum(x * x for x in v) == pytest.approx(1.0) for v in floats)
+
+    def cosine(a, b):
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cosine(floats[0], floats[1]) > cosine(floats[0], floats[2])
+    assert len(sized.data[0].embedding) == 16
+    assert plain.usage.prompt_tokens == 10
