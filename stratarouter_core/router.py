@@ -40,16 +40,20 @@ if TYPE_CHECKING:
 
 __all__ = ["Router"]
 
+_FULL_SORT_MAX = 1024
+
 
 @dataclass(frozen=True)
 class _Built:
     """Everything `build_index` derives from the routes; replaced as a whole, never mutated."""
 
     routes: tuple[Route, ...]
+    names: tuple[str, ...]
     routes_version: int
     utterance_vectors: NDArray[np.float32]  # (n_utterances, d), normalised
     utterance_owner: NDArray[np.int64]  # route index of each utterance
     prototypes: NDArray[np.float32]  # (n_routes, d), normalised centroids
+    prototypes_t: NDArray[np.float32]  # (d, n_routes) contiguous: the fastest layout for x @ P
     index: CandidateIndex
     bm25: BM25Index
     rules: RuleMatcher
@@ -185,10 +189,12 @@ class Router:
         model = model or ScoringModel.default(self.config.weights)
         built = _Built(
             routes=routes,
+            names=tuple(r.name for r in routes),
             routes_version=self._routes_version,
             utterance_vectors=vectors,
             utterance_owner=owner,
             prototypes=prototypes,
+            prototypes_t=np.ascontiguousarray(prototypes.T),
             index=build_index(prototypes, self.config.index),
             bm25=BM25Index(documents, k1=self.config.bm25_k1, b=self.config.bm25_b),
             rules=RuleMatcher(routes),
@@ -307,7 +313,7 @@ class Router:
         """
         k = self.config.max_candidates
         if len(built.routes) <= k:
-            return None, vectors @ built.prototypes.T
+            return None, vectors @ built.prototypes_t
         candidates, dense = built.index.search(vectors, k)
         if built.rules.is_empty:
             return candidates, dense
@@ -331,7 +337,8 @@ class Router:
         """Score parts per query and candidate (every route when candidates is None)."""
         tokens = [tokenize(q) for q in queries]
         sparse_all = built.bm25.normalized_many(tokens)
-        sparse = sparse_all if candidates is None else np.take_along_axis(sparse_all, candidates, 1)
+        sparse = sparse_all if candidates is None else sparse_all[
+            np.arange(len(candidates))[:, None], candidates]
         best = sparse_all.max(axis=1, keepdims=True)
         sparse_rel = np.divide(sparse, best, out=np.zeros_like(sparse), where=best > 0)
         rule = None
@@ -360,7 +367,7 @@ class Router:
         start: int,
     ) -> list[RouteResult]:
         """RouteResults from the top candidates of each query (arrays of shape (n, top_k))."""
-        routes, thresholds, fallback = built.routes, built.thresholds, self.config.fallback_route
+        names, thresholds, fallback = built.names, built.thresholds, self.config.fallback_route
         rule = np.zeros_like(scores) if features.rule is None else features.rule
         columns = zip(
             route_ids.tolist(), confidence.tolist(), scores.tolist(),
@@ -368,11 +375,9 @@ class Router:
         )
         latency_us = (time.perf_counter_ns() - start) / 1000.0 / len(scores)
         results = []
+        make = Candidate._make
         for ids, conf, score, dense, sparse, rules in columns:
-            ranked = tuple(
-                Candidate(routes[i].name, c, s, d, sp, r)
-                for i, c, s, d, sp, r in zip(ids, conf, score, dense, sparse, rules)
-            )
+            ranked = tuple(map(make, zip([names[i] for i in ids], conf, score, dense, sparse, rules)))
             accepted = conf[0] >= thresholds[ids[0]]
             results.append(
                 RouteResult(
@@ -477,25 +482,26 @@ def _check_embeddings(embedding: ArrayLike, dimension: int, *, single: bool) -> 
             f"embedding has dimension {array.shape[1]}, the router's encoder has {dimension}"
         )
     # One pass gives the norms; NaN or inf anywhere makes a norm non-finite.
-    norms = np.sqrt(np.einsum("ij,ij->i", array, array, dtype=np.float64))
+    norms = np.sqrt((array * array).sum(axis=1))
     if not np.isfinite(norms).all():
         if not np.isfinite(array).all():
             raise InvalidQueryError("embedding contains NaN or infinite values")
         raise InvalidQueryError("embedding values are too large to normalise")
     if (norms == 0).any():
         raise InvalidQueryError("embedding has zero norm: it points nowhere")
-    return (array / norms[:, None].astype(np.float32)).astype(np.float32, copy=False)
+    normalised: NDArray[np.float32] = array / norms[:, None]
+    return normalised
 
 
 def _best_first(scores: NDArray[np.float64], k: int) -> NDArray[np.int64]:
     """Column indices of each row's k highest scores, best first."""
-    k = min(k, scores.shape[1])
-    if k < scores.shape[1]:
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        top = np.broadcast_to(np.arange(k), scores.shape)
-    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(top, order, axis=1)
+    if scores.shape[1] <= _FULL_SORT_MAX:  # a full sort of a short row beats argpartition
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    rows = np.arange(len(scores))[:, None]
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-scores[rows, top], axis=1, kind="stable")
+    result: NDArray[np.int64] = top[rows, order]
+    return result
 
 
 def _normalise_rows(vectors: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import RouteValidationError
 
@@ -104,9 +104,10 @@ class Route:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """One ranked route for a query, with each part of its score.
+
+    A named tuple: cheap to build on the hot path, immutable, and readable by field name.
 
     Attributes:
         route_id: The route's name.

@@ -106,15 +106,17 @@ class BM25Index:
 
     def score_many(self, queries: Sequence[Sequence[str]]) -> NDArray[np.float64]:
         """Raw BM25 scores, shape (len(queries), n_documents), in one vectorised pass."""
-        n_docs = self.n_documents
-        term_ids = [self.term_ids(tokens) for tokens in queries]
-        if len(queries) == 1 and self._dense is not None:
+        return self._score_ids([self.term_ids(tokens) for tokens in queries])
+
+    def _score_ids(self, term_ids: Sequence[NDArray[np.int64]]) -> NDArray[np.float64]:
+        n_queries, n_docs = len(term_ids), self.n_documents
+        if n_queries == 1 and self._dense is not None:
             return self._dense[term_ids[0]].sum(axis=0, keepdims=True)
         counts = np.array([len(ids) for ids in term_ids], dtype=np.int64)
         if counts.sum() == 0:
-            return np.zeros((len(queries), n_docs), dtype=np.float64)
+            return np.zeros((n_queries, n_docs), dtype=np.float64)
         ids = np.concatenate(term_ids)
-        owner = np.repeat(np.arange(len(queries), dtype=np.int64), counts)
+        owner = np.repeat(np.arange(n_queries, dtype=np.int64), counts)
         starts, ends = self.indptr[ids], self.indptr[ids + 1]
         lengths = ends - starts
         total = int(lengths.sum())
@@ -123,12 +125,23 @@ class BM25Index:
         postings = offsets + np.arange(total, dtype=np.int64)
         rows = np.repeat(owner, lengths)
         flat = rows * n_docs + self.indices[postings]
-        scores = np.bincount(flat, weights=self.data[postings], minlength=len(queries) * n_docs)
-        return scores.reshape(len(queries), n_docs)
+        scores = np.bincount(flat, weights=self.data[postings], minlength=n_queries * n_docs)
+        return scores.reshape(n_queries, n_docs)
 
     def normalized_many(self, queries: Sequence[Sequence[str]]) -> NDArray[np.float64]:
         """`score_many` divided row-wise by each query's attainable maximum."""
-        scores = self.score_many(queries)
-        bounds = np.array([self.upper_bound(tokens) for tokens in queries], dtype=np.float64)
+        term_ids = [self.term_ids(tokens) for tokens in queries]
+        scores = self._score_ids(term_ids)
+        if len(queries) == 1:  # the route() path: no grouping needed
+            ids = term_ids[0]
+            unseen = (len(queries[0]) - len(ids)) * self.unseen_idf
+            bound = (float(self.idf[ids].sum()) + unseen) * (self.k1 + 1.0)
+            return scores / bound if bound > 0 else scores
+        known = np.array([len(ids) for ids in term_ids], dtype=np.int64)
+        unknown = np.array([len(tokens) for tokens in queries], dtype=np.int64) - known
+        owner = np.repeat(np.arange(len(queries)), known)
+        flat = np.concatenate(term_ids) if term_ids else _EMPTY_IDS
+        known_idf = np.bincount(owner, weights=self.idf[flat], minlength=len(queries))
+        bounds = (known_idf + unknown * self.unseen_idf) * (self.k1 + 1.0)
         np.divide(scores, bounds[:, None], out=scores, where=bounds[:, None] > 0)
         return scores
