@@ -98,7 +98,7 @@ def main() -> None:
     for name in (*router.route_names, "human"):
         graph.add_node(name, agent(name))
     route_edge(router, fallback="human").attach(graph, START)
-    edge_app = graph.compile()
+    edge_app: Any = graph.compile()
     taken = [next(iter(update)) for query in QUERIES
              for update in edge_app.stream({"messages": [("user", query)]}, stream_mode="updates")]
     print(f"as a conditional edge: {taken}")

@@ -17,7 +17,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableLambda
 from stratarouter_core.testing import AdapterContract
 
-from stratarouter_langchain import SemanticRouteDispatch, StrataRouterRunnable
+from stratarouter_langchain import RouterInput, SemanticRouteDispatch, StrataRouterRunnable
 
 QUERY = "I was charged twice, please refund my payment"
 N = 3000
@@ -70,18 +70,21 @@ def main() -> None:
     def route_then_branch_traced() -> Any:
         return identity.invoke(router.route(QUERY), traced)
 
-    queries = AdapterContract.queries() * 9  # 108 inputs
+    queries: list[RouterInput] = [*AdapterContract.queries() * 9]  # 108 inputs
     per_query = 1 / len(queries)
 
+    texts = AdapterContract.queries() * 9
+
     def batch_base() -> Any:
-        return router.route_batch(queries)
+        return router.route_batch(texts)
 
     rows = [
         ("router.route (baseline)", *paired_us(route)),
         ("RunnableLambda(router.route).invoke (for scale)",
          *paired_us(lambda: plain.invoke(QUERY), route)),
         ("StrataRouterRunnable.invoke", *paired_us(lambda: runnable.invoke(QUERY), route)),
-        ("  ... with a callback handler", *paired_us(lambda: runnable.invoke(QUERY, traced), route)),
+        ("  ... with a callback handler",
+         *paired_us(lambda: runnable.invoke(QUERY, traced), route)),
         ("SemanticRouteDispatch.invoke vs route + branch.invoke",
          *paired_us(lambda: dispatch.invoke(QUERY), route_then_branch)),
         ("  ... with a callback handler",

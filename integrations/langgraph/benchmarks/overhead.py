@@ -53,10 +53,10 @@ def paired_us(func: Callable[[], Any], reference: Callable[[], Any] | None = Non
 def graphs(router: Router) -> dict[str, Any]:
     """Four one-hop graphs: hand-written edge / our edge, hand-written node / our node."""
     def hand_path(state: RouterState) -> str:
-        return router.route(state["messages"][-1].content).route_id or END
+        return router.route(state["messages"][-1].text).route_id or END
 
     def hand_node(state: RouterState) -> Command[str]:
-        result = router.route(state["messages"][-1].content)
+        result = router.route(state["messages"][-1].text)
         return Command(update={"route": result.route_id, "confidence": result.confidence},
                        goto=result.route_id or END)
 
