@@ -12,56 +12,143 @@ import time
 from stratarouter_core import Route, Router, RouterConfig
 
 ROUTES = [
-    Route(name="billing", description="Payments, invoices, charges and refunds",
-          examples=["I was charged twice this month", "refund my last invoice",
-                    "why is my bill higher than usual", "update my credit card details",
-                    "I want my money back for the duplicate payment"],
-          keywords=["invoice", "refund", "billing"], patterns=[r"\binvoice\s*#?\d+"],
-          metadata={"provider": "openai", "model": "gpt-4o-mini"}),
-    Route(name="tech_support", description="Bugs, crashes, errors and connectivity problems",
-          examples=["the app crashes when I open it", "I get error 500 when I log in",
-                    "my internet keeps disconnecting", "the page will not load",
-                    "the update broke my installation"],
-          patterns=[r"\berror\s*\d{3}\b"]),
-    Route(name="account", description="Login, password, profile and account settings",
-          examples=["I forgot my password", "how do I change my email address",
-                    "lock my account, it was hacked", "enable two factor authentication",
-                    "delete my account"]),
-    Route(name="shipping", description="Delivery status, tracking and shipping options",
-          examples=["where is my package", "my order has not arrived yet",
-                    "how long does express delivery take", "track my parcel",
-                    "can I change the delivery address"], keywords=["tracking number"]),
-    Route(name="returns", description="Returning products and exchanges",
-          examples=["how do I return these shoes", "the item arrived broken, I want to send it back",
-                    "can I exchange this for a bigger size", "print a return label",
-                    "what is your return policy"]),
-    Route(name="sales", description="Pricing, plans, quotes and upgrades",
-          examples=["how much does the pro plan cost", "I want a quote for 50 seats",
-                    "do you offer discounts for nonprofits", "upgrade me to the business plan",
-                    "compare your plans"]),
-    Route(name="cancellation", description="Cancelling a subscription or an order",
-          examples=["cancel my subscription", "I want to stop my membership",
-                    "cancel the order I placed yesterday", "how do I end my plan",
-                    "stop renewing automatically"]),
-    Route(name="privacy", description="Personal data, GDPR requests and privacy policy",
-          examples=["what data do you keep about me", "send me a copy of my personal data",
-                    "I want you to erase my data under GDPR", "who do you share my data with",
-                    "opt out of marketing tracking"]),
-    Route(name="feedback", description="Compliments, complaints and suggestions",
-          examples=["your support team was amazing", "I want to file a complaint",
-                    "you should add a dark mode", "the service was terrible today",
-                    "here is a suggestion for your app"]),
-    Route(name="store_hours", description="Opening hours and store locations",
-          examples=["what time do you open on sunday", "are you open on public holidays",
-                    "where is your nearest store", "store opening hours",
-                    "is the downtown shop open late"]),
-    Route(name="product_info", description="Product features, specifications and availability",
-          examples=["is this laptop compatible with usb c", "what are the dimensions of the desk",
-                    "is the blue version back in stock", "does the watch work with android",
-                    "what material is the jacket made of"]),
-    Route(name="small_talk", description="Greetings and chit-chat",
-          examples=["hello there", "how are you today", "good morning", "thanks a lot, bye",
-                    "who are you"]),
+    Route(
+        name="billing",
+        description="Payments, invoices, charges and refunds",
+        examples=[
+            "I was charged twice this month",
+            "refund my last invoice",
+            "why is my bill higher than usual",
+            "update my credit card details",
+            "I want my money back for the duplicate payment",
+        ],
+        keywords=["invoice", "refund", "billing"],
+        patterns=[r"\binvoice\s*#?\d+"],
+        metadata={"provider": "openai", "model": "gpt-4o-mini"},
+    ),
+    Route(
+        name="tech_support",
+        description="Bugs, crashes, errors and connectivity problems",
+        examples=[
+            "the app crashes when I open it",
+            "I get error 500 when I log in",
+            "my internet keeps disconnecting",
+            "the page will not load",
+            "the update broke my installation",
+        ],
+        patterns=[r"\berror\s*\d{3}\b"],
+    ),
+    Route(
+        name="account",
+        description="Login, password, profile and account settings",
+        examples=[
+            "I forgot my password",
+            "how do I change my email address",
+            "lock my account, it was hacked",
+            "enable two factor authentication",
+            "delete my account",
+        ],
+    ),
+    Route(
+        name="shipping",
+        description="Delivery status, tracking and shipping options",
+        examples=[
+            "where is my package",
+            "my order has not arrived yet",
+            "how long does express delivery take",
+            "track my parcel",
+            "can I change the delivery address",
+        ],
+        keywords=["tracking number"],
+    ),
+    Route(
+        name="returns",
+        description="Returning products and exchanges",
+        examples=[
+            "how do I return these shoes",
+            "the item arrived broken, I want to send it back",
+            "can I exchange this for a bigger size",
+            "print a return label",
+            "what is your return policy",
+        ],
+    ),
+    Route(
+        name="sales",
+        description="Pricing, plans, quotes and upgrades",
+        examples=[
+            "how much does the pro plan cost",
+            "I want a quote for 50 seats",
+            "do you offer discounts for nonprofits",
+            "upgrade me to the business plan",
+            "compare your plans",
+        ],
+    ),
+    Route(
+        name="cancellation",
+        description="Cancelling a subscription or an order",
+        examples=[
+            "cancel my subscription",
+            "I want to stop my membership",
+            "cancel the order I placed yesterday",
+            "how do I end my plan",
+            "stop renewing automatically",
+        ],
+    ),
+    Route(
+        name="privacy",
+        description="Personal data, GDPR requests and privacy policy",
+        examples=[
+            "what data do you keep about me",
+            "send me a copy of my personal data",
+            "I want you to erase my data under GDPR",
+            "who do you share my data with",
+            "opt out of marketing tracking",
+        ],
+    ),
+    Route(
+        name="feedback",
+        description="Compliments, complaints and suggestions",
+        examples=[
+            "your support team was amazing",
+            "I want to file a complaint",
+            "you should add a dark mode",
+            "the service was terrible today",
+            "here is a suggestion for your app",
+        ],
+    ),
+    Route(
+        name="store_hours",
+        description="Opening hours and store locations",
+        examples=[
+            "what time do you open on sunday",
+            "are you open on public holidays",
+            "where is your nearest store",
+            "store opening hours",
+            "is the downtown shop open late",
+        ],
+    ),
+    Route(
+        name="product_info",
+        description="Product features, specifications and availability",
+        examples=[
+            "is this laptop compatible with usb c",
+            "what are the dimensions of the desk",
+            "is the blue version back in stock",
+            "does the watch work with android",
+            "what material is the jacket made of",
+        ],
+    ),
+    Route(
+        name="small_talk",
+        description="Greetings and chit-chat",
+        examples=[
+            "hello there",
+            "how are you today",
+            "good morning",
+            "thanks a lot, bye",
+            "who are you",
+        ],
+    ),
 ]
 
 QUERIES = [
@@ -95,8 +182,10 @@ def main() -> None:
     router = Router(config=RouterConfig(threshold=0.25, fallback_route="human"))
     router.add_routes(ROUTES)
     router.build_index()
-    print(f"built {len(ROUTES)} routes in {time.perf_counter() - started:.2f} s "
-          f"(encoder: {type(router.encoder).__name__})\n")
+    print(
+        f"built {len(ROUTES)} routes in {time.perf_counter() - started:.2f} s "
+        f"(encoder: {type(router.encoder).__name__})\n"
+    )
     results = router.route_batch(QUERIES)  # encodes once, vectorised
     print(f"{'query':<48} {'route':<14} {'confidence':>10} {'route() us':>11}")
     print("-" * 86)

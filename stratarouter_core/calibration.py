@@ -50,7 +50,11 @@ class IsotonicCalibrator:
         y = np.asarray(correct, dtype=np.float64)
         if x.ndim != 1 or x.shape != y.shape or len(x) < 2:
             raise ConfigError("calibration needs two equal-length 1-D arrays of at least 2 items")
-        w = np.ones_like(x) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        w = (
+            np.ones_like(x)
+            if sample_weight is None
+            else np.asarray(sample_weight, dtype=np.float64)
+        )
         regression = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
         fitted = regression.fit(x, y, sample_weight=w).predict(x)
         levels, block = np.unique(fitted, return_inverse=True)
@@ -98,7 +102,9 @@ def reliability_bins(
     return bins
 
 
-def expected_calibration_error(confidence: ArrayLike, correct: ArrayLike, n_bins: int = 15) -> float:
+def expected_calibration_error(
+    confidence: ArrayLike, correct: ArrayLike, n_bins: int = 15
+) -> float:
     """ECE: mean |accuracy - confidence| over equal-width bins, weighted by bin size."""
     conf = np.asarray(confidence, dtype=np.float64)
     if len(conf) == 0:

@@ -103,8 +103,10 @@ class RouterConfig:
         if self.fallback_route is not None and (
             not isinstance(self.fallback_route, str) or not self.fallback_route.strip()
         ):
-            raise ConfigError(f"RouterConfig.fallback_route must be a non-blank string or None, "
-                              f"got {self.fallback_route!r}")
+            raise ConfigError(
+                f"RouterConfig.fallback_route must be a non-blank string or None, "
+                f"got {self.fallback_route!r}"
+            )
         if isinstance(self.weights, Mapping):
             object.__setattr__(self, "weights", _build(FusionWeights, self.weights, "weights"))
         if isinstance(self.index, Mapping):
@@ -128,7 +130,8 @@ class RouterConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RouterConfig:
         """Build from a mapping, rejecting unknown keys with a `ConfigError` naming them."""
-        return _build(cls, data, "config")
+        config: RouterConfig = _build(cls, data, "config")
+        return config
 
     def replace(self, **changes: Any) -> RouterConfig:
         """A copy with some fields changed (validated again)."""
@@ -141,8 +144,9 @@ def _build(cls: Any, data: Mapping[str, Any], where: str) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"unknown {where} field(s): {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(known))})")
+        raise ConfigError(
+            f"unknown {where} field(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
     try:
         return cls(**data)
     except TypeError as exc:

@@ -96,10 +96,20 @@ class EvaluationReport:
         if self.reliability:
             _, conf, acc, counts = zip(*self.reliability)
             left.plot(conf, acc, marker="o", label=f"router (ECE {self.ece_in_scope:.3f})")
-            left.bar([c for c in conf], [n / max(counts) * 0.2 for n in counts], width=0.03,
-                     alpha=0.3, label="share of queries (scaled)")
-        left.set(xlabel="confidence", ylabel="accuracy", title="Reliability (in-scope)",
-                 xlim=(0, 1), ylim=(0, 1))
+            left.bar(
+                [c for c in conf],
+                [n / max(counts) * 0.2 for n in counts],
+                width=0.03,
+                alpha=0.3,
+                label="share of queries (scaled)",
+            )
+        left.set(
+            xlabel="confidence",
+            ylabel="accuracy",
+            title="Reliability (in-scope)",
+            xlim=(0, 1),
+            ylim=(0, 1),
+        )
         left.legend(loc="upper left")
         confused = self.most_confused(12)
         labels = [f"{e} -> {p}" for e, p, _ in confused]
@@ -120,8 +130,9 @@ def evaluate_router(
 ) -> EvaluationReport:
     """Route every query (batched) and measure the decisions against `labels`."""
     if len(queries) != len(labels) or not queries:
-        raise ConfigError(f"need equal, non-zero numbers of queries and labels "
-                          f"({len(queries)} and {len(labels)})")
+        raise ConfigError(
+            f"need equal, non-zero numbers of queries and labels ({len(queries)} and {len(labels)})"
+        )
     known = set(router.route_names)
     unknown = sorted({str(x) for x in labels if x is not None and x not in known})
     if unknown:
@@ -180,7 +191,9 @@ def _macro_f1(labels: Sequence[str | None], predicted: Sequence[str | None]) -> 
     return float(np.mean(scores))
 
 
-def _latency(router: Router, queries: Sequence[str], embeddings: ArrayLike | None) -> dict[str, float]:
+def _latency(
+    router: Router, queries: Sequence[str], embeddings: ArrayLike | None
+) -> dict[str, float]:
     """Per-query `route()` latency percentiles on up to 1,000 of the queries."""
     sample = min(len(queries), 1000)
     vectors = None if embeddings is None else np.asarray(embeddings)

@@ -30,7 +30,14 @@ from .scoring.model import FEATURES, ConfidenceModel, LinearHead, ScoringModel
 if TYPE_CHECKING:
     from .router import Router, _Built
 
-__all__ = ["FitReport", "HeldOut", "Objective", "choose_threshold", "fit_router", "train_linear_head"]
+__all__ = [
+    "FitReport",
+    "HeldOut",
+    "Objective",
+    "choose_threshold",
+    "fit_router",
+    "train_linear_head",
+]
 
 Objective = Literal["accuracy", "precision", "oos_recall", "in_scope_loss"]
 
@@ -60,7 +67,9 @@ class FitReport:
     duration_s: float = 0.0
 
     def threshold_for(
-        self, objective: Objective, target: float | None = None,
+        self,
+        objective: Objective,
+        target: float | None = None,
         expected_oos_rate: float | None = None,
     ) -> float:
         """The threshold another objective would pick on the same held-out decisions.
@@ -72,7 +81,12 @@ class FitReport:
         held = self.held_out
         y = np.where(held.out_of_scope, -1, 0)
         return choose_threshold(
-            held.confidence, held.correct, held.out_of_scope, _oos_weights(y, rate), objective, target
+            held.confidence,
+            held.correct,
+            held.out_of_scope,
+            _oos_weights(y, rate),
+            objective,
+            target,
         )
 
 
@@ -134,12 +148,17 @@ def fit_router(
         fold_of = np.random.default_rng(seed).permutation(len(y)) % folds
         heads = [
             _train_head(built, vectors[fold_of != f], y[fold_of != f], l2, max_iter)
-            if learn_head else None
+            if learn_head
+            else None
             for f in range(folds)
         ]
         parts = [np.flatnonzero(fold_of == f) for f in range(folds)]
         held = _held_out_features(
-            router, built, [[queries[i] for i in p] for p in parts], [vectors[p] for p in parts], heads
+            router,
+            built,
+            [[queries[i] for i in p.tolist()] for p in parts],
+            [vectors[p] for p in parts],
+            heads,
         )
         held_y, method = np.concatenate([y[p] for p in parts]), f"{folds}-fold cross-fitting"
         final_head = _train_head(built, vectors, y, l2, max_iter) if learn_head else None
@@ -236,7 +255,11 @@ def _train_head(
 
 
 def train_linear_head(
-    x: NDArray[np.float32], y: NDArray[np.int64], n_classes: int, *, l2: float = 1e-5,
+    x: NDArray[np.float32],
+    y: NDArray[np.int64],
+    n_classes: int,
+    *,
+    l2: float = 1e-5,
     max_iter: int = 300,
 ) -> LinearHead:
     """Multinomial logistic regression by L-BFGS on float32 matrices (mean loss + l2/2 |W|²)."""
@@ -259,7 +282,10 @@ def train_linear_head(
         return float(loss), grad.astype(np.float64)
 
     result = minimize(
-        loss_and_grad, np.zeros(d * n_classes + n_classes), jac=True, method="L-BFGS-B",
+        loss_and_grad,
+        np.zeros(d * n_classes + n_classes),
+        jac=True,
+        method="L-BFGS-B",
         options={"maxiter": max_iter},
     )
     w = result.x[: d * n_classes].reshape(d, n_classes)
@@ -281,15 +307,22 @@ def _held_out_features(
         scoped = replace(built, model=replace(built.model, head=head))
         candidates, dense = router._candidates(scoped, queries, vectors)
         candidate_parts.append(
-            np.tile(np.arange(dense.shape[1]), (len(dense), 1)) if candidates is None else candidates
+            np.tile(np.arange(dense.shape[1]), (len(dense), 1))
+            if candidates is None
+            else candidates
         )
-        feature_parts.append(router._features(scoped, queries, vectors, candidates, dense).stacked())
+        feature_parts.append(
+            router._features(scoped, queries, vectors, candidates, dense).stacked()
+        )
     return np.concatenate(candidate_parts), np.concatenate(feature_parts)
 
 
 def _fit_fusion(
-    features: NDArray[np.float64], candidates: NDArray[np.int64], y: NDArray[np.int64],
-    *, has_head: bool,
+    features: NDArray[np.float64],
+    candidates: NDArray[np.int64],
+    y: NDArray[np.int64],
+    *,
+    has_head: bool,
 ) -> NDArray[np.float64]:
     """Weights maximising the likelihood of the true route among each query's candidates."""
     from scipy.optimize import minimize
@@ -384,7 +417,9 @@ def choose_threshold(
     assert target is not None
     if objective == "precision":
         accepted = (accept * w).sum(axis=1)
-        precision = np.divide(right_accepts, accepted, out=np.ones_like(accepted), where=accepted > 0)
+        precision = np.divide(
+            right_accepts, accepted, out=np.ones_like(accepted), where=accepted > 0
+        )
         feasible = np.flatnonzero(precision >= target)
         index = int(feasible[0]) if len(feasible) else len(levels) - 1
     elif objective == "oos_recall":

@@ -68,12 +68,17 @@ def save_router(router: Router, path: Path) -> None:
         "routes": [route.to_dict() for route in built.routes],
         "model": {
             "weights": {name: float(w) for name, w in zip(FEATURES, model.weights)},
-            "confidence_model": model.confidence_model.to_dict() if model.confidence_model else None,
+            "confidence_model": model.confidence_model.to_dict()
+            if model.confidence_model
+            else None,
             "metadata": model.metadata,
             "has_head": model.head is not None,
         },
     }
-    arrays = {"utterance_vectors": built.utterance_vectors, "utterance_owner": built.utterance_owner}
+    arrays = {
+        "utterance_vectors": built.utterance_vectors,
+        "utterance_owner": built.utterance_owner,
+    }
     if model.head is not None:
         arrays["head_weights"] = model.head.weights
         arrays["head_bias"] = model.head.bias
@@ -126,7 +131,9 @@ def load_router(cls: type[Router], path: Path, encoder: BaseEncoder | None) -> R
     vectors = np.ascontiguousarray(arrays["utterance_vectors"], dtype=np.float32)
     owner = np.asarray(arrays["utterance_owner"], dtype=np.int64)
     if vectors.shape[1] != encoder.dimension or len(owner) != len(vectors):
-        raise PersistenceError(f"{path / _ARRAYS} does not match the routes or the encoder dimension")
+        raise PersistenceError(
+            f"{path / _ARRAYS} does not match the routes or the encoder dimension"
+        )
     router._install(routes, vectors, owner, _model(manifest["model"], arrays))
     return router
 
@@ -141,7 +148,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise PersistenceError(
-            f"{path} has format version {version!r}; this StrataRouter reads version {FORMAT_VERSION}"
+            f"{path} has format version {version!r}; "
+            f"this StrataRouter reads version {FORMAT_VERSION}"
         )
     return manifest
 

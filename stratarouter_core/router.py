@@ -1,7 +1,7 @@
 """The Router: wires the stages of a routing decision, top to bottom.
 
-    candidates (prototype index) -> score parts (dense, BM25, rules, learned head)
-    -> fusion -> calibration -> decision (threshold, fallback)
+candidates (prototype index) -> score parts (dense, BM25, rules, learned head)
+-> fusion -> calibration -> decision (threshold, fallback)
 """
 
 from __future__ import annotations
@@ -218,7 +218,9 @@ class Router:
     def _set_model(self, model: ScoringModel) -> None:
         built = self._require_built()
         with self._build_lock:
-            self._built = replace(built, model=model, thresholds=self._thresholds(built.routes, model))
+            self._built = replace(
+                built, model=model, thresholds=self._thresholds(built.routes, model)
+            )
 
     def _require_built(self) -> _Built:
         built = self._built
@@ -232,7 +234,9 @@ class Router:
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Encode texts with the router's encoder (cached), validated, L2-normalised."""
         vectors = check_vectors(
-            self.encoder.encode(list(texts)), len(texts), self.encoder.dimension,
+            self.encoder.encode(list(texts)),
+            len(texts),
+            self.encoder.dimension,
             type(self.encoder).__name__,
         )
         return _normalise_rows(vectors)
@@ -298,8 +302,12 @@ class Router:
         rows, order = np.arange(len(scores))[:, None], _best_first(scores, self.config.top_k)
         route_ids = order if candidates is None else candidates[rows, order]
         return self._results(
-            built, route_ids, confidence[rows, order], scores[rows, order],
-            features.take(rows, order), start,
+            built,
+            route_ids,
+            confidence[rows, order],
+            scores[rows, order],
+            features.take(rows, order),
+            start,
         )
 
     def _candidates(
@@ -337,8 +345,11 @@ class Router:
         """Score parts per query and candidate (every route when candidates is None)."""
         tokens = [tokenize(q) for q in queries]
         sparse_all = built.bm25.normalized_many(tokens)
-        sparse = sparse_all if candidates is None else sparse_all[
-            np.arange(len(candidates))[:, None], candidates]
+        sparse = (
+            sparse_all
+            if candidates is None
+            else sparse_all[np.arange(len(candidates))[:, None], candidates]
+        )
         best = sparse_all.max(axis=1, keepdims=True)
         sparse_rel = np.divide(sparse, best, out=np.zeros_like(sparse), where=best > 0)
         rule = None
@@ -370,14 +381,20 @@ class Router:
         names, thresholds, fallback = built.names, built.thresholds, self.config.fallback_route
         rule = np.zeros_like(scores) if features.rule is None else features.rule
         columns = zip(
-            route_ids.tolist(), confidence.tolist(), scores.tolist(),
-            features.dense.tolist(), features.sparse.tolist(), rule.tolist(),
+            route_ids.tolist(),
+            confidence.tolist(),
+            scores.tolist(),
+            features.dense.tolist(),
+            features.sparse.tolist(),
+            rule.tolist(),
         )
         latency_us = (time.perf_counter_ns() - start) / 1000.0 / len(scores)
         results = []
         make = Candidate._make
         for ids, conf, score, dense, sparse, rules in columns:
-            ranked = tuple(map(make, zip([names[i] for i in ids], conf, score, dense, sparse, rules)))
+            ranked = tuple(
+                map(make, zip([names[i] for i in ids], conf, score, dense, sparse, rules))
+            )
             accepted = conf[0] >= thresholds[ids[0]]
             results.append(
                 RouteResult(
@@ -407,10 +424,13 @@ class Router:
         else:
             lines.append(f"decision: {verdict} (confidence {result.confidence:.3f})")
         fitted = "fitted" if self.model.is_fitted else "default, not fitted"
-        lines.append(f"scoring: {fitted}; weights " + ", ".join(
-            f"{n}={w:.3g}" for n, w in zip(FEATURES, self.model.weights) if w
-        ))
-        lines.append(f"{'route':<24}{'confidence':>11}{'score':>9}{'dense':>8}{'sparse':>8}{'rule':>6}")
+        lines.append(
+            f"scoring: {fitted}; weights "
+            + ", ".join(f"{n}={w:.3g}" for n, w in zip(FEATURES, self.model.weights) if w)
+        )
+        lines.append(
+            f"{'route':<24}{'confidence':>11}{'score':>9}{'dense':>8}{'sparse':>8}{'rule':>6}"
+        )
         for c in result.candidates:
             lines.append(
                 f"{c.route_id:<24}{c.confidence:>11.3f}{c.score:>9.3f}{c.dense:>8.3f}"

@@ -42,8 +42,10 @@ def load_routes_file(path: str | Path) -> tuple[list[Route], RouterConfig]:
         raise ConfigError(f"{path}: the top level must be a mapping with a 'routes:' list")
     unknown = sorted(set(data) - {"routes", "config"})
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(unknown)} "
-                          "(expected 'routes' and optional 'config')")
+        raise ConfigError(
+            f"{path}: unknown top-level key(s) {', '.join(unknown)} "
+            "(expected 'routes' and optional 'config')"
+        )
     raw_routes = data.get("routes")
     if not isinstance(raw_routes, list) or not raw_routes:
         raise ConfigError(f"{path}: 'routes' must be a non-empty list")
@@ -83,8 +85,10 @@ def _route(path: Path, position: int, item: Any) -> Route:
         where += f" ({item['name']!r})"
     unknown = sorted(set(item) - _ROUTE_FIELDS)
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(_ROUTE_FIELDS))})")
+        raise ConfigError(
+            f"{where}: unknown field(s) {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(_ROUTE_FIELDS))})"
+        )
     if "name" not in item:
         raise ConfigError(f"{where}: missing 'name'")
     try:

@@ -8,7 +8,9 @@ __all__ = ["simd_enabled", "simd_features"]
 def simd_features() -> list[str]:
     """SIMD extensions the CPU offers that numpy's kernels can use (e.g. AVX2, FMA3)."""
     try:
-        from numpy._core._multiarray_umath import __cpu_features__ as features
+        from numpy._core._multiarray_umath import (  # type: ignore[import-not-found]
+            __cpu_features__ as features,
+        )
     except ImportError:  # numpy < 2
         from numpy.core._multiarray_umath import (  # type: ignore[no-redef]
             __cpu_features__ as features,

@@ -18,7 +18,9 @@ _NAME = re.compile(r"^[^\s].*$")
 
 def _strings(value: Sequence[str] | str, what: str, route: str) -> tuple[str, ...]:
     if isinstance(value, str):
-        raise RouteValidationError(f"route {route!r}: {what} must be a list of strings, not a string")
+        raise RouteValidationError(
+            f"route {route!r}: {what} must be a list of strings, not a string"
+        )
     items = tuple(value)
     for item in items:
         if not isinstance(item, str):

@@ -78,17 +78,22 @@ def load_intent_dataset(path: str | Path, embeddings: str | Path | None = None) 
         if not isinstance(items, list) or key in {"name", "source", "license"}:
             continue
         texts = [str(item[0]) for item in items]
-        labels = [None if key.startswith("oos") or item[1] == OOS_LABEL else str(item[1]) for item in items]
+        labels = [
+            None if key.startswith("oos") or item[1] == OOS_LABEL else str(item[1])
+            for item in items
+        ]
         vectors = None
         if arrays is not None:
             if key not in arrays.files:
                 raise ConfigError(f"{embeddings} has no array for split {key!r}")
             vectors = np.asarray(arrays[key], dtype=np.float32)
             if len(vectors) != len(texts):
-                raise ConfigError(f"{embeddings}[{key!r}] has {len(vectors)} rows for {len(texts)} items")
+                raise ConfigError(
+                    f"{embeddings}[{key!r}] has {len(vectors)} rows for {len(texts)} items"
+                )
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         parts[key] = Split(texts, labels, vectors)
-    splits = {}
+    splits: dict[str, Split] = {}
     for name in ("train", "val", "test"):
         if name not in parts:
             raise ConfigError(f"dataset {path} has no {name!r} split")
@@ -100,7 +105,9 @@ def load_intent_dataset(path: str | Path, embeddings: str | Path | None = None) 
 class PrecomputedEncoder(BaseEncoder):
     """Serves embeddings computed beforehand, looked up by exact text (benchmarks only)."""
 
-    def __init__(self, texts: Sequence[str], vectors: NDArray[np.float32], model: str | None) -> None:
+    def __init__(
+        self, texts: Sequence[str], vectors: NDArray[np.float32], model: str | None
+    ) -> None:
         """Map each text to its row of `vectors`."""
         self.dimension = int(vectors.shape[1])
         self._rows = {text: i for i, text in enumerate(texts)}

@@ -26,15 +26,33 @@ def register(benches: Any) -> None:
     parser = benches.add_parser("accuracy", help="accuracy, out-of-scope handling and calibration")
     parser.add_argument("--dataset", required=True, help="JSON dataset in the CLINC150 layout")
     parser.add_argument("--embeddings", help=".npz with one embedding array per split")
-    parser.add_argument("--examples-per-route", type=int, default=None, metavar="K",
-                        help="use the first K train examples of each label (default: all)")
-    parser.add_argument("--compare", action="append", default=[], choices=["semantic-router"],
-                        help="also run a rival on the same embeddings")
-    parser.add_argument("--oos-rate", type=float, default=None,
-                        help="expected out-of-scope share in production, for the accuracy "
-                             "objective (default: the val split's own share)")
-    parser.add_argument("--in-scope-loss", type=float, default=0.015,
-                        help="in-scope loss budget of the in_scope_loss objective (default 0.015)")
+    parser.add_argument(
+        "--examples-per-route",
+        type=int,
+        default=None,
+        metavar="K",
+        help="use the first K train examples of each label (default: all)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        choices=["semantic-router"],
+        help="also run a rival on the same embeddings",
+    )
+    parser.add_argument(
+        "--oos-rate",
+        type=float,
+        default=None,
+        help="expected out-of-scope share in production, for the accuracy "
+        "objective (default: the val split's own share)",
+    )
+    parser.add_argument(
+        "--in-scope-loss",
+        type=float,
+        default=0.015,
+        help="in-scope loss budget of the in_scope_loss objective (default 0.015)",
+    )
     parser.add_argument("--out", help="write all figures to this JSON file")
     parser.set_defaults(run=run)
 
@@ -87,23 +105,36 @@ def run(args: argparse.Namespace) -> int:
     for text, label in zip(train.texts, train.labels):
         if label is not None:
             by_label.setdefault(label, []).append(text)
-    router = Router(encoder=encoder, routes=[Route(name=n, examples=e) for n, e in by_label.items()])
+    router = Router(
+        encoder=encoder, routes=[Route(name=n, examples=e) for n, e in by_label.items()]
+    )
     n_examples = sum(len(e) for e in by_label.values())
     with _step(f"building {len(by_label)} routes from {n_examples} examples"):
         router.build_index()
     rows = [_evaluate("StrataRouter, no fit (top-1 only)", router, test, thresholded=False)]
     with _step(f"fit on {len(val.texts)} val queries"):
         report = router.fit(val.texts, val.labels, val.vectors, expected_oos_rate=args.oos_rate)
-    rows.append(_evaluate(f"StrataRouter fit, objective accuracy @ OOS rate {report.expected_oos_rate:.2f}",
-                          router, test))
+    rows.append(
+        _evaluate(
+            f"StrataRouter fit, objective accuracy @ OOS rate {report.expected_oos_rate:.2f}",
+            router,
+            test,
+        )
+    )
     router.set_threshold(report.threshold_for("in_scope_loss", args.in_scope_loss))
-    rows.append(_evaluate(f"StrataRouter fit, objective in_scope_loss {args.in_scope_loss}", router, test))
+    rows.append(
+        _evaluate(f"StrataRouter fit, objective in_scope_loss {args.in_scope_loss}", router, test)
+    )
     if "semantic-router" in args.compare:
         rows += _semantic_router_rows(by_label, train, test)
     _print(rows, data.name, len(by_label), args.examples_per_route, report.duration_s)
     if args.out:
-        payload = {"dataset": data.name, "examples_per_route": args.examples_per_route,
-                   "fit_seconds": report.duration_s, "rows": [r.__dict__ for r in rows]}
+        payload = {
+            "dataset": data.name,
+            "examples_per_route": args.examples_per_route,
+            "fit_seconds": report.duration_s,
+            "rows": [r.__dict__ for r in rows],
+        }
         Path(args.out).write_text(json.dumps(payload, indent=2))
     return 0
 
@@ -130,38 +161,55 @@ def _semantic_router_rows(by_label: dict[str, list[str]], train: Any, test: Any)
     in_scope = np.array([label is not None for label in test.labels])
     for setting in ("default", "tuned"):
         with _step(f"semantic-router ({setting}): build and route {len(test.texts)} queries"):
-            baseline = SemanticRouterBaseline(by_label, (train.texts, train.vectors), setting=setting)
+            baseline = SemanticRouterBaseline(
+                by_label, (train.texts, train.vectors), setting=setting
+            )
             predicted = baseline.route_many(test.texts, test.vectors)
-            latency = measure_latency(baseline, test.texts, test.vectors, n=min(1000, len(test.texts)))
+            latency = measure_latency(
+                baseline, test.texts, test.vectors, n=min(1000, len(test.texts))
+            )
         right = np.array([p == y for p, y in zip(predicted, test.labels)])
         rejected = np.array([p is None for p in predicted])
-        rows.append(Row(
-            method=f"semantic-router 1.1 ({setting})",
-            top1=float(right[in_scope].mean()),
-            in_scope_accuracy=float(right[in_scope].mean()),
-            oos_recall=float(rejected[~in_scope].mean()) if (~in_scope).any() else None,
-            oos_precision=float((rejected & ~in_scope).sum() / rejected.sum()) if rejected.any() else None,
-            p50_us=float(np.median(latency) * 1e6),
-        ))
+        rows.append(
+            Row(
+                method=f"semantic-router 1.1 ({setting})",
+                top1=float(right[in_scope].mean()),
+                in_scope_accuracy=float(right[in_scope].mean()),
+                oos_recall=float(rejected[~in_scope].mean()) if (~in_scope).any() else None,
+                oos_precision=float((rejected & ~in_scope).sum() / rejected.sum())
+                if rejected.any()
+                else None,
+                p50_us=float(np.median(latency) * 1e6),
+            )
+        )
     return rows
 
 
 def _print(rows: Sequence[Row], name: str, n_routes: int, k: int | None, fit_s: float) -> None:
     fmt: dict[str, Callable[[float], str]] = {
-        "pct": lambda v: f"{v:.2%}", "3": lambda v: f"{v:.3f}", "4": lambda v: f"{v:.4f}",
+        "pct": lambda v: f"{v:.2%}",
+        "3": lambda v: f"{v:.3f}",
+        "4": lambda v: f"{v:.4f}",
         "us": lambda v: f"{v:,.0f}",
     }
-    columns = [("in-scope top-1", "top1", "pct"), ("in-scope acc (threshold)", "in_scope_accuracy", "pct"),
-               ("OOS recall", "oos_recall", "3"), ("OOS precision", "oos_precision", "3"),
-               ("ECE in-scope", "ece_in_scope", "4"), ("ECE all", "ece_all", "4"),
-               ("route() P50 us", "p50_us", "us")]
-    title = (f"{name}: {n_routes} routes, {'all' if not k else k} examples per route; "
-             f"fit {fit_s:.1f} s")
+    columns = [
+        ("in-scope top-1", "top1", "pct"),
+        ("in-scope acc (threshold)", "in_scope_accuracy", "pct"),
+        ("OOS recall", "oos_recall", "3"),
+        ("OOS precision", "oos_precision", "3"),
+        ("ECE in-scope", "ece_in_scope", "4"),
+        ("ECE all", "ece_all", "4"),
+        ("route() P50 us", "p50_us", "us"),
+    ]
+    title = f"{name}: {n_routes} routes, {k or 'all'} examples per route; fit {fit_s:.1f} s"
     print(f"\n{title}\n")
     header = ["method"] + [c[0] for c in columns]
     lines = [header, ["---"] * len(header)]
     for row in rows:
         values = [getattr(row, attr) for _, attr, _ in columns]
-        lines.append([row.method] + ["-" if v is None else fmt[f](v) for v, (_, _, f) in zip(values, columns)])
+        lines.append(
+            [row.method]
+            + ["-" if v is None else fmt[f](v) for v, (_, _, f) in zip(values, columns)]
+        )
     for line in lines:
         print("| " + " | ".join(line) + " |")

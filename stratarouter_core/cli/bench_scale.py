@@ -19,7 +19,9 @@ __all__ = ["SCALES", "run_scale"]
 SCALES = [(1_500, 150), (15_000, 150), (150_000, 1_500), (1_000_000, 10_000)]
 
 
-def _synthetic(train: Split, n_examples: int, n_routes: int, seed: int = 0) -> tuple[list[str], Any, list[int]]:
+def _synthetic(
+    train: Split, n_examples: int, n_routes: int, seed: int = 0
+) -> tuple[list[str], Any, list[int]]:
     assert train.vectors is not None
     rng = np.random.default_rng(seed)
     labels = sorted({x for x in train.labels if x is not None})
@@ -29,7 +31,9 @@ def _synthetic(train: Split, n_examples: int, n_routes: int, seed: int = 0) -> t
     for route in range(n_routes):
         rows = rows_of[labels[route % len(labels)]]
         picked = rng.choice(rows, size=per_route, replace=per_route > len(rows))
-        offset = rng.normal(scale=0.35 / np.sqrt(train.vectors.shape[1]), size=train.vectors.shape[1])
+        offset = rng.normal(
+            scale=0.35 / np.sqrt(train.vectors.shape[1]), size=train.vectors.shape[1]
+        )
         chunk = train.vectors[picked] + offset.astype(np.float32) * (route >= len(labels))
         chunks.append(chunk)
         texts += [f"{train.texts[i]} r{route}" for i in picked]
@@ -44,7 +48,7 @@ def run_scale(train: Split, test: Split, max_examples: int, plot_path: str) -> N
     from ..config import RouterConfig
     from ..router import Router
     from ..types import Route
-    from .bench_speed import _percentiles, _rss_mb, _time_each
+    from .bench_speed import _rss_mb
 
     assert test.vectors is not None
     print("\n| examples | routes | build_index() | route() P50 | route() P99 | memory added |")
@@ -65,14 +69,23 @@ def run_scale(train: Split, test: Split, max_examples: int, plot_path: str) -> N
         build_s = time.perf_counter() - start
         gc.collect()
         memory = _rss_mb() - rss
-        q_texts, q_vectors = test.texts, test.vectors
-        p50, p99, _ = _percentiles(_time_each(
-            lambda i: router.route(q_texts[i % len(q_texts)], q_vectors[i % len(q_texts)]), 3000))
+        p50, p99, _ = _time_routes(router, test.texts, test.vectors, 3000)
         results.append((n_examples, n_routes, build_s, p50, p99, memory))
-        print(f"| {n_examples:,} | {n_routes:,} | {build_s:.1f} s | {p50:.0f} us | {p99:.0f} us "
-              f"| {memory:.0f} MB |", flush=True)
-        del router, encoder, routes, texts, vectors
+        print(
+            f"| {n_examples:,} | {n_routes:,} | {build_s:.1f} s | {p50:.0f} us | {p99:.0f} us "
+            f"| {memory:.0f} MB |",
+            flush=True,
+        )
+        del router, encoder, routes
     _plot(results, plot_path)
+
+
+def _time_routes(router: Any, texts: list[str], vectors: Any, n: int) -> tuple[float, float, float]:
+    from .bench_speed import _percentiles, _time_each
+
+    return _percentiles(
+        _time_each(lambda i: router.route(texts[i % len(texts)], vectors[i % len(texts)]), n)
+    )
 
 
 def _plot(results: list[tuple[int, int, float, float, float, float]], path: str) -> None:

@@ -25,14 +25,23 @@ def register(benches: Any) -> None:
     """Add the `speed` benchmark."""
     parser = benches.add_parser("speed", help="routing latency, throughput, build time, memory")
     parser.add_argument("--dataset", required=True, help="JSON dataset in the CLINC150 layout")
-    parser.add_argument("--embeddings", required=True, help=".npz with one embedding array per split")
-    parser.add_argument("--queries", type=int, default=5000, help="timed route() calls (default 5000)")
+    parser.add_argument(
+        "--embeddings", required=True, help=".npz with one embedding array per split"
+    )
+    parser.add_argument(
+        "--queries", type=int, default=5000, help="timed route() calls (default 5000)"
+    )
     parser.add_argument("--compare", action="append", default=[], choices=["semantic-router"])
-    parser.add_argument("--scale", action="store_true",
-                        help="also time synthetic route sets up to 1,000,000 examples / 10,000 routes")
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="also time synthetic route sets up to 1,000,000 examples / 10,000 routes",
+    )
     parser.add_argument("--scale-max", type=int, default=1_000_000, help="largest synthetic set")
     parser.add_argument("--plot", default="speed_scale.png", help="PNG written by --scale")
-    parser.add_argument("--skip-encoder", action="store_true", help="skip the end-to-end encoder figures")
+    parser.add_argument(
+        "--skip-encoder", action="store_true", help="skip the end-to-end encoder figures"
+    )
     parser.set_defaults(run=run)
 
 
@@ -61,8 +70,12 @@ def _time_each(call: Callable[[int], object], n: int, warmup: int = 200) -> list
     return timings
 
 
-def _throughput(route_batch: Callable[[Sequence[str], NDArray[np.float32]], object],
-                texts: Sequence[str], vectors: NDArray[np.float32], batch: int) -> float:
+def _throughput(
+    route_batch: Callable[[Sequence[str], NDArray[np.float32]], object],
+    texts: Sequence[str],
+    vectors: NDArray[np.float32],
+    batch: int,
+) -> float:
     n = max(batch * 4, min(4096, len(texts)))
     n = min(n - n % batch, len(texts) - len(texts) % batch) or batch
     route_batch(texts[:batch], vectors[:batch])
@@ -93,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
             by_label.setdefault(label, []).append(text)
     gc.collect()
     rss_before = _rss_mb()
-    router = Router(encoder=encoder, routes=[Route(name=n, examples=e) for n, e in by_label.items()])
+    router = Router(
+        encoder=encoder, routes=[Route(name=n, examples=e) for n, e in by_label.items()]
+    )
     start = time.perf_counter()
     router.build_index()
     build_s = time.perf_counter() - start
@@ -109,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
 
     texts, vectors = test.texts, test.vectors
     n = args.queries
-    ours = _percentiles(_time_each(lambda i: router.route(texts[i % len(texts)], vectors[i % len(texts)]), n))
+    ours = _percentiles(
+        _time_each(lambda i: router.route(texts[i % len(texts)], vectors[i % len(texts)]), n)
+    )
     batches = {b: _throughput(router.route_batch, texts, vectors, b) for b in (1, 32, 1024)}
     rows: list[tuple[str, str, str]] = [
         ("routes / examples", f"{len(by_label)} / {len(train.texts)}", ""),
@@ -132,24 +149,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _encoder_rows(by_label: dict[str, list[str]], texts: Sequence[str]) -> list[tuple[str, str, str]]:
+def _encoder_rows(
+    by_label: dict[str, list[str]], texts: Sequence[str]
+) -> list[tuple[str, str, str]]:
     from ..encoders.local import LocalEncoder
     from ..router import Router
     from ..types import Route
 
-    router = Router(encoder=LocalEncoder(), routes=[Route(name=n, examples=e[:10]) for n, e in by_label.items()])
+    router = Router(
+        encoder=LocalEncoder(), routes=[Route(name=n, examples=e[:10]) for n, e in by_label.items()]
+    )
     router.build_index()
     fresh = [f"{t} please" for t in texts[:600]]  # unseen texts: nothing served from the cache
     single = _percentiles(_time_each(lambda i: router.route(fresh[i]), 300, warmup=20))
     start = time.perf_counter()
     router.route_batch(fresh[300:600])
     batched = 300 / (time.perf_counter() - start)
-    return [("end to end with LocalEncoder: route(text) P50 / P99", _fmt_us(single[:2]), ""),
-            ("end to end with LocalEncoder: route_batch(texts)", f"{batched:,.0f} queries/s", "")]
+    return [
+        ("end to end with LocalEncoder: route(text) P50 / P99", _fmt_us(single[:2]), ""),
+        ("end to end with LocalEncoder: route_batch(texts)", f"{batched:,.0f} queries/s", ""),
+    ]
 
 
-def _compare(rows: list[tuple[str, str, str]], by_label: dict[str, list[str]], train: Any, test: Any,
-             ours: tuple[float, float, float], n: int) -> list[tuple[str, str, str]]:
+def _compare(
+    rows: list[tuple[str, str, str]],
+    by_label: dict[str, list[str]],
+    train: Any,
+    test: Any,
+    ours: tuple[float, float, float],
+    n: int,
+) -> list[tuple[str, str, str]]:
     from ..benchmarks.semantic_router_baseline import SemanticRouterBaseline
 
     gc.collect()
@@ -157,8 +186,13 @@ def _compare(rows: list[tuple[str, str, str]], by_label: dict[str, list[str]], t
     baseline = SemanticRouterBaseline(by_label, (train.texts, train.vectors), setting="default")
     memory = _rss_mb() - rss_before
     texts, vectors = test.texts, test.vectors
-    theirs = _percentiles(_time_each(lambda i: baseline.route(texts[i % len(texts)], vectors[i % len(texts)]),
-                                     min(n, 2000), warmup=50))
+    theirs = _percentiles(
+        _time_each(
+            lambda i: baseline.route(texts[i % len(texts)], vectors[i % len(texts)]),
+            min(n, 2000),
+            warmup=50,
+        )
+    )
     ratio = f"{theirs[0] / ours[0]:.0f}x / {theirs[1] / ours[1]:.0f}x faster"
     rows[1] = (rows[1][0], rows[1][1], f"{_fmt_us(theirs)}  ({ratio})")
     rows[2] = (rows[2][0], rows[2][1], f"{1 / (theirs[0] / 1e6):,.0f} queries/s (no batch API)")
@@ -172,7 +206,9 @@ def _fmt_us(values: Sequence[float]) -> str:
 
 
 def _print_table(rows: Sequence[tuple[str, str, str]], compared: bool) -> None:
-    header = ["figure", "StrataRouter"] + (["semantic-router 1.1 (same embeddings)"] if compared else [])
+    header = ["figure", "StrataRouter"] + (
+        ["semantic-router 1.1 (same embeddings)"] if compared else []
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, ours, theirs in rows:

@@ -33,12 +33,20 @@ def run(args: argparse.Namespace) -> int:
             continue
         result = router.route(query)
         if args.json:
-            print(json.dumps({
-                "query": query, "route": result.route_id, "confidence": round(result.confidence, 4),
-                "is_fallback": result.is_fallback,
-                "candidates": [{"route": c.route_id, "confidence": round(c.confidence, 4)}
-                               for c in result.candidates],
-            }))
+            print(
+                json.dumps(
+                    {
+                        "query": query,
+                        "route": result.route_id,
+                        "confidence": round(result.confidence, 4),
+                        "is_fallback": result.is_fallback,
+                        "candidates": [
+                            {"route": c.route_id, "confidence": round(c.confidence, 4)}
+                            for c in result.candidates
+                        ],
+                    }
+                )
+            )
         else:
             print(f"{result.route_id or '(none)'}\t{result.confidence:.3f}\t{query}")
     return 0

@@ -17,8 +17,10 @@ from ..errors import EncoderError
 __all__ = ["BaseEncoder", "CachedEncoder", "check_vectors"]
 
 
-def check_vectors(vectors: object, n_texts: int, dimension: int, source: str) -> NDArray[np.float32]:
-    """Return `vectors` as a C-contiguous float32 (n_texts, dimension) array, or raise EncoderError."""
+def check_vectors(
+    vectors: object, n_texts: int, dimension: int, source: str
+) -> NDArray[np.float32]:
+    """`vectors` as a C-contiguous float32 (n_texts, dimension) array, else an EncoderError."""
     try:
         array = np.ascontiguousarray(vectors, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -113,7 +115,10 @@ class CachedEncoder(BaseEncoder):
         if missing:
             new_texts = list(missing)
             vectors = check_vectors(
-                self.inner.encode(new_texts), len(new_texts), self.dimension, type(self.inner).__name__
+                self.inner.encode(new_texts),
+                len(new_texts),
+                self.dimension,
+                type(self.inner).__name__,
             )
             with self._lock:
                 for text, vector in zip(new_texts, vectors):

@@ -21,7 +21,9 @@ class CandidateIndex(ABC):
     kind: str
 
     @abstractmethod
-    def search(self, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Ids and similarities of the k best prototypes per query, best first: shapes (n, k)."""
 
 

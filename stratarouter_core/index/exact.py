@@ -27,7 +27,9 @@ class ExactIndex(CandidateIndex):
         """Index the rows of `prototypes` (normalised float32)."""
         self.prototypes = prototypes
 
-    def search(self, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Exact top-k ids and similarities, best first."""
         sims = queries @ self.prototypes.T
         return top_k(sims, k)

@@ -49,7 +49,9 @@ class HnswIndex(CandidateIndex):
         self._lock = threading.Lock()
         self.n_items = n
 
-    def search(self, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    def search(
+        self, queries: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Approximate top-k ids and similarities, best first."""
         k = min(k, self.n_items)
         ef = max(self._ef, k)

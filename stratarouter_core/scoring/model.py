@@ -33,7 +33,7 @@ FEATURES = ("dense", "sparse", "sparse_rel", "rule", "head")
 
 @dataclass(frozen=True)
 class Features:
-    """The score parts of each query's candidates: five arrays of shape (n, k), in FEATURES order."""
+    """The score parts of each query's candidates: arrays of shape (n, k), in FEATURES order."""
 
     dense: NDArray[np.float64]
     sparse: NDArray[np.float64]
@@ -52,8 +52,13 @@ class Features:
 
     def take(self, rows: NDArray[np.int64], columns: NDArray[np.int64]) -> Features:
         """The parts at the given (row, column) positions."""
-        picked = [None if p is None else p[rows, columns] for p in self.parts()]
-        return Features(*picked)
+        dense, sparse, sparse_rel, rule, head = (
+            None if p is None else p[rows, columns] for p in self.parts()
+        )
+        assert dense is not None and sparse is not None and sparse_rel is not None
+        return Features(dense, sparse, sparse_rel, rule, head)
+
+
 CONFIDENCE_FEATURES = ("log_p", "dense", "sparse", "bias")
 
 
@@ -72,7 +77,8 @@ class LinearHead:
             out: NDArray[np.float32] = vectors @ self.weights.T + self.bias
             return out
         rows = self.weights[candidates]  # (n, k, d): only the candidates' rows
-        return np.einsum("nkd,nd->nk", rows, vectors) + self.bias[candidates]
+        gathered: NDArray[np.float32] = np.einsum("nkd,nd->nk", rows, vectors)
+        return gathered + self.bias[candidates]
 
 
 @dataclass
@@ -82,7 +88,9 @@ class ConfidenceModel:
     coefficients: NDArray[np.float64]  # over CONFIDENCE_FEATURES
     calibrator: IsotonicCalibrator
 
-    def raw(self, log_p: NDArray[np.float64], dense: NDArray[np.float64], sparse: NDArray[np.float64]) -> NDArray[np.float64]:
+    def raw(
+        self, log_p: NDArray[np.float64], dense: NDArray[np.float64], sparse: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
         """The uncalibrated confidence score."""
         c = self.coefficients
         out: NDArray[np.float64] = c[0] * log_p + c[1] * dense + c[2] * sparse + c[3]
@@ -95,8 +103,10 @@ class ConfidenceModel:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConfidenceModel:
         """Inverse of `to_dict`."""
-        return cls(np.asarray(data["coefficients"], dtype=np.float64),
-                   IsotonicCalibrator.from_dict(data["calibrator"]))
+        return cls(
+            np.asarray(data["coefficients"], dtype=np.float64),
+            IsotonicCalibrator.from_dict(data["calibrator"]),
+        )
 
 
 @dataclass

@@ -80,7 +80,9 @@ class BM25Index:
 
     def _idf(self, document_frequency: Counter[str]) -> dict[str, float]:
         n = self.n_documents
-        raw = {t: math.log(n - df + 0.5) - math.log(df + 0.5) for t, df in document_frequency.items()}
+        raw = {
+            t: math.log(n - df + 0.5) - math.log(df + 0.5) for t, df in document_frequency.items()
+        }
         floor = self.epsilon * (sum(raw.values()) / len(raw)) if raw else 0.0
         return {t: (value if value >= 0 else floor) for t, value in raw.items()}
 
@@ -98,11 +100,13 @@ class BM25Index:
 
     def score(self, tokens: Sequence[str]) -> NDArray[np.float64]:
         """Raw BM25 score of every route document for one tokenised query."""
-        return self.score_many([tokens])[0]
+        scores: NDArray[np.float64] = self.score_many([tokens])[0]
+        return scores
 
     def normalized(self, tokens: Sequence[str]) -> NDArray[np.float64]:
         """BM25 of every route divided by the query's attainable maximum, in [0, 1)."""
-        return self.normalized_many([tokens])[0]
+        scores: NDArray[np.float64] = self.normalized_many([tokens])[0]
+        return scores
 
     def score_many(self, queries: Sequence[Sequence[str]]) -> NDArray[np.float64]:
         """Raw BM25 scores, shape (len(queries), n_documents), in one vectorised pass."""
@@ -111,7 +115,8 @@ class BM25Index:
     def _score_ids(self, term_ids: Sequence[NDArray[np.int64]]) -> NDArray[np.float64]:
         n_queries, n_docs = len(term_ids), self.n_documents
         if n_queries == 1 and self._dense is not None:
-            return self._dense[term_ids[0]].sum(axis=0, keepdims=True)
+            single: NDArray[np.float64] = self._dense[term_ids[0]].sum(axis=0, keepdims=True)
+            return single
         counts = np.array([len(ids) for ids in term_ids], dtype=np.int64)
         if counts.sum() == 0:
             return np.zeros((n_queries, n_docs), dtype=np.float64)
@@ -126,7 +131,7 @@ class BM25Index:
         rows = np.repeat(owner, lengths)
         flat = rows * n_docs + self.indices[postings]
         scores = np.bincount(flat, weights=self.data[postings], minlength=n_queries * n_docs)
-        return scores.reshape(n_queries, n_docs)
+        return scores.astype(np.float64, copy=False).reshape(n_queries, n_docs)
 
     def normalized_many(self, queries: Sequence[Sequence[str]]) -> NDArray[np.float64]:
         """`score_many` divided row-wise by each query's attainable maximum."""

@@ -13,9 +13,15 @@ from stratarouter_core.text import tokenize
 rank_bm25 = pytest.importorskip("rank_bm25", reason="rank-bm25 is the test oracle (dev extra)")
 
 CORPUS = [
-    "refund my invoice please", "I was charged twice for my invoice", "reset my password",
-    "the app crashes when I open it", "will it rain today in paris", "weather forecast rain",
-    "book a flight from paris to rome", "cancel my flight booking", "what is my account balance",
+    "refund my invoice please",
+    "I was charged twice for my invoice",
+    "reset my password",
+    "the app crashes when I open it",
+    "will it rain today in paris",
+    "weather forecast rain",
+    "book a flight from paris to rome",
+    "cancel my flight booking",
+    "what is my account balance",
     "transfer money to my savings account account account",
 ]
 
@@ -23,9 +29,17 @@ CORPUS = [
 def test_scores_match_rank_bm25_on_a_small_corpus() -> None:
     docs = [tokenize(d) for d in CORPUS]
     ours, oracle = BM25Index(docs), rank_bm25.BM25Okapi(docs)
-    for query in ["refund invoice", "paris rain", "account account balance", "unknown words", "my my"]:
+    for query in [
+        "refund invoice",
+        "paris rain",
+        "account account balance",
+        "unknown words",
+        "my my",
+    ]:
         tokens = tokenize(query)
-        np.testing.assert_allclose(ours.score(tokens), oracle.get_scores(tokens), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            ours.score(tokens), oracle.get_scores(tokens), rtol=1e-9, atol=1e-12
+        )
 
 
 def test_scores_match_rank_bm25_on_random_corpora_in_batch() -> None:
@@ -33,7 +47,9 @@ def test_scores_match_rank_bm25_on_random_corpora_in_batch() -> None:
     vocabulary = [f"w{i}" for i in range(60)]
     docs = [[rng.choice(vocabulary) for _ in range(rng.randint(1, 30))] for _ in range(40)]
     ours, oracle = BM25Index(docs, k1=1.2, b=0.6), rank_bm25.BM25Okapi(docs, k1=1.2, b=0.6)
-    queries = [[rng.choice(vocabulary + ["oov"]) for _ in range(rng.randint(1, 8))] for _ in range(50)]
+    queries = [
+        [rng.choice([*vocabulary, "oov"]) for _ in range(rng.randint(1, 8))] for _ in range(50)
+    ]
     batch = ours.score_many(queries)
     for row, query in enumerate(queries):
         np.testing.assert_allclose(batch[row], oracle.get_scores(query), rtol=1e-9, atol=1e-12)
@@ -47,4 +63,7 @@ def test_normalized_is_a_fraction_of_the_attainable_maximum() -> None:
     assert int(scores.argmax()) == 0
     assert index.normalized(tokenize("zebra quantum")).max() == 0.0
     # unknown words dilute the match instead of being ignored
-    assert index.normalized(tokenize("refund invoice zebra"))[0] < index.normalized(tokenize("refund invoice"))[0]
+    assert (
+        index.normalized(tokenize("refund invoice zebra"))[0]
+        < index.normalized(tokenize("refund invoice"))[0]
+    )

@@ -23,13 +23,17 @@ def test_isotonic_output_is_monotone_in_unit_interval_and_calibrated() -> None:
     held_out = calibrator.transform(scores[2000:])
     raw = np.clip(scores[2000:] / 6 + 0.5, 0, 1)  # a monotone but uncalibrated map
     assert expected_calibration_error(held_out, correct[2000:]) < 0.03
-    assert expected_calibration_error(held_out, correct[2000:]) < expected_calibration_error(raw, correct[2000:])
+    assert expected_calibration_error(held_out, correct[2000:]) < expected_calibration_error(
+        raw, correct[2000:]
+    )
 
 
 def test_round_trip_keeps_the_map() -> None:
     calibrator = IsotonicCalibrator().fit([0.1, 0.2, 0.6, 0.9], [0, 1, 0, 1])
     again = IsotonicCalibrator.from_dict(calibrator.to_dict())
-    np.testing.assert_array_equal(again.transform([0.15, 0.5, 2.0]), calibrator.transform([0.15, 0.5, 2.0]))
+    np.testing.assert_array_equal(
+        again.transform([0.15, 0.5, 2.0]), calibrator.transform([0.15, 0.5, 2.0])
+    )
 
 
 def test_ece_and_brier_on_known_values() -> None:

@@ -35,7 +35,10 @@ def routes_file(tmp_path: Path) -> Path:
 
 
 def test_route_prints_decisions(routes_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["route", "--routes", str(routes_file), "refund invoice #12", "explain string theory"]) == 0
+    assert (
+        main(["route", "--routes", str(routes_file), "refund invoice #12", "explain string theory"])
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("billing\t") and lines[1].startswith("human\t")
 
@@ -62,9 +65,15 @@ def test_json_routes_file_is_equivalent(tmp_path: Path, routes_file: Path) -> No
         ("routes: [\n  - name: a\n    examples: [x\n", r"invalid YAML at line \d"),
         ("routes: []\n", "non-empty list"),
         ("routes:\n  - examples: [x]\n", r"routes\[0\]: missing 'name'"),
-        ("routes:\n  - name: a\n    exampels: [x]\n", r"routes\[0\] \('a'\): unknown field.*exampels"),
+        (
+            "routes:\n  - name: a\n    exampels: [x]\n",
+            r"routes\[0\] \('a'\): unknown field.*exampels",
+        ),
         ("routes:\n  - name: a\n    examples: [x]\n    patterns: ['(']\n", "invalid regex"),
-        ("routes:\n  - name: a\n    examples: [x]\nconfig:\n  treshold: 1\n", "unknown config field.*treshold"),
+        (
+            "routes:\n  - name: a\n    examples: [x]\nconfig:\n  treshold: 1\n",
+            "unknown config field.*treshold",
+        ),
         ("rutes: []\n", "unknown top-level key.*rutes"),
     ],
 )
@@ -75,7 +84,9 @@ def test_bad_routes_file_names_the_problem(tmp_path: Path, text: str, message: s
         load_routes_file(path)
 
 
-def test_cli_reports_errors_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_errors_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("routes: []\n")
     assert main(["route", "--routes", str(path), "hello"]) == 2

@@ -32,8 +32,11 @@ def make_router(clinc: dict[str, Split], k: int, **config: object) -> Router:
     grouped: dict[str, list[str]] = {}
     for text, label in zip(train.texts, train.labels):
         grouped.setdefault(str(label), []).append(text)
-    router = Router(encoder=encoder, config=RouterConfig(**config),  # type: ignore[arg-type]
-                    routes=[Route(name=n, examples=e) for n, e in grouped.items()])
+    router = Router(
+        encoder=encoder,
+        config=RouterConfig(**config),  # type: ignore[arg-type]
+        routes=[Route(name=n, examples=e) for n, e in grouped.items()],
+    )
     router.build_index()
     return router
 
@@ -41,7 +44,9 @@ def make_router(clinc: dict[str, Split], k: int, **config: object) -> Router:
 def sample(split: Split, n: int, seed: int = 0) -> Split:
     rows = np.random.default_rng(seed).permutation(len(split.texts))[:n]
     assert split.vectors is not None
-    return Split([split.texts[i] for i in rows], [split.labels[i] for i in rows], split.vectors[rows])
+    return Split(
+        [split.texts[i] for i in rows], [split.labels[i] for i in rows], split.vectors[rows]
+    )
 
 
 def test_default_router_is_accurate(clinc: dict[str, Split]) -> None:
@@ -76,7 +81,9 @@ def _oos(split: Split) -> tuple[list[str], list[str | None], np.ndarray]:
     return [split.texts[i] for i in rows], [None] * len(rows), split.vectors[rows]
 
 
-def test_fit_improves_accuracy_and_calibrates(clinc: dict[str, Split], fitted: tuple[Router, object]) -> None:
+def test_fit_improves_accuracy_and_calibrates(
+    clinc: dict[str, Split], fitted: tuple[Router, object]
+) -> None:
     router, _ = fitted
     unfitted = make_router(clinc, k=10)
     test = sample(clinc["test"], 3000, seed=3)
@@ -84,7 +91,9 @@ def test_fit_improves_accuracy_and_calibrates(clinc: dict[str, Split], fitted: t
 
     def top1_and_ece(r: Router) -> tuple[float, float]:
         results = r.route_batch(test.texts, test.vectors)
-        right = np.array([x.top is not None and x.top.route_id == y for x, y in zip(results, test.labels)])
+        right = np.array(
+            [x.top is not None and x.top.route_id == y for x, y in zip(results, test.labels)]
+        )
         conf = np.array([x.confidence for x in results])
         return right[in_scope].mean(), expected_calibration_error(conf[in_scope], right[in_scope])
 
@@ -115,9 +124,13 @@ def test_out_of_scope_rate_moves_the_threshold(fitted: tuple[Router, object]) ->
     assert high > low
 
 
-def test_fitted_router_rejects_out_of_scope(clinc: dict[str, Split], fitted: tuple[Router, object]) -> None:
+def test_fitted_router_rejects_out_of_scope(
+    clinc: dict[str, Split], fitted: tuple[Router, object]
+) -> None:
     router, report = fitted
     router.set_threshold(report.threshold_for("in_scope_loss", 0.02))  # type: ignore[attr-defined]
     oos = Split(*_oos(clinc["test"]))
-    results = router.route_batch(oos.texts[:500], oos.vectors[:500] if oos.vectors is not None else None)
+    results = router.route_batch(
+        oos.texts[:500], oos.vectors[:500] if oos.vectors is not None else None
+    )
     assert np.mean([r.route_id is None for r in results]) > 0.5

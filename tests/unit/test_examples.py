@@ -12,10 +12,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quickstart_routes_in_scope_and_falls_back_out_of_scope() -> None:
-    pytest.importorskip("tokenizers", reason="the quickstart uses the offline LocalEncoder ([local] extra)")
+    pytest.importorskip(
+        "tokenizers", reason="the quickstart uses the offline LocalEncoder ([local] extra)"
+    )
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "quickstart.py")],
-        capture_output=True, text=True, timeout=300, check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     ).stdout
     table = out.split("How the first decision")[0].splitlines()
     rows = {line[:48].strip(): line[48:].split()[0] for line in table if len(line) > 48}

@@ -12,9 +12,16 @@ from stratarouter_core import PersistenceError, Route, Router, RouterConfig
 from stratarouter_core.testing import HashingEncoder
 
 ROUTES = [
-    Route(name="billing", examples=["refund my invoice", "I was charged twice"], keywords=["invoice"],
-          metadata={"model": "gpt-4o-mini"}, threshold=0.2),
-    Route(name="weather", examples=["will it rain today", "weather forecast"], patterns=[r"\bstorm\b"]),
+    Route(
+        name="billing",
+        examples=["refund my invoice", "I was charged twice"],
+        keywords=["invoice"],
+        metadata={"model": "gpt-4o-mini"},
+        threshold=0.2,
+    ),
+    Route(
+        name="weather", examples=["will it rain today", "weather forecast"], patterns=[r"\bstorm\b"]
+    ),
     Route(name="sports", description="match results and scores of football and tennis"),
 ]
 QUERIES = ["refund please", "rain tomorrow?", "storm warning", "football results", "cake recipe"]
@@ -31,7 +38,10 @@ class CountingEncoder(HashingEncoder):
 
 
 def build() -> Router:
-    r = Router(encoder=HashingEncoder(dimension=64), config=RouterConfig(threshold=0.1, fallback_route="human"))
+    r = Router(
+        encoder=HashingEncoder(dimension=64),
+        config=RouterConfig(threshold=0.1, fallback_route="human"),
+    )
     r.add_routes(ROUTES)
     r.build_index()
     return r
@@ -52,8 +62,16 @@ def test_round_trip_gives_identical_decisions_without_reencoding(tmp_path: Path)
 
 def test_fitted_model_survives_round_trip(tmp_path: Path) -> None:
     router = build()
-    queries = ["refund my money", "charged twice again", "is it raining", "storm tonight",
-               "who won the match", "tennis scores", "bake a cake", "quantum physics"] * 3
+    queries = [
+        "refund my money",
+        "charged twice again",
+        "is it raining",
+        "storm tonight",
+        "who won the match",
+        "tennis scores",
+        "bake a cake",
+        "quantum physics",
+    ] * 3
     labels = ["billing", "billing", "weather", "weather", "sports", "sports", None, None] * 3
     router.fit(queries, labels, learn_head=True, folds=2)
     router.save(tmp_path / "fitted")

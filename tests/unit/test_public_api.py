@@ -8,11 +8,30 @@ import sys
 import stratarouter_core
 
 EXPECTED = [
-    "BaseEncoder", "CachedEncoder", "Candidate", "ConfigError", "DimensionMismatchError",
-    "DuplicateRouteError", "EncoderError", "FusionWeights", "IndexConfig", "IndexNotBuiltError",
-    "InvalidQueryError", "IsotonicCalibrator", "MissingDependencyError", "NotFittedError",
-    "PersistenceError", "Route", "RouteNotFoundError", "RouteResult", "RouteValidationError",
-    "Router", "RouterConfig", "StrataRouterError", "__version__", "simd_enabled",
+    "BaseEncoder",
+    "CachedEncoder",
+    "Candidate",
+    "ConfigError",
+    "DimensionMismatchError",
+    "DuplicateRouteError",
+    "EncoderError",
+    "FusionWeights",
+    "IndexConfig",
+    "IndexNotBuiltError",
+    "InvalidQueryError",
+    "IsotonicCalibrator",
+    "MissingDependencyError",
+    "NotFittedError",
+    "PersistenceError",
+    "Route",
+    "RouteNotFoundError",
+    "RouteResult",
+    "RouteValidationError",
+    "Router",
+    "RouterConfig",
+    "StrataRouterError",
+    "__version__",
+    "simd_enabled",
 ]
 
 

@@ -91,7 +91,9 @@ def test_invalid_regex_names_route_and_pattern() -> None:
         Route(name="bad", examples=["x"], patterns=["(unclosed"])
 
 
-@pytest.mark.parametrize("kwargs", [{"examples": "a string"}, {"keywords": [1]}, {"threshold": 1.5}])
+@pytest.mark.parametrize(
+    "kwargs", [{"examples": "a string"}, {"keywords": [1]}, {"threshold": 1.5}]
+)
 def test_malformed_route_fields_are_rejected(kwargs: dict[str, object]) -> None:
     with pytest.raises(RouteValidationError):
         Route(name="r", **({"examples": ["x"]} | kwargs))  # type: ignore[arg-type]
@@ -136,13 +138,21 @@ def test_invalid_config_names_the_field(kwargs: dict[str, object], message: str)
 
 
 def test_config_round_trip_and_unknown_keys() -> None:
-    config = RouterConfig(threshold=0.3, fallback_route="human", weights={"dense": 1, "sparse": 0, "rule": 0})  # type: ignore[arg-type]
+    config = RouterConfig(
+        threshold=0.3, fallback_route="human", weights={"dense": 1, "sparse": 0, "rule": 0}
+    )  # type: ignore[arg-type]
     assert RouterConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="unknown config field.*tresh"):
         RouterConfig.from_dict({"tresh": 0.3})
 
 
 def test_every_error_shares_the_root() -> None:
-    for error in (ConfigError, InvalidQueryError, DimensionMismatchError, IndexNotBuiltError,
-                  RouteNotFoundError, DuplicateRouteError):
+    for error in (
+        ConfigError,
+        InvalidQueryError,
+        DimensionMismatchError,
+        IndexNotBuiltError,
+        RouteNotFoundError,
+        DuplicateRouteError,
+    ):
         assert issubclass(error, StrataRouterError)
