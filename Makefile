@@ -28,6 +28,7 @@ test: install-dev
 lint: install-dev
 	$(VENV)/bin/ruff check stratarouter_core tests examples integrations
 	$(VENV)/bin/mypy
+	@for p in $(dir $(ADAPTERS)); do (cd $$p && ../../$(VENV)/bin/mypy) || exit 1; done
 
 bench: install
 	$(PIP) install --quiet -e '.[bench]'

@@ -208,6 +208,16 @@ class Router:
         default = float(model.metadata.get("threshold", self.config.threshold))
         return np.array([default if r.threshold is None else r.threshold for r in routes])
 
+    @property
+    def threshold(self) -> float:
+        """The router-wide threshold in force: fitted by `fit`, else `config.threshold`."""
+        return float(self._require_built().model.metadata.get("threshold", self.config.threshold))
+
+    def route_threshold(self, name: str) -> float:
+        """The threshold applied to route `name` (its own, or the router-wide one)."""
+        route = self.get_route(name)
+        return self.threshold if route.threshold is None else route.threshold
+
     def set_threshold(self, threshold: float) -> None:
         """Replace the router-wide threshold (fitted or configured); Route.threshold still wins."""
         if not 0.0 <= threshold <= 1.0:
@@ -415,11 +425,9 @@ class Router:
         verdict = result.route_id if result.route_id is not None else "(none)"
         top = result.top
         if result.is_fallback and top is not None:
-            threshold = self.get_route(top.route_id).threshold
-            limit = self._require_built().thresholds[self.route_names.index(top.route_id)]
             lines.append(
                 f"decision: {verdict} - best route {top.route_id!r} had confidence "
-                f"{top.confidence:.3f} < threshold {limit if threshold is None else threshold:.3f}"
+                f"{top.confidence:.3f} < threshold {self.route_threshold(top.route_id):.3f}"
             )
         else:
             lines.append(f"decision: {verdict} (confidence {result.confidence:.3f})")

@@ -6,6 +6,7 @@ it hashes word unigrams/bigrams and character trigrams into a fixed number of bu
 
 from __future__ import annotations
 
+import itertools
 import re
 import zlib
 from collections.abc import Sequence
@@ -42,7 +43,7 @@ class HashingEncoder(BaseEncoder):
     def _features(self, text: str) -> list[str]:
         words = _WORD.findall(text.lower())
         features = list(words)
-        features += [f"{a} {b}" for a, b in zip(words, words[1:])]
+        features += [f"{a} {b}" for a, b in itertools.pairwise(words)]
         for word in words:
             padded = f"#{word}#"
             features += [padded[i : i + 3] for i in range(len(padded) - 2)]
@@ -58,7 +59,8 @@ class HashingEncoder(BaseEncoder):
                 out[row, (digest >> 1) % self.dimension] += sign
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
-        return out / norms
+        normalised: NDArray[np.float32] = out / norms
+        return normalised
 
 
 # --- Shared adapter contract -------------------------------------------------------------------

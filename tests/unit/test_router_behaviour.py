@@ -96,6 +96,8 @@ def test_out_of_scope_is_a_normal_result(router: Router) -> None:
 
 
 def test_per_route_threshold_overrides_global(router: Router) -> None:
+    assert router.threshold == 0.15
+    assert router.route_threshold("sports") == 0.99 and router.route_threshold("billing") == 0.15
     result = router.route("football match scores")
     assert result.top is not None and result.top.route_id == "sports"
     assert result.route_id == "human"  # sports demands 0.99
