@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -127,7 +127,8 @@ sender recipient|buyer seller|employer employee|teacher student|parent child|lan
 """
 """General opposites and converse roles; both words are stemmed before use."""
 
-_NEGATING_PREFIXES = ("un", "dis", "non", "in", "im", "il", "ir", "de", "anti", "mis")
+_PREFIXED = re.compile(r"(anti|dis|mis|non|un|in|im|il|ir|de)(.{4,})")
+"""A word made of a negating prefix and a base of four letters or more (uninstall, illegal)."""
 
 _IRREGULAR = {
     "bought": "buy", "sold": "sell", "won": "win", "lost": "lose", "gave": "give", "given": "give",
@@ -155,9 +156,10 @@ _TOKEN_RE = re.compile(
 )
 _MATH_RE = re.compile(r"\d(?:\.\d+)?\s*[-+*/^×÷x]\s*[-(]?\d")
 _FIRST_PERSON = frozenset({"I", "I'm", "I've", "I'd", "I'll"})
-_SENTENCE_START = re.compile(r"(?:^|[.?!:;\"(]\s*)$")
+_SENTENCE_ENDS = frozenset(".?!:;\"(")
 
 
+@lru_cache(maxsize=65_536)
 def stem(word: str) -> str:
     """A light, deterministic English stemmer (plurals, -ing, -ed, final -e, irregular verbs).
 
@@ -297,15 +299,18 @@ def _question_words(stems: list[str]) -> frozenset[str]:
 
 def _is_entity(raw: str, text: str, start: int) -> bool:
     """A name: capitalised (not at a sentence start), an acronym, camel-case, or alphanumeric."""
+    if raw.isalpha() and raw.islower():
+        return False
     if raw in _FIRST_PERSON:
         return False
-    if any(c.isdigit() for c in raw):
+    if not raw.isalpha() and any(c.isdigit() for c in raw):
         return True
     if len(raw) > 1 and raw.isupper():
         return raw.lower() not in _STOPWORDS  # "iPhone", "NASA"; not an emphatic "ONLY"
     if any(c.isupper() for c in raw[1:]):
         return True
-    return raw[0].isupper() and not _SENTENCE_START.search(text[:start])
+    before = text[:start].rstrip()
+    return raw[0].isupper() and bool(before) and before[-1] not in _SENTENCE_ENDS
 
 
 _STOP_STEMS = frozenset(stem(w) for w in _STOPWORDS) | _STOPWORDS
@@ -318,19 +323,22 @@ _WH_NOUNS = (
 )
 
 
-def _antonym_table() -> frozenset[tuple[str, str]]:
-    pairs: set[tuple[str, str]] = set()
-    for pair in _ANTONYMS.replace("\n", "|").split("|"):
-        if not pair.strip():
-            continue
-        left, right = pair.split()
+def _antonym_table(pairs: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
+    """Map each stem to the stems opposed to it (both directions)."""
+    table: dict[str, set[str]] = {}
+    for left, right in pairs:
         a, b = stem(left), stem(right)
-        pairs.add((a, b))
-        pairs.add((b, a))
-    return frozenset(pairs)
+        table.setdefault(a, set()).add(b)
+        table.setdefault(b, set()).add(a)
+    return {word: frozenset(opposites) for word, opposites in table.items()}
 
 
-_ANTONYM_STEMS = _antonym_table()
+_ANTONYM_PAIRS = [
+    (pair.split()[0], pair.split()[1])
+    for pair in _ANTONYMS.replace("\n", "|").split("|")
+    if pair.strip()
+]
+_EMPTY: frozenset[str] = frozenset()
 
 
 CHECKS = ("negation", "numbers", "entities", "order", "antonyms", "question")
@@ -396,8 +404,7 @@ class QueryGuard:
         unknown = set(self.checks) - set(CHECKS)
         if unknown:
             raise ConfigError(f"unknown guard checks {sorted(unknown)}; choose from {CHECKS}")
-        extra = {(stem(a), stem(b)) for a, b in antonyms}
-        self._antonyms = _ANTONYM_STEMS | extra | {(b, a) for a, b in extra}
+        self._antonyms = _antonym_table([*_ANTONYM_PAIRS, *antonyms])
 
     def __repr__(self) -> str:
         return f"QueryGuard(checks={self.checks!r})"
@@ -435,21 +442,15 @@ def _near(x: str, y: str) -> bool:
     return len(short) >= 4 and long.startswith(short) and len(long) - len(short) <= 3
 
 
-def _opposed(stems_a: set[str], stems_b: set[str], table: frozenset[tuple[str, str]]) -> bool:
+def _opposed(stems_a: set[str], stems_b: set[str], table: Mapping[str, frozenset[str]]) -> bool:
     """A word only in `stems_a` opposes a word only in `stems_b` (or negates it by a prefix)."""
     only_a, only_b = stems_a - stems_b, stems_b - stems_a
-    for x in only_a:
-        for y in only_b:
-            if (x, y) in table:
-                return True
-            prefix = y[: len(y) - len(x)]
-            if (
-                len(x) >= 4
-                and y.endswith(x)
-                and prefix in _NEGATING_PREFIXES
-                and prefix not in stems_a  # "in front" vs "infront" is spacing, not negation
-            ):
-                return True
+    if any(table.get(x, _EMPTY) & only_b for x in only_a):
+        return True
+    for y in only_b:
+        match = _PREFIXED.match(y)
+        if match and match.group(2) in only_a and match.group(1) not in stems_a:
+            return True  # ("in" on the unprefixed side: "in front" vs "infront" is spacing)
     return False
 
 

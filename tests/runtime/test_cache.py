@@ -318,21 +318,52 @@ async def test_memory_rejects_another_dimension(memory) -> None:
         await cache.lookup("other", np.ones(DIM + 1, dtype=np.float32), target_key=TARGET)
 
 
-async def test_memory_lookup_at_10k_entries_is_one_vectorised_product(memory) -> None:
+async def test_memory_lookup_at_10k_entries(memory) -> None:
     cache = SemanticCache(memory, similarity_threshold=0.95)
     rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((10_000, DIM)).astype(np.float32)
+    vectors = rng.standard_normal((10_000, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     for i, vector in enumerate(vectors):
         await cache.store(f"question number {i}", vector, target_key=TARGET, response={"i": i})
-    hit = await cache.lookup("question number 1234 again", near(vectors[1234], 0.99),
-                             target_key=TARGET)
+    probe = vectors[1234] + 0.1 * vectors[99]
+    hit = await cache.lookup("question number 1234 again", probe, target_key=TARGET)
     assert hit is not None and hit.response == {"i": 1234}
     started = time.perf_counter()
     for _ in range(50):
         await cache.lookup("something else entirely", vectors[4321], target_key=TARGET)
     per_lookup = (time.perf_counter() - started) / 50
     assert per_lookup < 0.05  # generous bound for loaded CI machines; the report has medians
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.9, 0.95, 0.99])
+async def test_search_equals_brute_force(memory, threshold) -> None:
+    """The 64-coordinate pre-filter of large groups never drops a qualifying entry."""
+    rng = np.random.default_rng(1)
+    dim, n = 384, 3000
+    base = rng.standard_normal((n, dim)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    queries = base[:40].copy()
+    for k, query in enumerate(queries):  # plant neighbours at cosines around the threshold,
+        for j, cosine in enumerate((0.999, 0.97, 0.951, 0.949, 0.9, 0.6)):  # some differing
+            noise = rng.standard_normal(dim).astype(np.float32)  # mostly in the first 64 dims
+            if j % 2:
+                noise[64:] = 0
+            noise -= noise @ query * query
+            noise /= np.linalg.norm(noise)
+            base[40 + 6 * k + j] = cosine * query + np.sqrt(1 - cosine**2) * noise
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    cache = SemanticCache(memory)
+    for i, vector in enumerate(base):
+        await cache.store(f"entry {i}", vector, target_key=TARGET, response={"i": i})
+    group = next(iter(memory._groups))[1]
+    for query in queries:
+        found = await memory.nearest("default", group, query, threshold, limit=n)
+        cosines = base.astype(np.float64) @ query.astype(np.float64)
+        got = {int(entry.query.split()[1]) for entry, _ in found}
+        assert set(np.flatnonzero(cosines >= threshold + 1e-5).tolist()) <= got  # float32 sums
+        assert got <= set(np.flatnonzero(cosines >= threshold - 1e-5).tolist())  # differ a bit
+        scores = [score for _, score in found]
+        assert scores == sorted(scores, reverse=True)
 
 
 # --- Redis backend -------------------------------------------------------------------------------
