@@ -6,6 +6,8 @@ needs them is built, so `import stratarouter_core.runtime` works with no extra i
 
 from __future__ import annotations
 
+from .bridge import CoreRuntimeBridge, ExecutionResult, ExecutionStream, HandlerError
+from .config import RuntimeConfig
 from .errors import (
     CircuitOpenError,
     MalformedResponseError,
@@ -18,6 +20,7 @@ from .errors import (
     RetryExhaustedError,
 )
 from .executor import Attempt, ExecutionOutcome, Executor, Target
+from .observability import Observability
 from .providers import (
     AnthropicClient,
     ChatMessage,
@@ -33,6 +36,15 @@ from .providers import (
     Usage,
 )
 from .resilience import BreakerRegistry, CircuitBreaker, RetryPolicy
+from .state import (
+    ExecutionRecord,
+    MemoryStateStore,
+    PostgresStateStore,
+    RecoveryReport,
+    SQLiteStateStore,
+    StateError,
+    StateStore,
+)
 
 __all__ = [
     "AnthropicClient",
@@ -43,14 +55,22 @@ __all__ = [
     "CircuitOpenError",
     "CompletionRequest",
     "CompletionResponse",
+    "CoreRuntimeBridge",
     "CostEstimate",
     "ExecutionOutcome",
+    "ExecutionRecord",
+    "ExecutionResult",
+    "ExecutionStream",
     "Executor",
     "GoogleClient",
+    "HandlerError",
     "LocalClient",
     "MalformedResponseError",
+    "MemoryStateStore",
     "ModelPrice",
+    "Observability",
     "OpenAIClient",
+    "PostgresStateStore",
     "PriceTable",
     "ProviderClient",
     "ProviderConnectionError",
@@ -59,8 +79,13 @@ __all__ = [
     "ProviderServerError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RecoveryReport",
     "RetryExhaustedError",
     "RetryPolicy",
+    "RuntimeConfig",
+    "SQLiteStateStore",
+    "StateError",
+    "StateStore",
     "Target",
     "Usage",
 ]

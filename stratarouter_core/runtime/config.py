@@ -291,8 +291,9 @@ class RuntimeConfig:
         if self.default_target is not None:
             parse_target_spec(self.default_target, field_name="default_target")
         if not isinstance(self.fallbacks, Mapping):
-            raise _fail("fallbacks", "a mapping 'provider:model' -> ['provider:model', ...]",
-                        self.fallbacks)
+            raise _fail(
+                "fallbacks", "a mapping 'provider:model' -> ['provider:model', ...]", self.fallbacks
+            )
         chains: dict[str, tuple[str, ...]] = {}
         for source, chain in self.fallbacks.items():
             parse_target_spec(source, field_name="fallbacks")

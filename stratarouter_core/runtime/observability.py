@@ -58,8 +58,26 @@ __all__ = [
 LOGGER_NAME = "stratarouter_core.runtime"
 STAGES = ("route", "cache", "batch", "provider", "total")
 BREAKER_STATES = {"closed": 0.0, "half_open": 1.0, "half-open": 1.0, "open": 2.0}
-_LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 
 
 class Metrics(Protocol):
@@ -157,26 +175,58 @@ class PrometheusMetrics:
         self.registry = CollectorRegistry()
         ns, reg = namespace, self.registry
         target = ["provider", "model"]
-        self._requests = Counter("requests", "Executions by route, target and outcome.",
-                                 ["route", *target, "status"], namespace=ns, registry=reg)
-        self._latency = Histogram("stage_latency_seconds", "Time spent per stage.", ["stage"],
-                                  namespace=ns, registry=reg, buckets=_LATENCY_BUCKETS)
-        self._cache = Counter("cache_lookups", "Semantic cache lookups by result.", ["result"],
-                              namespace=ns, registry=reg)
+        self._requests = Counter(
+            "requests",
+            "Executions by route, target and outcome.",
+            ["route", *target, "status"],
+            namespace=ns,
+            registry=reg,
+        )
+        self._latency = Histogram(
+            "stage_latency_seconds",
+            "Time spent per stage.",
+            ["stage"],
+            namespace=ns,
+            registry=reg,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self._cache = Counter(
+            "cache_lookups",
+            "Semantic cache lookups by result.",
+            ["result"],
+            namespace=ns,
+            registry=reg,
+        )
         self._errors = Counter("errors", "Errors by class.", ["type"], namespace=ns, registry=reg)
-        self._retries = Counter("retries", "Provider attempts after the first.", target,
-                                namespace=ns, registry=reg)
-        self._breaker = Gauge("breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.",
-                              target, namespace=ns, registry=reg)
-        self._tokens = Counter("tokens", "Tokens by direction.", [*target, "kind"],
-                               namespace=ns, registry=reg)
-        self._cost = Counter("cost_usd", "Provider cost in US dollars.", target,
-                             namespace=ns, registry=reg)
-        self._dedup = Counter("deduplicated_requests",
-                              "Requests served by another request's provider call.",
-                              namespace=ns, registry=reg)
-        self._recovered = Counter("recovered_executions", "Executions taken over by recovery.",
-                                  ["outcome"], namespace=ns, registry=reg)
+        self._retries = Counter(
+            "retries", "Provider attempts after the first.", target, namespace=ns, registry=reg
+        )
+        self._breaker = Gauge(
+            "breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+            target,
+            namespace=ns,
+            registry=reg,
+        )
+        self._tokens = Counter(
+            "tokens", "Tokens by direction.", [*target, "kind"], namespace=ns, registry=reg
+        )
+        self._cost = Counter(
+            "cost_usd", "Provider cost in US dollars.", target, namespace=ns, registry=reg
+        )
+        self._dedup = Counter(
+            "deduplicated_requests",
+            "Requests served by another request's provider call.",
+            namespace=ns,
+            registry=reg,
+        )
+        self._recovered = Counter(
+            "recovered_executions",
+            "Executions taken over by recovery.",
+            ["outcome"],
+            namespace=ns,
+            registry=reg,
+        )
         self._stage_children = {stage: self._latency.labels(stage) for stage in STAGES}
         self._hits = self._cache.labels("hit")
         self._misses = self._cache.labels("miss")
@@ -291,7 +341,10 @@ class _Tracing:
 
     def span(self, name: str, attributes: Mapping[str, Any] | None, start_ns: int | None) -> Any:
         return self.tracer.start_as_current_span(
-            name, attributes=dict(attributes or {}), start_time=start_ns, record_exception=True,
+            name,
+            attributes=dict(attributes or {}),
+            start_time=start_ns,
+            record_exception=True,
             set_status_on_exception=True,
         )
 
@@ -300,8 +353,9 @@ def _otlp_tracer_provider(endpoint: str) -> SdkTracerProvider:
     """An SDK tracer provider exporting to `endpoint` over OTLP/HTTP in batches."""
     install = "pip install 'stratarouter[observability]' opentelemetry-exporter-otlp-proto-http"
     require("opentelemetry.sdk.trace", install=install)
-    exporter_module = require("opentelemetry.exporter.otlp.proto.http.trace_exporter",
-                              install=install)
+    exporter_module = require(
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter", install=install
+    )
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider as SdkProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -317,7 +371,9 @@ def _otlp_tracer_provider(endpoint: str) -> SdkTracerProvider:
 # --- logs -------------------------------------------------------------------------------------
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName",
+    "message",
+    "asctime",
+    "taskName",
 }
 
 
@@ -356,9 +412,10 @@ class _JsonHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> logging.Logger:
     """Set the runtime logger's level and give it a JSON handler if it has no handler yet.
 
-    An application that attaches its own handler to ``stratarouter_core.runtime`` first keeps
-    full control; otherwise records go, as JSON lines, to `stream` (default: stderr) and do not
-    propagate to the root logger.
+    With an explicit `stream`, the JSON handler writes there (replacing one installed earlier).
+    Otherwise an application that attached its own handler to ``stratarouter_core.runtime``
+    keeps full control; with no handler at all, JSON lines go to stderr. Records that reach
+    the JSON handler do not propagate to the root logger.
 
     Args:
         level: ``debug``, ``info``, ``warning``, ``error`` or ``critical``.
@@ -369,10 +426,10 @@ def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> l
     """
     runtime_logger = logging.getLogger(LOGGER_NAME)
     runtime_logger.setLevel(level.upper())
-    if stream is not None:  # an explicit stream replaces the JSON handler installed earlier
+    if stream is not None:
         for old in [h for h in runtime_logger.handlers if isinstance(h, _JsonHandler)]:
             runtime_logger.removeHandler(old)
-    if not runtime_logger.handlers:
+    if stream is not None or not runtime_logger.handlers:
         handler = _JsonHandler(stream if stream is not None else sys.stderr)
         handler.setFormatter(JsonFormatter())
         runtime_logger.addHandler(handler)
@@ -468,8 +525,10 @@ class Observability:
 
     def stage(self, stage: str, attributes: Mapping[str, Any] | None = None) -> _Stage:
         """Time a stage into the latency histogram, inside a ``stratarouter.<stage>`` span."""
-        context = None if self._tracing is None else self._tracing.span(
-            f"stratarouter.{stage}", attributes, None
+        context = (
+            None
+            if self._tracing is None
+            else self._tracing.span(f"stratarouter.{stage}", attributes, None)
         )
         return _Stage(self.metrics, stage, context)
 
@@ -480,9 +539,7 @@ class Observability:
             return
         from prometheus_client import start_http_server
 
-        self._server, self._server_thread = start_http_server(
-            port, registry=self.metrics.registry
-        )
+        self._server, self._server_thread = start_http_server(port, registry=self.metrics.registry)
 
     @property
     def metrics_port(self) -> int | None:

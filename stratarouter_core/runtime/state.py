@@ -26,7 +26,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -80,7 +80,9 @@ def _json_safe(value: Any) -> Any:
 
 
 def _freeze(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    return None if value is None else MappingProxyType(dict(value))
+    if value is None or isinstance(value, MappingProxyType):
+        return value
+    return MappingProxyType(dict(value))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -133,9 +135,9 @@ class ExecutionRecord:
         if self.status not in _STATUSES:
             raise StateError(f"unknown execution status {self.status!r}")
         set_ = object.__setattr__
-        set_(self, "target", MappingProxyType(dict(self.target)))
-        set_(self, "context", MappingProxyType(dict(self.context)))
-        set_(self, "attempts", tuple(MappingProxyType(dict(a)) for a in self.attempts))
+        set_(self, "target", _freeze(self.target))
+        set_(self, "context", _freeze(self.context))
+        set_(self, "attempts", tuple(_freeze(a) for a in self.attempts))
         set_(self, "result", _freeze(self.result))
         set_(self, "progress", _freeze(self.progress))
 
@@ -149,12 +151,18 @@ class ExecutionRecord:
         route_id: str | None = None,
         confidence: float | None = None,
         context: Mapping[str, Any] | None = None,
+        status: ExecutionStatus = "pending",
+        result: Mapping[str, Any] | None = None,
         worker_id: str | None = None,
         lease_expires_at: float | None = None,
         execution_id: str | None = None,
         now: float | None = None,
     ) -> ExecutionRecord:
-        """A fresh ``pending`` record; `target` and `context` are made JSON-safe."""
+        """A fresh record (``pending`` unless told); target, context and result made JSON-safe.
+
+        A record can start ``running`` (created when its work starts) or even ``succeeded``
+        with its `result` (an execution served without work, e.g. from a cache): one write.
+        """
         stamp = time.time() if now is None else now
         return cls(
             id=execution_id or new_execution_id(),
@@ -164,6 +172,8 @@ class ExecutionRecord:
             target_key=target_key,
             target=_json_safe(dict(target)),
             context=_json_safe(dict(context or {})),
+            status=status,
+            result=None if result is None else _json_safe(dict(result)),
             created_at=stamp,
             updated_at=stamp,
             worker_id=worker_id,
@@ -227,8 +237,16 @@ class StateStore(Protocol):
     async def record_attempt(self, execution_id: str, attempt: Mapping[str, Any]) -> None:
         """Append one attempt to the record's attempts."""
 
-    async def save_result(self, execution_id: str, result: Mapping[str, Any]) -> None:
-        """Persist the provider result; the status is unchanged until `mark_succeeded`."""
+    async def save_result(
+        self,
+        execution_id: str,
+        result: Mapping[str, Any],
+        attempts: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Persist the provider result (and append `attempts`) in one atomic write.
+
+        The status is unchanged until `mark_succeeded`.
+        """
 
     async def mark_succeeded(
         self, execution_id: str, result: Mapping[str, Any] | None = None
@@ -308,8 +326,9 @@ class MemoryStateStore:
 
     async def renew_leases(self, worker_id: str, lease_until: float) -> int:
         """Extend the leases of `worker_id`'s unfinished records."""
-        owned = [r.id for r in self._records.values()
-                 if r.worker_id == worker_id and not r.is_finished]
+        owned = [
+            r.id for r in self._records.values() if r.worker_id == worker_id and not r.is_finished
+        ]
         for execution_id in owned:
             self._update(execution_id, lease_expires_at=lease_until)
         return len(owned)
@@ -324,9 +343,17 @@ class MemoryStateStore:
         attempts = (*record.attempts, _json_safe(dict(attempt))) if record else ()
         self._update(execution_id, attempts=attempts)
 
-    async def save_result(self, execution_id: str, result: Mapping[str, Any]) -> None:
-        """Persist the provider result."""
-        self._update(execution_id, result=_json_safe(dict(result)))
+    async def save_result(
+        self,
+        execution_id: str,
+        result: Mapping[str, Any],
+        attempts: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Persist the provider result (and append `attempts`)."""
+        record = self._records.get(execution_id)
+        added = tuple(_json_safe(dict(a)) for a in attempts)
+        changes = {"attempts": record.attempts + added} if record is not None and added else {}
+        self._update(execution_id, result=_json_safe(dict(result)), **changes)
 
     async def mark_succeeded(
         self, execution_id: str, result: Mapping[str, Any] | None = None
@@ -373,8 +400,9 @@ class MemoryStateStore:
 
     async def prune(self, finished_before: float) -> int:
         """Delete old finished records."""
-        old = [r.id for r in self._records.values()
-               if r.is_finished and r.updated_at < finished_before]
+        old = [
+            r.id for r in self._records.values() if r.is_finished and r.updated_at < finished_before
+        ]
         for execution_id in old:
             del self._records[execution_id]
         return len(old)
@@ -498,9 +526,13 @@ async def recover_executions(
     await asyncio.gather(*(handle(r) for r in await store.list_unfinished(limit)))
     report = RecoveryReport(**{k: tuple(sorted(v)) for k, v in outcome.items()})
     if report.total or report.skipped:
-        logger.info("recovery: %d finished, %d resumed, %d failed, %d skipped",
-                    len(report.finished), len(report.resumed), len(report.failed),
-                    len(report.skipped))
+        logger.info(
+            "recovery: %d finished, %d resumed, %d failed, %d skipped",
+            len(report.finished),
+            len(report.resumed),
+            len(report.failed),
+            len(report.skipped),
+        )
     return report
 
 
@@ -519,8 +551,10 @@ async def _complete(
         return "finished"
     if policy == "fail":
         await store.mark_failed(
-            record.id, "abandoned: its worker stopped before the provider result was persisted "
-            "(recovery_policy='fail')")
+            record.id,
+            "abandoned: its worker stopped before the provider result was persisted "
+            "(recovery_policy='fail')",
+        )
         return "failed"
     try:
         await resume(record)
@@ -535,8 +569,21 @@ async def _complete(
 # --- SQL backends ----------------------------------------------------------------------------
 
 _COLUMNS = (
-    "id", "query", "route_id", "confidence", "target_key", "target", "context", "status",
-    "attempts", "result", "error", "progress", "created_at", "updated_at", "worker_id",
+    "id",
+    "query",
+    "route_id",
+    "confidence",
+    "target_key",
+    "target",
+    "context",
+    "status",
+    "attempts",
+    "result",
+    "error",
+    "progress",
+    "created_at",
+    "updated_at",
+    "worker_id",
     "lease_expires_at",
 )
 _JSON_COLUMNS = frozenset({"target", "context", "attempts", "result", "progress"})
@@ -545,19 +592,19 @@ _OPEN = "status IN ('pending', 'running')"
 _SQL = {
     "insert": "INSERT INTO {t} ({cols}) VALUES ({values})",
     "running": "UPDATE {t} SET status = 'running', worker_id = {p}, lease_expires_at = {p}, "
-               "updated_at = {p} WHERE id = {p} AND " + _OPEN,
+    "updated_at = {p} WHERE id = {p} AND " + _OPEN,
     "renew": "UPDATE {t} SET lease_expires_at = {p} WHERE worker_id = {p} AND " + _OPEN,
     "checkpoint": "UPDATE {t} SET progress = {j}, updated_at = {p} WHERE id = {p}",
     "result": "UPDATE {t} SET result = {j}, updated_at = {p} WHERE id = {p}",
     "succeed": "UPDATE {t} SET status = 'succeeded', result = COALESCE({j}, result), "
-               "lease_expires_at = NULL, updated_at = {p} WHERE id = {p} AND " + _OPEN,
+    "lease_expires_at = NULL, updated_at = {p} WHERE id = {p} AND " + _OPEN,
     "fail": "UPDATE {t} SET status = 'failed', error = {p}, lease_expires_at = NULL, "
-            "updated_at = {p} WHERE id = {p} AND " + _OPEN,
+    "updated_at = {p} WHERE id = {p} AND " + _OPEN,
     "get": "SELECT {cols} FROM {t} WHERE id = {p}",
     "unfinished": "SELECT {cols} FROM {t} WHERE " + _OPEN + " ORDER BY created_at LIMIT {p}",
     "claim": "UPDATE {t} SET worker_id = {p}, lease_expires_at = {p}, updated_at = {p} "
-             "WHERE id = {p} AND " + _OPEN + " AND (lease_expires_at IS NULL "
-             "OR lease_expires_at < {p} OR worker_id = {p})",
+    "WHERE id = {p} AND " + _OPEN + " AND (lease_expires_at IS NULL "
+    "OR lease_expires_at < {p} OR worker_id = {p})",
     "prune": "DELETE FROM {t} WHERE status IN ('succeeded', 'failed') AND updated_at < {p}",
 }
 
@@ -626,9 +673,24 @@ class _SqlStateStore:
         """Append one attempt."""
         await self._must_update("attempt", execution_id, _dumps(dict(attempt)), time.time())
 
-    async def save_result(self, execution_id: str, result: Mapping[str, Any]) -> None:
-        """Persist the provider result."""
-        await self._must_update("result", execution_id, _dumps(dict(result)), time.time())
+    async def save_result(
+        self,
+        execution_id: str,
+        result: Mapping[str, Any],
+        attempts: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Persist the provider result (and append `attempts`) in one statement."""
+        if not attempts:
+            await self._must_update("result", execution_id, _dumps(dict(result)), time.time())
+            return
+        sql, attempt_params = self._result_with_attempts([dict(a) for a in attempts])
+        params = (_dumps(dict(result)), *attempt_params, time.time(), execution_id)
+        if await self._execute(sql, params) == 0:
+            raise StateError(f"no execution with id {execution_id!r} to update (result)")
+
+    def _result_with_attempts(self, attempts: list[dict[str, Any]]) -> tuple[str, tuple[Any, ...]]:
+        """The statement setting the result and appending `attempts`, and its attempt params."""
+        raise NotImplementedError
 
     async def mark_succeeded(
         self, execution_id: str, result: Mapping[str, Any] | None = None
@@ -663,9 +725,7 @@ class _SqlStateStore:
         self, execution_id: str, worker_id: str, now: float, lease_until: float
     ) -> ExecutionRecord | None:
         """Take over an abandoned record (atomically)."""
-        row = await self._claim_row(
-            (worker_id, lease_until, now, execution_id, now, worker_id)
-        )
+        row = await self._claim_row((worker_id, lease_until, now, execution_id, now, worker_id))
         return None if row is None else _record_from_row(row)
 
     async def prune(self, finished_before: float) -> int:
@@ -674,16 +734,19 @@ class _SqlStateStore:
 
 
 _SQLITE_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (1, (
-        "CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, query TEXT NOT NULL, "
-        "route_id TEXT, confidence REAL, target_key TEXT NOT NULL, target TEXT NOT NULL, "
-        "context TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN "
-        "('pending', 'running', 'succeeded', 'failed')), attempts TEXT NOT NULL DEFAULT '[]', "
-        "result TEXT, error TEXT, progress TEXT, created_at REAL NOT NULL, "
-        "updated_at REAL NOT NULL, worker_id TEXT, lease_expires_at REAL)",
-        "CREATE INDEX IF NOT EXISTS {t}_open ON {t} (created_at) WHERE " + _OPEN,
-        "CREATE INDEX IF NOT EXISTS {t}_updated ON {t} (updated_at)",
-    )),
+    (
+        1,
+        (
+            "CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, query TEXT NOT NULL, "
+            "route_id TEXT, confidence REAL, target_key TEXT NOT NULL, target TEXT NOT NULL, "
+            "context TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN "
+            "('pending', 'running', 'succeeded', 'failed')), attempts TEXT NOT NULL DEFAULT '[]', "
+            "result TEXT, error TEXT, progress TEXT, created_at REAL NOT NULL, "
+            "updated_at REAL NOT NULL, worker_id TEXT, lease_expires_at REAL)",
+            "CREATE INDEX IF NOT EXISTS {t}_open ON {t} (created_at) WHERE " + _OPEN,
+            "CREATE INDEX IF NOT EXISTS {t}_updated ON {t} (updated_at)",
+        ),
+    ),
 )
 
 
@@ -726,6 +789,15 @@ class SQLiteStateStore(_SqlStateStore):
         "UPDATE {t} SET attempts = json_insert(attempts, '$[#]', json({p})), updated_at = {p} "
         "WHERE id = {p}"
     )
+
+    def _result_with_attempts(self, attempts: list[dict[str, Any]]) -> tuple[str, tuple[Any, ...]]:
+        # json_insert applies its (path, value) edits left to right: each '$[#]' appends
+        inserts = ", ".join(["'$[#]', json(?)"] * len(attempts))
+        sql = (
+            f"UPDATE {self.table} SET result = ?, attempts = json_insert(attempts, {inserts}), "
+            "updated_at = ? WHERE id = ?"
+        )
+        return sql, tuple(_dumps(a) for a in attempts)
 
     def __init__(
         self,
@@ -771,17 +843,21 @@ class SQLiteStateStore(_SqlStateStore):
         self._conn = conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
-                         "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
-            row = conn.execute("SELECT version FROM schema_version WHERE component = ?",
-                               (self.table,)).fetchone()
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+            )
+            row = conn.execute(
+                "SELECT version FROM schema_version WHERE component = ?", (self.table,)
+            ).fetchone()
             current = row[0] if row else 0
             for version, statements in _SQLITE_MIGRATIONS:
                 if version > current:
                     for statement in statements:
                         conn.execute(statement.format(t=self.table))
-                    conn.execute("INSERT OR REPLACE INTO schema_version VALUES (?, ?)",
-                                 (self.table, version))
+                    conn.execute(
+                        "INSERT OR REPLACE INTO schema_version VALUES (?, ?)", (self.table, version)
+                    )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -837,17 +913,21 @@ class SQLiteStateStore(_SqlStateStore):
 
 
 _POSTGRES_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (1, (
-        "CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, query TEXT NOT NULL, "
-        "route_id TEXT, confidence DOUBLE PRECISION, target_key TEXT NOT NULL, "
-        "target JSONB NOT NULL, context JSONB NOT NULL, status TEXT NOT NULL CHECK (status IN "
-        "('pending', 'running', 'succeeded', 'failed')), "
-        "attempts JSONB NOT NULL DEFAULT '[]'::jsonb, result JSONB, error TEXT, progress JSONB, "
-        "created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, "
-        "worker_id TEXT, lease_expires_at DOUBLE PRECISION)",
-        "CREATE INDEX IF NOT EXISTS executions_open ON {t} (created_at) WHERE " + _OPEN,
-        "CREATE INDEX IF NOT EXISTS executions_updated ON {t} (updated_at)",
-    )),
+    (
+        1,
+        (
+            "CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, query TEXT NOT NULL, "
+            "route_id TEXT, confidence DOUBLE PRECISION, target_key TEXT NOT NULL, "
+            "target JSONB NOT NULL, context JSONB NOT NULL, status TEXT NOT NULL CHECK (status IN "
+            "('pending', 'running', 'succeeded', 'failed')), "
+            "attempts JSONB NOT NULL DEFAULT '[]'::jsonb, result JSONB, error TEXT, "
+            "progress JSONB, "
+            "created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, "
+            "worker_id TEXT, lease_expires_at DOUBLE PRECISION)",
+            "CREATE INDEX IF NOT EXISTS executions_open ON {t} (created_at) WHERE " + _OPEN,
+            "CREATE INDEX IF NOT EXISTS executions_updated ON {t} (updated_at)",
+        ),
+    ),
 )
 
 
@@ -871,6 +951,13 @@ class PostgresStateStore(_SqlStateStore):
         "UPDATE {t} SET attempts = attempts || jsonb_build_array({j}), updated_at = {p} "
         "WHERE id = {p}"
     )
+
+    def _result_with_attempts(self, attempts: list[dict[str, Any]]) -> tuple[str, tuple[Any, ...]]:
+        sql = (
+            f"UPDATE {self.schema}.executions SET result = %s::jsonb, "
+            "attempts = attempts || %s::jsonb, updated_at = %s WHERE id = %s"
+        )
+        return sql, (_dumps(attempts),)
 
     def __init__(
         self,
@@ -899,8 +986,9 @@ class PostgresStateStore(_SqlStateStore):
             return
         self._psycopg = require("psycopg", extra="postgres")
         async with self._connection() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
-                               (f"stratarouter:{self.schema}",))
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"stratarouter:{self.schema}",)
+            )
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.schema}.schema_version "
@@ -935,8 +1023,12 @@ class PostgresStateStore(_SqlStateStore):
         psycopg = self._psycopg
         async with self._slots:
             try:
-                conn = self._idle.pop() if self._idle else await psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True, connect_timeout=self._connect_timeout
+                conn = (
+                    self._idle.pop()
+                    if self._idle
+                    else await psycopg.AsyncConnection.connect(
+                        self._dsn, autocommit=True, connect_timeout=self._connect_timeout
+                    )
                 )
             except psycopg.Error as exc:
                 raise StateError(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -974,8 +1066,12 @@ class PostgresStateStore(_SqlStateStore):
 
 
 def _check_identifier(name: str) -> None:
-    if not isinstance(name, str) or not name or not name.replace("_", "").isalnum() \
-            or name[0].isdigit():
+    if (
+        not isinstance(name, str)
+        or not name
+        or not name.replace("_", "").isalnum()
+        or name[0].isdigit()
+    ):
         raise ConfigError(f"invalid SQL identifier {name!r}: use letters, digits and underscores")
 
 

@@ -50,6 +50,7 @@ def tracer_provider(exporter):
 def _reset_runtime_logger():
     runtime_logger = logging.getLogger(LOGGER_NAME)
     saved = (list(runtime_logger.handlers), runtime_logger.level, runtime_logger.propagate)
+    runtime_logger.handlers[:] = []  # start from an unconfigured logger
     yield
     runtime_logger.handlers[:] = saved[0]
     runtime_logger.setLevel(saved[1])
@@ -79,15 +80,24 @@ def test_prometheus_metrics_values():
     sample = metrics.sample
     assert sample("stratarouter_cache_lookups_total", result="hit") == 3
     assert metrics.cache_hit_ratio == pytest.approx(0.75)
-    assert sample("stratarouter_requests_total", route="billing", provider="openai", model="m",
-                  status="succeeded") == 2
+    assert (
+        sample(
+            "stratarouter_requests_total",
+            route="billing",
+            provider="openai",
+            model="m",
+            status="succeeded",
+        )
+        == 2
+    )
     assert sample("stratarouter_errors_total", type="ProviderServerError") == 1
     assert sample("stratarouter_retries_total", provider="openai", model="m") == 1
     assert sample("stratarouter_breaker_state", provider="openai", model="m") == 2
     assert sample("stratarouter_tokens_total", provider="openai", model="m", kind="input") == 12
     assert sample("stratarouter_tokens_total", provider="openai", model="m", kind="output") == 5
     assert sample("stratarouter_cost_usd_total", provider="openai", model="m") == pytest.approx(
-        0.002)
+        0.002
+    )
     assert sample("stratarouter_deduplicated_requests_total") == 1
     assert sample("stratarouter_recovered_executions_total", outcome="resumed") == 1
     assert sample("stratarouter_stage_latency_seconds_count", stage="provider") == 1
@@ -104,8 +114,9 @@ def test_each_instance_has_a_private_registry():
 
 
 def test_stage_observes_latency_and_spans_nest(tracer_provider, exporter):
-    obs = Observability(_config(metrics_enabled=True, tracing_enabled=True),
-                        tracer_provider=tracer_provider)
+    obs = Observability(
+        _config(metrics_enabled=True, tracing_enabled=True), tracer_provider=tracer_provider
+    )
     with obs.span("stratarouter.execute", {"stratarouter.route": "billing"}):
         with obs.stage("route") as route:
             route.span.set_attribute("stratarouter.confidence", 0.9)
@@ -114,8 +125,12 @@ def test_stage_observes_latency_and_spans_nest(tracer_provider, exporter):
         with obs.stage("provider", {"gen_ai.system": "openai"}):
             pass
     spans = {s.name: s for s in exporter.get_finished_spans()}
-    assert set(spans) == {"stratarouter.execute", "stratarouter.route", "stratarouter.cache",
-                          "stratarouter.provider"}
+    assert set(spans) == {
+        "stratarouter.execute",
+        "stratarouter.route",
+        "stratarouter.cache",
+        "stratarouter.provider",
+    }
     root = spans["stratarouter.execute"]
     assert root.parent is None and root.attributes["stratarouter.route"] == "billing"
     for child in ("stratarouter.route", "stratarouter.cache", "stratarouter.provider"):
@@ -149,9 +164,15 @@ def test_span_can_start_in_the_past(tracer_provider, exporter):
 def test_json_log_lines_carry_the_execution_fields():
     stream = io.StringIO()
     runtime_logger = configure_logging("info", stream=stream)
-    runtime_logger.info("execution finished", extra={
-        "execution_id": "e1", "route": "billing", "latency_ms": 12.5, "cached": False,
-    })
+    runtime_logger.info(
+        "execution finished",
+        extra={
+            "execution_id": "e1",
+            "route": "billing",
+            "latency_ms": 12.5,
+            "cached": False,
+        },
+    )
     runtime_logger.debug("not shown at info")
     try:
         raise ValueError("bad")
@@ -163,7 +184,11 @@ def test_json_log_lines_carry_the_execution_fields():
     assert first["message"] == "execution finished" and first["level"] == "info"
     assert first["logger"] == LOGGER_NAME and first["ts"].endswith("+00:00")
     assert (first["execution_id"], first["route"], first["latency_ms"], first["cached"]) == (
-        "e1", "billing", 12.5, False)
+        "e1",
+        "billing",
+        12.5,
+        False,
+    )
     assert lines[1]["execution_id"] == "e2" and "ValueError: bad" in lines[1]["exc_info"]
 
 
@@ -251,3 +276,120 @@ def test_otlp_endpoint_exports_spans_over_http():
     path, content_type, body = received[0]
     assert path == "/v1/traces" and content_type == "application/x-protobuf"
     assert b"stratarouter.execute" in body
+
+
+# --- through the bridge -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def observed_bridge(tracer_provider):
+    pytest.importorskip("openai")
+    from stratarouter_core import Route, Router, RouterConfig
+    from stratarouter_core.runtime.bridge import CoreRuntimeBridge
+    from stratarouter_core.runtime.providers import OpenAIClient
+    from stratarouter_core.runtime.testing import FakeProviderServer
+    from stratarouter_core.testing import HashingEncoder
+
+    router = Router(encoder=HashingEncoder(), config=RouterConfig(threshold=0.2))
+    router.add_routes(
+        [
+            Route(
+                name="billing",
+                examples=["refund my invoice", "I was charged twice"],
+                metadata={"provider": "openai", "model": "gpt-4o-mini"},
+            ),
+            Route(name="weather", examples=["will it rain today"]),
+        ]
+    )
+    router.build_index()
+    stream = io.StringIO()
+    config = _config(metrics_enabled=True, tracing_enabled=True, log_level="info")
+    with FakeProviderServer() as server:
+        client = OpenAIClient(api_key="test", base_url=server.openai_base_url)
+        obs = Observability(config, tracer_provider=tracer_provider, log_stream=stream)
+        bridge = CoreRuntimeBridge(config, router, {"openai": client}, observability=obs)
+        async with bridge:
+            yield bridge, router, stream
+        await client.aclose()
+
+
+async def test_bridge_metrics_after_executions(observed_bridge):
+    bridge, router, _ = observed_bridge
+    query = "refund my invoice"
+    await bridge.execute(router.route(query), query)
+    await bridge.execute(router.route(query), query)
+    sample = bridge.observability.metrics.sample
+    labels = {"route": "billing", "provider": "openai", "model": "gpt-4o-mini"}
+    assert sample("stratarouter_requests_total", status="succeeded", **labels) == 1
+    assert sample("stratarouter_requests_total", status="cached", **labels) == 1
+    assert sample("stratarouter_cache_lookups_total", result="hit") == 1
+    assert sample("stratarouter_cache_lookups_total", result="miss") == 1
+    assert bridge.observability.metrics.cache_hit_ratio == 0.5
+    for stage, count in (("route", 2), ("cache", 2), ("provider", 1), ("total", 2)):
+        assert sample("stratarouter_stage_latency_seconds_count", stage=stage) == count
+    tokens = {"provider": "openai", "model": "gpt-4o-mini"}
+    assert sample("stratarouter_tokens_total", kind="input", **tokens) > 0
+    assert sample("stratarouter_tokens_total", kind="output", **tokens) > 0
+    assert sample("stratarouter_cost_usd_total", **tokens) > 0
+
+
+async def test_bridge_spans_route_cache_provider(observed_bridge, exporter):
+    bridge, router, _ = observed_bridge
+    query = "refund my invoice"
+    miss = await bridge.execute(router.route(query), query)
+    await bridge.execute(router.route(query), query)
+    spans = exporter.get_finished_spans()
+    roots = [s for s in spans if s.name == "stratarouter.execute"]
+    assert len(roots) == 2 and all(r.parent is None for r in roots)
+    first = roots[0]
+    assert first.attributes["stratarouter.execution_id"] == miss.execution_id
+    children = sorted(
+        (s for s in spans if s.parent and s.parent.span_id == first.context.span_id),
+        key=lambda s: s.start_time,
+    )
+    assert [s.name for s in children] == [
+        "stratarouter.route",
+        "stratarouter.cache",
+        "stratarouter.provider",
+    ]
+    route, cache, provider = children
+    assert route.attributes["stratarouter.route_id"] == "billing"
+    assert route.attributes["stratarouter.target"] == "openai:gpt-4o-mini"
+    assert cache.attributes["stratarouter.cache_hit"] is False
+    assert provider.attributes["gen_ai.system"] == "openai"
+    second_children = [
+        s.name for s in spans if s.parent and s.parent.span_id == roots[1].context.span_id
+    ]
+    assert "stratarouter.provider" not in second_children  # served by the cache
+
+
+async def test_bridge_writes_one_json_line_per_execution(observed_bridge):
+    bridge, router, stream = observed_bridge
+    query = "refund my invoice"
+    result = await bridge.execute(router.route(query), query)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (line,) = [entry for entry in lines if entry.get("execution_id") == result.execution_id]
+    assert line["message"] == "execution succeeded" and line["route"] == "billing"
+    assert line["latency_ms"] > 0 and line["cached"] is False and line["attempts"] == 1
+    assert line["provider"] == "openai" and line["tokens"] > 0
+
+
+def test_disabled_bridge_imports_neither_prometheus_nor_opentelemetry():
+    code = (
+        "import asyncio, sys\n"
+        "from stratarouter_core.runtime.bridge import CoreRuntimeBridge\n"
+        "from stratarouter_core.runtime.config import RuntimeConfig\n"
+        "from stratarouter_core.types import RouteResult\n"
+        "bridge = CoreRuntimeBridge(RuntimeConfig(state_backend='memory', log_level='error'),\n"
+        "                           handlers={'tools': lambda q, c: 'ok'})\n"
+        "decision = RouteResult(route_id='tools', confidence=1.0, candidates=(), latency_us=1)\n"
+        "async def main():\n"
+        "    async with bridge:\n"
+        "        return (await bridge.execute(decision, 'hi')).response\n"
+        "assert asyncio.run(main()) == 'ok'\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('prometheus_client', 'opentelemetry'))\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -63,8 +63,12 @@ def _record(query: str = "refund my invoice", **kwargs) -> ExecutionRecord:
     return ExecutionRecord.new(
         query=query,
         target_key="openai:gpt-4o-mini",
-        target={"kind": "provider", "provider": "openai", "model": "gpt-4o-mini",
-                "params": {"temperature": 0.2}},
+        target={
+            "kind": "provider",
+            "provider": "openai",
+            "model": "gpt-4o-mini",
+            "params": {"temperature": 0.2},
+        },
         route_id="billing",
         confidence=0.91,
         context={"user_id": "u1", "nested": {"k": [1, 2]}},
@@ -77,7 +81,7 @@ async def test_store_satisfies_the_protocol(store):
 
 
 async def test_create_and_get_round_trip(store):
-    record = _record("préférence ✓ \"quoted\"")
+    record = _record('préférence ✓ "quoted"')
     await store.create(record)
     loaded = await store.get(record.id)
     assert loaded is not None
@@ -119,6 +123,33 @@ async def test_full_lifecycle_keeps_attempts_progress_and_result(store):
     assert done.lease_expires_at is None
     assert done.updated_at >= done.created_at
     assert await store.list_unfinished() == []
+
+
+async def test_save_result_appends_attempts_in_the_same_write(store):
+    record = _record()
+    await store.create(record)
+    await store.record_attempt(record.id, {"n": 1, "outcome": "ProviderServerError"})
+    await store.save_result(
+        record.id,
+        {"text": "ok"},
+        attempts=[{"n": 2, "outcome": "ok"}, {"n": 3, "outcome": "extra"}],
+    )
+    loaded = await store.get(record.id)
+    assert loaded.result == {"text": "ok"} and loaded.status == "pending"
+    assert [a["n"] for a in loaded.attempts] == [1, 2, 3]
+    with pytest.raises(StateError):
+        await store.save_result("missing", {"text": "x"}, attempts=[{"n": 1}])
+
+
+async def test_records_can_start_running_or_already_succeeded(store):
+    running = _record("a", status="running", worker_id="w", lease_expires_at=time.time() + 9)
+    served = _record("b", status="succeeded", result={"text": "from the cache"})
+    await store.create(running)
+    await store.create(served)
+    assert (await store.get(running.id)).status == "running"
+    loaded = await store.get(served.id)
+    assert loaded.status == "succeeded" and loaded.result == {"text": "from the cache"}
+    assert [r.id for r in await store.list_unfinished()] == [running.id]
 
 
 async def test_terminal_transitions_happen_once(store):
@@ -280,8 +311,12 @@ async def test_recovery_finishes_resumes_fails_and_skips(store):
         finished.append(record.result["text"])
 
     report = await recover_executions(
-        store, worker_id="new", policy="resume", lease_timeout_s=30,
-        resume=resume, on_finished=on_finished,
+        store,
+        worker_id="new",
+        policy="resume",
+        lease_timeout_s=30,
+        resume=resume,
+        on_finished=on_finished,
     )
     assert report.finished == (with_result.id,)
     assert report.resumed == (to_resume.id,) and resumed == [to_resume.id]
@@ -367,6 +402,9 @@ def test_open_state_store_follows_the_config(tmp_path):
     assert isinstance(open_state_store(RuntimeConfig(state_backend="memory")), MemoryStateStore)
     sqlite_store = open_state_store(RuntimeConfig(sqlite_path=str(tmp_path / "s.db")))
     assert isinstance(sqlite_store, SQLiteStateStore) and sqlite_store.path == tmp_path / "s.db"
-    pg = open_state_store(RuntimeConfig(state_backend="postgresql", database_url="postgresql://h/d",
-                                        database_schema="tenant_a"))
+    pg = open_state_store(
+        RuntimeConfig(
+            state_backend="postgresql", database_url="postgresql://h/d", database_schema="tenant_a"
+        )
+    )
     assert isinstance(pg, PostgresStateStore) and pg.schema == "tenant_a"

@@ -1,0 +1,507 @@
+"""End to end: route -> CoreRuntimeBridge.execute -> real SDK client -> fake provider server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from stratarouter_core import Route, Router, RouterConfig
+from stratarouter_core.errors import ConfigError, InvalidQueryError, RouteNotFoundError
+from stratarouter_core.runtime.bridge import CoreRuntimeBridge, ExecutionResult, HandlerError
+from stratarouter_core.runtime.config import RuntimeConfig
+from stratarouter_core.runtime.errors import (
+    CircuitOpenError,
+    ProviderConnectionError,
+    ProviderRequestError,
+    RetryExhaustedError,
+)
+from stratarouter_core.runtime.state import MemoryStateStore
+from stratarouter_core.runtime.testing import FakeProviderServer, Fault
+from stratarouter_core.testing import HashingEncoder
+from stratarouter_core.types import RouteResult
+
+pytest.importorskip("openai")
+
+from stratarouter_core.runtime.providers import OpenAIClient
+
+BILLING = {
+    "provider": "openai",
+    "model": "gpt-4o-mini",
+    "system_prompt": "You handle billing.",
+    "params": {"temperature": 0.0, "max_tokens": 64},
+}
+
+
+@pytest.fixture
+def server():
+    with FakeProviderServer() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def router():
+    router = Router(encoder=HashingEncoder(), config=RouterConfig(threshold=0.2))
+    router.add_routes(
+        [
+            Route(
+                name="billing",
+                examples=["refund my invoice", "I was charged twice", "cancel my order"],
+                metadata=BILLING,
+            ),
+            Route(
+                name="research",
+                examples=["summarise this paper", "explain quantum physics"],
+                metadata={"provider": "anthropic", "model": "claude-haiku-4-5"},
+            ),
+            Route(name="tools", examples=["what time is it", "convert 3 km to miles"]),
+            Route(name="weather", examples=["will it rain today", "weather forecast for tomorrow"]),
+        ]
+    )
+    router.build_index()
+    return router
+
+
+@pytest.fixture
+async def make_bridge(server, router):
+    """Bridges on the fake server (memory state); tests close the bridges, this the clients."""
+    clients = []
+
+    def make(**overrides):
+        settings = {
+            "state_backend": "memory",
+            "log_level": "warning",
+            "retry_delay_ms": 1.0,
+            "metrics_enabled": True,
+        } | overrides
+        clients.append(OpenAIClient(api_key="test", base_url=server.openai_base_url))
+        return CoreRuntimeBridge(RuntimeConfig(**settings), router, {"openai": clients[-1]})
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+def decide(router, query):
+    return router.route(query)
+
+
+async def test_execute_end_to_end(make_bridge, router, server):
+    async with make_bridge() as bridge:
+        query = "please refund my invoice"
+        decision = decide(router, query)
+        assert decision.route_id == "billing"
+        result = await bridge.execute(decision, query, context={"user_id": "u1"})
+    assert isinstance(result, ExecutionResult)
+    assert result.response == f"echo: {query}"
+    assert (result.provider, result.model, result.route_id) == ("openai", "gpt-4o-mini", "billing")
+    assert not result.cached and not result.deduplicated
+    assert result.usage.total_tokens > 0 and result.cost_usd > 0 and result.latency_ms > 0
+    assert [a.outcome for a in result.attempts] == ["ok"]
+    (request,) = server.requests
+    assert request.body["model"] == "gpt-4o-mini"
+    assert request.body["messages"][0] == {"role": "system", "content": "You handle billing."}
+    assert request.body["temperature"] == 0.0
+
+    record = await bridge.state.get(result.execution_id)
+    assert record.status == "succeeded" and record.route_id == "billing"
+    assert record.result["response"] == result.response
+    assert record.context == {"user_id": "u1"}
+    assert [a["outcome"] for a in record.attempts] == ["ok"]
+    assert record.target["system_prompt"] == "You handle billing."
+
+
+async def test_second_identical_query_is_served_from_the_cache(make_bridge, router, server):
+    async with make_bridge() as bridge:
+        first = await bridge.execute(decide(router, "refund my invoice"), "refund my invoice")
+        second = await bridge.execute(decide(router, "Refund my invoice!"), "Refund my invoice!")
+        record = await bridge.state.get(second.execution_id)
+    assert server.count() == 1
+    assert second.cached and second.response == first.response
+    assert second.cost_usd == 0.0 and second.usage.total_tokens == 0 and second.attempts == ()
+    assert record.status == "succeeded" and record.result["response"] == first.response
+    assert bridge.observability.metrics.cache_hit_ratio == pytest.approx(0.5)
+
+
+async def test_a_negated_query_is_not_served_the_cached_answer(make_bridge, router, server):
+    async with make_bridge(cache_similarity_threshold=0.5) as bridge:
+        await bridge.execute(decide(router, "cancel my order"), "cancel my order")
+        negated = await bridge.execute(decide(router, "cancel my order"), "don't cancel my order")
+    assert not negated.cached and negated.response == "echo: don't cancel my order"
+    assert server.count() == 2
+
+
+async def test_cache_entries_are_isolated_per_tenant(make_bridge, router, server):
+    async with make_bridge() as bridge:
+        query = "refund my invoice"
+        a = await bridge.execute(decide(router, query), query, {"tenant_id": "a"})
+        b = await bridge.execute(decide(router, query), query, {"tenant_id": "b"})
+        a_again = await bridge.execute(decide(router, query), query, {"tenant_id": "a"})
+    assert not a.cached and not b.cached and a_again.cached
+    assert server.count() == 2
+
+
+async def test_concurrent_identical_queries_make_one_provider_call(make_bridge, router, server):
+    server.add_faults(Fault.delay(0.2))  # keep the first call in flight while the rest arrive
+    async with make_bridge(cache_enabled=False) as bridge:
+        query = "I was charged twice"
+        results = await asyncio.gather(
+            *(bridge.execute(decide(router, query), query) for _ in range(10))
+        )
+        records = [await bridge.state.get(r.execution_id) for r in results]
+    assert server.count() == 1
+    assert {r.response for r in results} == {f"echo: {query}"}
+    assert sum(not r.deduplicated for r in results) == 1
+    assert sum(r.deduplicated for r in results) == 9
+    assert all(r.cost_usd == 0 for r in results if r.deduplicated)
+    assert all(rec.status == "succeeded" and rec.result for rec in records)
+    metrics = bridge.observability.metrics
+    assert metrics.sample("stratarouter_deduplicated_requests_total") == 9
+
+
+async def test_handler_routes_call_the_python_function(make_bridge, router, server):
+    seen = []
+
+    def tools(query, context):
+        seen.append((query, dict(context)))
+        return {"response": "It is noon.", "tool": "clock"}
+
+    async def weather(query, context):
+        await asyncio.sleep(0)
+        return f"sunny for {context['user_id']}"
+
+    bridge = make_bridge()
+    bridge.register_handler("tools", tools)
+    bridge.register_handler("weather", weather)
+    async with bridge:
+        query = "what time is it"
+        first = await bridge.execute(decide(router, query), query, {"user_id": "u7"})
+        second = await bridge.execute(decide(router, query), query, {"user_id": "u7"})
+        rain = await bridge.execute(
+            decide(router, "will it rain today"), "will it rain today", {"user_id": "u7"}
+        )
+    assert first.response == "It is noon." and first.output == {
+        "response": "It is noon.",
+        "tool": "clock",
+    }
+    assert (first.provider, first.model) == ("handler", "tools")
+    assert not second.cached and len(seen) == 2  # handlers are never cached
+    assert seen[0] == (query, {"user_id": "u7"})
+    assert rain.response == "sunny for u7"
+    assert server.count() == 0
+
+
+async def test_a_failing_handler_is_a_handler_error_and_a_failed_record(make_bridge, router):
+    def broken(query, context):
+        raise KeyError("missing tool")
+
+    state = MemoryStateStore()
+    bridge = make_bridge()
+    bridge.state = state
+    bridge.register_handler("tools", broken)
+    async with bridge:
+        with pytest.raises(HandlerError, match="missing tool") as caught:
+            await bridge.execute(decide(router, "what time is it"), "what time is it")
+    assert isinstance(caught.value.__cause__, KeyError)
+    (record,) = state._records.values()
+    assert record.status == "failed" and "missing tool" in record.error
+
+
+async def test_missing_provider_key_is_a_config_error_naming_the_variable(router, server):
+    env = {"OPENAI_API_KEY": "test", "OPENAI_BASE_URL": server.openai_base_url}
+    config = RuntimeConfig.from_env(env, state_backend="memory", log_level="warning")
+    async with CoreRuntimeBridge(config, router) as bridge:
+        assert set(bridge.providers) == {"openai"}
+        ok = await bridge.execute(decide(router, "refund my invoice"), "refund my invoice")
+        assert ok.response == "echo: refund my invoice"
+        query = "summarise this paper"
+        with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY"):
+            await bridge.execute(decide(router, query), query)
+    assert server.count() == 1
+
+
+async def test_decisions_without_a_target(make_bridge, router, server):
+    no_route = RouteResult(route_id=None, confidence=0.1, candidates=(), latency_us=5.0)
+    async with make_bridge() as bridge:
+        with pytest.raises(RouteNotFoundError, match="default_target"):
+            await bridge.execute(no_route, "something odd")
+        with pytest.raises(ConfigError, match="'weather' has no 'provider'"):
+            await bridge.execute(decide(router, "will it rain today"), "will it rain today")
+        with pytest.raises(InvalidQueryError):
+            await bridge.execute(no_route, "   ")
+    async with make_bridge(default_target="openai:gpt-4.1-nano") as bridge:
+        result = await bridge.execute(no_route, "something odd")
+        human = await bridge.execute(
+            RouteResult(
+                route_id="human", confidence=0.2, candidates=(), latency_us=1.0, is_fallback=True
+            ),
+            "talk to a person",
+        )
+    assert result.model == "gpt-4.1-nano" and human.model == "gpt-4.1-nano"
+
+
+async def test_retry_after_a_500_then_success(make_bridge, router, server):
+    server.add_faults(Fault.server_error(), Fault.server_error(503))
+    async with make_bridge(max_retries=3) as bridge:
+        result = await bridge.execute(decide(router, "refund my invoice"), "refund my invoice")
+        record = await bridge.state.get(result.execution_id)
+    assert [a.outcome for a in result.attempts] == ["ProviderServerError"] * 2 + ["ok"]
+    assert [(a["number"], a["status"]) for a in record.attempts] == [(1, 500), (2, 503), (3, None)]
+    metrics = bridge.observability.metrics
+    assert metrics.sample("stratarouter_retries_total", provider="openai", model="gpt-4o-mini") == 2
+
+
+async def test_no_retry_on_400_and_failures_are_never_cached(make_bridge, router, server):
+    server.add_faults(Fault.bad_request())
+    async with make_bridge(max_retries=3) as bridge:
+        query = "refund my invoice"
+        with pytest.raises(ProviderRequestError):
+            await bridge.execute(decide(router, query), query)
+        assert server.count() == 1
+        (record,) = await _all_records(bridge)
+        assert record.status == "failed" and "ProviderRequestError" in record.error
+        assert [a["status"] for a in record.attempts] == [400]
+        again = await bridge.execute(decide(router, query), query)
+    assert not again.cached and server.count() == 2
+    metrics = bridge.observability.metrics
+    assert metrics.sample("stratarouter_errors_total", type="ProviderRequestError") == 1
+    assert (
+        metrics.sample(
+            "stratarouter_requests_total",
+            route="billing",
+            provider="openai",
+            model="gpt-4o-mini",
+            status="failed",
+        )
+        == 1
+    )
+
+
+async def test_retries_stop_at_max_retries(make_bridge, router, server):
+    server.add_faults(*[Fault.server_error() for _ in range(5)])
+    async with make_bridge(max_retries=2, breaker_failure_threshold=50) as bridge:
+        with pytest.raises(RetryExhaustedError):
+            await bridge.execute(decide(router, "refund my invoice"), "refund my invoice")
+    assert server.count() == 3
+
+
+async def test_breaker_opens_and_refuses_calls(make_bridge, router, server):
+    server.add_faults(*[Fault.server_error() for _ in range(10)])
+    async with make_bridge(
+        max_retries=0, breaker_failure_threshold=2, breaker_reset_timeout_s=60
+    ) as bridge:
+        for query in ("refund my invoice", "I was charged twice"):
+            with pytest.raises(RetryExhaustedError):
+                await bridge.execute(decide(router, query), query)
+        with pytest.raises(CircuitOpenError):
+            await bridge.execute(decide(router, "cancel my order"), "cancel my order")
+        assert bridge.breakers.states() == {"openai:gpt-4o-mini": "open"}
+    assert server.count() == 2
+    metrics = bridge.observability.metrics
+    assert metrics.sample("stratarouter_breaker_state", provider="openai", model="gpt-4o-mini") == 2
+
+
+async def test_fallback_target_answers_when_the_primary_fails_or_is_open(
+    make_bridge, router, server
+):
+    server.add_faults(Fault.server_error())
+    async with make_bridge(
+        max_retries=0,
+        breaker_failure_threshold=1,
+        fallbacks={"openai:gpt-4o-mini": ["openai:gpt-4.1-nano"]},
+    ) as bridge:
+        first = await bridge.execute(decide(router, "refund my invoice"), "refund my invoice")
+        second = await bridge.execute(decide(router, "cancel my order"), "cancel my order")
+    assert first.model == second.model == "gpt-4.1-nano"
+    assert [(a.target_key, a.outcome) for a in first.attempts] == [
+        ("openai:gpt-4o-mini", "ProviderServerError"),
+        ("openai:gpt-4.1-nano", "ok"),
+    ]
+    assert [(a.target_key, a.outcome) for a in second.attempts] == [
+        ("openai:gpt-4o-mini", "CircuitOpenError"),
+        ("openai:gpt-4.1-nano", "ok"),
+    ]
+    assert server.count() == 3
+
+
+async def test_stream_checkpoints_and_caches_only_complete_streams(make_bridge, router, server):
+    async with make_bridge(checkpoint_interval=2) as bridge:
+        query = "refund my invoice and the other invoice too"
+        stream = bridge.stream(decide(router, query), query)
+        chunks = [chunk async for chunk in stream]
+        assert "".join(chunks) == f"echo: {query}" and len(chunks) > 4
+        record = await bridge.state.get(stream.execution_id)
+        assert record.status == "succeeded" and record.progress["chunks"] % 2 == 0
+        assert record.progress["chunks"] >= len(chunks) - 1
+        assert stream.result.response == "".join(chunks)
+        cached = await bridge.execute(decide(router, query), query)
+        assert cached.cached
+
+        server.add_faults(Fault.break_stream(after_chunks=2))
+        broken_query = "I was charged twice for one invoice"
+        broken = bridge.stream(decide(router, broken_query), broken_query)
+        with pytest.raises(ProviderConnectionError):
+            async for _ in broken:
+                pass
+        failed = await bridge.state.get(broken.execution_id)
+        assert failed.status == "failed" and failed.result is None
+        after = await bridge.execute(decide(router, broken_query), broken_query)
+        assert not after.cached  # the partial stream was not cached
+
+
+async def test_leases_are_renewed_while_running(make_bridge, router, server):
+    server.add_faults(Fault.delay(0.6))
+    async with make_bridge(lease_timeout_s=0.3) as bridge:
+        query = "refund my invoice"
+        task = asyncio.ensure_future(bridge.execute(decide(router, query), query))
+        await asyncio.sleep(0.45)
+        (record,) = await bridge.state.list_unfinished()
+        assert record.status == "running" and record.worker_id == bridge.worker_id
+        assert record.lease_expires_at > record.created_at + 0.35
+        await task
+
+
+async def test_run_routes_then_executes(make_bridge, server):
+    async with make_bridge() as bridge:
+        result = await bridge.run("refund my invoice")
+    assert result.route_id == "billing" and result.response == "echo: refund my invoice"
+
+
+async def test_redis_cache_is_shared_between_bridges(make_bridge, router, server, redis_url):
+    namespace = f"bridge-test-{uuid.uuid4().hex}"
+    settings = {"cache_backend": "redis", "redis_url": redis_url, "cache_namespace": namespace}
+    query = "refund my invoice"
+    async with make_bridge(**settings) as first:
+        await first.execute(decide(router, query), query)
+    async with make_bridge(**settings) as second:
+        hit = await second.execute(decide(router, query), query)
+        await second.cache.clear()
+    assert hit.cached and server.count() == 1
+
+
+async def _all_records(bridge):
+    store = bridge.state
+    return list(store._records.values())
+
+
+# --- RuntimeConfig ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("execution_timeout", 0),
+        ("max_retries", -1),
+        ("max_retries", 1.5),
+        ("retry_delay_ms", -1),
+        ("cache_enabled", "yes"),
+        ("cache_backend", "memcached"),
+        ("cache_ttl", 0),
+        ("cache_similarity_threshold", 1.5),
+        ("batch_window_ms", -5),
+        ("batch_max_size", 0),
+        ("batch_similarity_threshold", float("nan")),
+        ("state_backend", "mysql"),
+        ("sqlite_path", ""),
+        ("checkpoint_interval", 0),
+        ("recovery_policy", "retry"),
+        ("prometheus_port", 70000),
+        ("log_level", "verbose"),
+        ("breaker_failure_threshold", 0),
+        ("default_target", "gpt-4o"),
+        ("fallbacks", {"openai:a": "anthropic:b"}),
+        ("fallbacks", {"openai": ["anthropic:b"]}),
+        ("database_schema", "x; drop"),
+        ("lease_timeout_s", 0),
+        ("openai_api_key", ""),
+    ],
+)
+def test_invalid_config_names_the_field(field, value):
+    with pytest.raises(ConfigError, match=rf"RuntimeConfig\.{field}"):
+        RuntimeConfig(**{field: value})
+
+
+def test_config_cross_field_rules():
+    with pytest.raises(ConfigError, match="redis_url"):
+        RuntimeConfig(cache_backend="redis")
+    with pytest.raises(ConfigError, match="database_url"):
+        RuntimeConfig(state_backend="postgresql")
+    assert RuntimeConfig(cache_backend="redis", cache_enabled=False).cache_backend == "redis"
+    assert RuntimeConfig(log_level="WARNING").log_level == "warning"
+
+
+def test_config_is_frozen_and_replace_validates():
+    config = RuntimeConfig()
+    with pytest.raises(AttributeError):
+        config.max_retries = 5
+    assert config.replace(max_retries=5).max_retries == 5
+    with pytest.raises(ConfigError):
+        config.replace(max_retries=-5)
+
+
+def test_from_env_reads_conventional_and_prefixed_variables():
+    env = {
+        "DATABASE_URL": "postgresql://app:s3cret@db:5432/app",
+        "REDIS_URL": "redis://cache:6379/0",
+        "OPENAI_API_KEY": "sk-openai",
+        "ANTHROPIC_API_KEY": "sk-ant",
+        "GOOGLE_API_KEY": "g-key",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4318",
+        "PROMETHEUS_PORT": "9464",
+        "STRATAROUTER_MAX_RETRIES": "5",
+        "STRATAROUTER_CACHE_SIMILARITY_THRESHOLD": "0.97",
+        "STRATAROUTER_BATCH_ENABLED": "false",
+        "STRATAROUTER_RECOVERY_POLICY": "fail",
+        "STRATAROUTER_FALLBACKS": '{"openai:gpt-4o": ["anthropic:claude-haiku-4-5"]}',
+        "STRATAROUTER_LOG_LEVEL": "DEBUG",
+    }
+    config = RuntimeConfig.from_env(env)
+    assert config.state_backend == "postgresql" and config.database_url.endswith("/app")
+    assert config.cache_backend == "redis" and config.redis_url == "redis://cache:6379/0"
+    assert config.tracing_enabled and config.otlp_endpoint == "http://otel:4318"
+    assert config.metrics_enabled and config.prometheus_port == 9464
+    assert config.max_retries == 5 and config.cache_similarity_threshold == 0.97
+    assert config.batch_enabled is False and config.recovery_policy == "fail"
+    assert dict(config.fallbacks) == {"openai:gpt-4o": ("anthropic:claude-haiku-4-5",)}
+    assert config.log_level == "debug"
+    assert (config.openai_api_key, config.anthropic_api_key, config.google_api_key) == (
+        "sk-openai",
+        "sk-ant",
+        "g-key",
+    )
+    text = repr(config)
+    for secret in ("sk-openai", "sk-ant", "g-key", "s3cret"):
+        assert secret not in text
+    assert "app:***@db" in text
+
+
+def test_from_env_explicit_settings_and_overrides_win():
+    env = {
+        "DATABASE_URL": "postgresql://db/app",
+        "STRATAROUTER_STATE_BACKEND": "sqlite",
+        "REDIS_URL": "redis://cache:6379/0",
+    }
+    config = RuntimeConfig.from_env(env, cache_backend="memory", max_retries=1)
+    assert config.state_backend == "sqlite" and config.cache_backend == "memory"
+    assert config.max_retries == 1
+    assert RuntimeConfig.from_env({}).state_backend == "sqlite"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"STRATAROUTER_MAX_RETRIES": "three"}, "STRATAROUTER_MAX_RETRIES"),
+        ({"PROMETHEUS_PORT": "http"}, "PROMETHEUS_PORT"),
+        ({"STRATAROUTER_CACHE_ENABLED": "maybe"}, "STRATAROUTER_CACHE_ENABLED"),
+        ({"STRATAROUTER_FALLBACKS": "[1, 2]"}, "STRATAROUTER_FALLBACKS"),
+    ],
+)
+def test_from_env_names_the_bad_variable(env, variable):
+    with pytest.raises(ConfigError, match=variable):
+        RuntimeConfig.from_env(env)
+
+
+def test_from_env_rejects_unknown_overrides():
+    with pytest.raises(ConfigError, match="no_such_field"):
+        RuntimeConfig.from_env({}, no_such_field=1)
