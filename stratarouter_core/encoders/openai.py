@@ -93,6 +93,7 @@ class OpenAIEncoder(BaseEncoder):
         self._owns_clients = client is None
         self._client: OpenAI | None = None
         self._async_client: AsyncOpenAI | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None  # the loop it was made in
         self._lock = threading.Lock()
         if client is None:
             self._client = self._build("OpenAI")
@@ -143,7 +144,7 @@ class OpenAIEncoder(BaseEncoder):
     async def aencode(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Like `encode`, with `AsyncOpenAI` and up to 4 requests in flight.
 
-        The async client is created on first use and bound to that event loop's connections.
+        The async client is created on first use in each event loop.
         """
         batch_list = self._batches(texts)
         if not batch_list:
@@ -172,15 +173,24 @@ class OpenAIEncoder(BaseEncoder):
             self._client.close()
 
     async def aclose(self) -> None:
-        """Close the HTTP connections of both clients this encoder created."""
+        """Close the connections of the clients this encoder created.
+
+        Call it in the event loop that ran `aencode`: connections belong to their loop.
+        """
         self.close()
-        if self._owns_clients and self._async_client is not None:
-            await self._async_client.close()
+        client, self._async_client = self._async_client, None
+        if self._owns_clients and client is not None:
+            await client.close()
+        elif client is not None:
+            self._async_client = client  # the caller's: left open and in use
 
     def _get_async_client(self) -> AsyncOpenAI | None:
+        """Our AsyncOpenAI for the running loop: its pooled connections belong to one loop."""
+        loop = asyncio.get_running_loop()
         with self._lock:
-            if self._async_client is None and self._owns_clients:
+            if self._owns_clients and (self._async_client is None or self._async_loop is not loop):
                 self._async_client = self._build("AsyncOpenAI")
+                self._async_loop = loop
             return self._async_client
 
     def _batches(self, texts: Sequence[str]) -> list[list[str]]:

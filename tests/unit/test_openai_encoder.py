@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import random
 import socket
@@ -56,6 +58,7 @@ class FakeOpenAI:
 
 class Handler(BaseHTTPRequestHandler):
     server: ThreadingHTTPServer
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real API: clients reuse connections
 
     def do_POST(self) -> None:
         fake: FakeOpenAI = self.server.fake  # type: ignore[attr-defined]
@@ -200,6 +203,37 @@ async def test_aencode(fake, make):
     assert fake.attempts == 4
     np.testing.assert_allclose(vectors, expected(texts, 8), atol=1e-6)
     assert vectors.dtype == np.float32
+
+
+# Abandoning loop 1's connections is what this test is about; their sockets are left to the GC.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_aencode_in_successive_event_loops(fake, make):
+    encoder = make()
+    # e.g. two asyncio.run() calls: the keep-alive connection of a closed loop is unusable.
+    first = asyncio.run(encoder.aencode(TEXTS))
+
+    async def second_then_close():
+        try:
+            return await encoder.aencode(TEXTS)
+        finally:
+            await encoder.aclose()
+
+    second = asyncio.run(second_then_close())
+    np.testing.assert_allclose(first, expected(TEXTS, 8), atol=1e-6)
+    np.testing.assert_allclose(second, first, atol=1e-6)
+    assert fake.attempts == 2
+    gc.collect()
+
+
+async def test_aencode_after_aclose(fake, make):
+    encoder = make()
+    await encoder.aencode(TEXTS)
+    await encoder.aclose()
+    try:
+        assert (await encoder.aencode(TEXTS)).shape == (5, 8)  # a fresh client
+    finally:
+        await encoder.aclose()
 
 
 async def test_aencode_wraps_errors(fake, make):
