@@ -15,7 +15,7 @@ all-MiniLM-L6-v2 `LocalEncoder` when installed, else the dependency-free `Hashin
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # An offline demo: no trace upload prompt, no telemetry (set before crewai is imported).
 for _key, _value in {
@@ -26,6 +26,7 @@ for _key, _value in {
     os.environ.setdefault(_key, _value)
 
 from crewai import Agent, BaseLLM, Crew, Process, Task  # noqa: E402
+from crewai.agents.agent_builder.base_agent import BaseAgent  # noqa: E402
 from crewai.flow.flow import Flow, listen, router, start  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 from stratarouter_crewai import (  # noqa: E402
@@ -89,7 +90,7 @@ def make_router() -> Router:
     return router
 
 
-def make_agents(router: Router) -> list[Agent]:
+def make_agents(router: Router) -> list[BaseAgent]:
     return [Agent(role=role, goal=f"Resolve {role} tickets", backstory=f"A {role} specialist",
                   llm=CannedLLM(model="canned", answer=f"the {role} team resolved it"))
             for role in router.route_names]
@@ -101,8 +102,8 @@ def show(mode: str, ticket: str, handler: str, confidence: float) -> None:
 
 def sequential(router: Router) -> None:
     agents = make_agents(router)
-    [generalist] = [Agent(role="generalist", goal="Answer anything", backstory="Knows a bit",
-                          llm=CannedLLM(model="canned", answer="a generalist answered"))]
+    generalist = Agent(role="generalist", goal="Answer anything", backstory="Knows a bit",
+                       llm=CannedLLM(model="canned", answer="a generalist answered"))
     delegator = SemanticDelegator(router, agents, default_agent=generalist)
     tasks = delegator.assign(Task(description=t, expected_output="A reply") for t in TICKETS)
     crew = Crew(agents=[*agents, generalist], tasks=tasks, process=Process.sequential)
@@ -130,6 +131,9 @@ class TicketState(BaseModel):
 
 class TicketFlow(Flow[TicketState]):
     """Routes a ticket to the listener of its team; 'human' when the router abstains."""
+
+    if TYPE_CHECKING:  # set on the instance (not a pydantic field): see flow() below
+        semantic: SemanticFlowRouter
 
     @start()
     def receive(self) -> str:

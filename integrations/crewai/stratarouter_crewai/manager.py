@@ -55,9 +55,9 @@ class SemanticManagerAgent(Agent):
     backstory: str = Field(
         default="You dispatch work to the right specialist.", description="Manager backstory."
     )
-    fallback_to_llm: bool = Field(
-        default=None,  # type: ignore[assignment]  # resolved by _default_fallback
-        description="On abstain, let the LLM manager decide (default: whether llm= was given).",
+    fallback_to_llm: bool | None = Field(
+        default=None,
+        description="On abstain, let the LLM manager decide (None: whether llm= was given).",
     )
     max_decisions: int = Field(default=1000, ge=1, description="Decisions kept in `decisions`.")
     _decisions: deque[RoutingDecision] = PrivateAttr()
@@ -143,9 +143,10 @@ class SemanticManagerAgent(Agent):
 
     def _coworkers(self, agents: list[BaseAgent]) -> dict[str, BaseAgent]:
         ids = tuple(id(agent) for agent in agents)
-        if self._by_role is None or self._by_role[0] != ids:
-            self._by_role = (ids, agents_by_role(self.router, agents))
-        return self._by_role[1]
+        cached = self._by_role  # one read: private attributes go through pydantic's __getattr__
+        if cached is None or cached[0] != ids:
+            cached = self._by_role = (ids, agents_by_role(self.router, agents))
+        return cached[1]
 
     def _require_llm(self, task: Task) -> None:
         if not self.fallback_to_llm:

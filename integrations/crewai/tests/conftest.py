@@ -1,32 +1,49 @@
-"""CrewAI test environment, set before crewai is first imported.
+"""CrewAI test environment: set while crewai is first imported, and around each test here.
 
 crewai writes under HOME when imported (credentials/secret.key) and under CREWAI_STORAGE_DIR
 when a crew runs; both point to one absolute temporary directory, removed at session end.
-Tracing and telemetry are off (a first kickoff on a fresh HOME otherwise stalls ~5 s).
+Tracing and telemetry are off (a first kickoff on a fresh HOME otherwise stalls ~5 s). The
+variables are restored in between, so the rest of the test session sees the real ones.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pydantic import Field
 
 _TMP = tempfile.mkdtemp(prefix="stratarouter-crewai-")
-_SAVED = {key: os.environ.get(key) for key in ("HOME", "CREWAI_STORAGE_DIR")}
-os.environ.update(
-    CREWAI_TRACING_ENABLED="false",
-    CREWAI_DISABLE_TELEMETRY="true",
-    OTEL_SDK_DISABLED="true",
-    CREWAI_STORAGE_DIR=os.path.join(_TMP, "storage"),
-    HOME=_TMP,
-)
+CREWAI_ENV = {
+    "CREWAI_TRACING_ENABLED": "false",
+    "CREWAI_DISABLE_TELEMETRY": "true",
+    "OTEL_SDK_DISABLED": "true",
+    "CREWAI_STORAGE_DIR": os.path.join(_TMP, "storage"),
+    "HOME": _TMP,
+}
 
-with warnings.catch_warnings():
+
+@contextlib.contextmanager
+def _crewai_env() -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in CREWAI_ENV}
+    os.environ.update(CREWAI_ENV)
+    try:
+        yield
+    finally:  # other packages' tests (e.g. core's OpenTelemetry tests) see the real env
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+with _crewai_env(), warnings.catch_warnings():
     # crewai's import raises ImportWarning (crewai.rag forbids setattr of its submodule), which
     # the project's filterwarnings=error would turn into a collection error.
     warnings.simplefilter("ignore")
@@ -49,12 +66,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.filterwarnings(_CREWAI_NOISE))
 
 
+@pytest.fixture(autouse=True)
+def crewai_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CrewAI environment, for the tests of this directory only."""
+    for key, value in CREWAI_ENV.items():
+        monkeypatch.setenv(key, value)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    for key, value in _SAVED.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
     shutil.rmtree(_TMP, ignore_errors=True)
 
 

@@ -56,8 +56,11 @@ def test_abstain_falls_back_to_the_llm_manager(router, make_agents, canned):
     assert manager.decisions[-1].route is None and manager.decisions[-1].target is None
 
 
-def test_abstain_without_llm_raises(router, make_agents):
-    manager = SemanticManagerAgent(router=router)
+@pytest.mark.parametrize("with_llm", [False, True])
+def test_abstain_without_llm_fallback_raises(router, make_agents, canned, with_llm):
+    manager = (SemanticManagerAgent(router=router, llm=canned(), fallback_to_llm=False)
+               if with_llm else SemanticManagerAgent(router=router))
+    assert manager.fallback_to_llm is False
     with pytest.raises(NoRouteError, match="no llm to fall back on"):
         hierarchical(make_agents(router.route_names), manager, "lasagna recipe please").kickoff()
 
@@ -92,12 +95,13 @@ def test_copy_keeps_the_router_and_json_dump_describes_it(router):
 
 def test_adapter_contract(router, make_agents, canned):
     agents = make_agents(router.route_names)
-    manager = SemanticManagerAgent(router=router, llm=canned())
+    manager = SemanticManagerAgent(router=router, llm=canned(default="Final Answer: manager"))
     tools = AgentTools(agents=agents).tools()  # what Crew injects into its manager
 
     def route(query: str) -> str | None:
-        task = Task(description=query, expected_output="x")
-        manager._routed(task, tools[0], router.route(query), 0.0)
-        return manager.decisions[-1].target
+        answer = manager.execute_task(Task(description=query, expected_output="x"), "", tools)
+        decision = manager.decisions[-1]
+        assert answer == (f"{decision.target} did it" if decision.target else "manager")
+        return decision.target
 
     AdapterContract.check(route, router)
