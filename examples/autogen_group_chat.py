@@ -21,6 +21,7 @@ import warnings
 from typing import Any
 
 from autogen_agentchat.agents import AssistantAgent
+from autogen_agentchat.base import ChatAgent, Team
 from autogen_agentchat.conditions import MaxMessageTermination
 from autogen_agentchat.teams import SelectorGroupChat
 from autogen_ext.models.replay import ReplayChatCompletionClient
@@ -76,9 +77,10 @@ def show(chat: str, ticket: str, handler: str, confidence: float) -> None:
 async def selector_group_chat(router: Router) -> None:
     selector = SpeakerSelector(router, router.route_names)
     for ticket in TICKETS:
-        agents = [AssistantAgent(name, description=f"Handles {name} questions",
-                                 model_client=ReplayChatCompletionClient([f"{name} here"]))
-                  for name in router.route_names]
+        agents: list[ChatAgent | Team] = [
+            AssistantAgent(name, description=f"Handles {name} questions",
+                           model_client=ReplayChatCompletionClient([f"{name} here"]))
+            for name in router.route_names]
         model = ReplayChatCompletionClient(["sales"])  # the model selector's pick, if asked
         team = SelectorGroupChat(agents, model_client=model, selector_func=selector.async_selector,
                                  termination_condition=MaxMessageTermination(2))
