@@ -423,6 +423,8 @@ class CoreRuntimeBridge:
         self._started = False
         self._start_lock: asyncio.Lock | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._inflight: set[str] = set()  # executions this bridge is running right now
+        self._recover_lock: asyncio.Lock | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -499,14 +501,18 @@ class CoreRuntimeBridge:
         """Finish, resume or fail the executions a crashed bridge left unfinished."""
         if not self._started:
             await self.start()
-        report = await recover_executions(
-            self.state,
-            worker_id=self.worker_id,
-            policy=self.config.recovery_policy,
-            lease_timeout_s=self.config.lease_timeout_s,
-            resume=self._resume,
-            on_finished=self._cache_recovered,
-        )
+        if self._recover_lock is None:
+            self._recover_lock = asyncio.Lock()
+        async with self._recover_lock:  # one pass at a time: a record is never taken twice
+            report = await recover_executions(
+                self.state,
+                worker_id=self.worker_id,
+                policy=self.config.recovery_policy,
+                lease_timeout_s=self.config.lease_timeout_s,
+                resume=self._resume,
+                on_finished=self._cache_recovered,
+                exclude=self._inflight,
+            )
         for outcome in ("finished", "resumed", "failed"):
             for _ in getattr(report, outcome):
                 self.observability.metrics.recovered(outcome)
@@ -649,11 +655,14 @@ class CoreRuntimeBridge:
 
     async def _guarded(self, record: ExecutionRecord, work: Awaitable[_T]) -> _T:
         """Await `work`; on any failure (cancellation included) record it, then re-raise."""
+        self._inflight.add(record.id)
         try:
             return await work
         except BaseException as exc:
             await self._failed(record, exc)
             raise
+        finally:
+            self._inflight.discard(record.id)
 
     async def _create(
         self,
@@ -1011,6 +1020,7 @@ class CoreRuntimeBridge:
             else:
                 record = await self._create(decision, query, resolved, context, status="running")
                 stream.execution_id = record.id
+                self._inflight.add(record.id)
                 try:
                     async for item in self._stream_provider(
                         record, resolved, embedding, namespace, started
@@ -1022,6 +1032,8 @@ class CoreRuntimeBridge:
                 except BaseException as exc:
                     await self._failed(record, exc)
                     raise
+                finally:
+                    self._inflight.discard(record.id)
         stream.result = result
         self._succeeded(result, record)
 
@@ -1065,6 +1077,13 @@ class CoreRuntimeBridge:
 
     async def _resume(self, record: ExecutionRecord) -> None:
         """Run a recovered execution again (its earlier run left no persisted result)."""
+        self._inflight.add(record.id)
+        try:
+            await self._rerun(record)
+        finally:
+            self._inflight.discard(record.id)
+
+    async def _rerun(self, record: ExecutionRecord) -> None:
         resolved = _Resolved.from_json(record.target)
         if resolved.kind == "handler":
             await self._run_handler(record.id, resolved, record.query, record.context)

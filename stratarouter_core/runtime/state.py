@@ -26,7 +26,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -487,6 +487,7 @@ async def recover_executions(
     lease_timeout_s: float,
     resume: ResumeFn,
     on_finished: FinishFn | None = None,
+    exclude: Collection[str] = (),
     concurrency: int = 8,
     limit: int = 1000,
 ) -> RecoveryReport:
@@ -495,7 +496,7 @@ async def recover_executions(
     A record with a persisted result is marked succeeded (and `on_finished` sees it, e.g. to
     fill the cache): its provider is never called again. Any other record is re-executed with
     `resume` (which must finish the record itself) or, under the ``"fail"`` policy, marked
-    failed. Records still leased by a live bridge are skipped.
+    failed. Records still leased by a live bridge, and those in `exclude`, are skipped.
 
     Args:
         store: The state store.
@@ -504,6 +505,8 @@ async def recover_executions(
         lease_timeout_s: Lease taken on each claimed record (renewed by the bridge).
         resume: Runs a claimed record again and finishes it.
         on_finished: Called for each record finished from its persisted result.
+        exclude: Ids the recovering bridge is running itself right now (its own worker id
+            would otherwise let it claim them).
         concurrency: Records resumed at the same time.
         limit: Most records handled in one pass.
 
@@ -516,7 +519,9 @@ async def recover_executions(
     async def handle(record: ExecutionRecord) -> None:
         async with gate:
             now = time.time()
-            claimed = await store.claim(record.id, worker_id, now, now + lease_timeout_s)
+            claimed = None
+            if record.id not in exclude:
+                claimed = await store.claim(record.id, worker_id, now, now + lease_timeout_s)
             if claimed is None:
                 outcome["skipped"].append(record.id)
                 return

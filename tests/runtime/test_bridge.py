@@ -505,3 +505,16 @@ def test_from_env_names_the_bad_variable(env, variable):
 def test_from_env_rejects_unknown_overrides():
     with pytest.raises(ConfigError, match="no_such_field"):
         RuntimeConfig.from_env({}, no_such_field=1)
+
+
+async def test_recover_never_takes_an_execution_this_bridge_is_running(make_bridge, router, server):
+    server.add_faults(Fault.delay(0.5))
+    async with make_bridge(worker_id="stable-worker") as bridge:
+        query = "refund my invoice"
+        task = asyncio.ensure_future(bridge.execute(decide(router, query), query))
+        while server.count() == 0:
+            await asyncio.sleep(0.01)
+        report = await bridge.recover()  # same worker id: only the in-flight guard stops it
+        assert report.total == 0 and len(report.skipped) == 1
+        result = await task
+    assert not result.cached and server.count() == 1
