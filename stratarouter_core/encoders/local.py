@@ -76,8 +76,17 @@ def _erfc_large(z: NDArray[np.float64]) -> NDArray[np.float64]:
     """erfc(z) for z >= 0 (Numerical Recipes `erfcc`)."""
     t = 1.0 / (1.0 + 0.5 * z)
     poly = np.full_like(t, 0.17087277)
-    for c in (-0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418,
-              0.37409196, 1.00002368, -1.26551223):
+    for c in (
+        -0.82215223,
+        1.48851587,
+        -1.13520398,
+        0.27886807,
+        -0.18628806,
+        0.09678418,
+        0.37409196,
+        1.00002368,
+        -1.26551223,
+    ):
         poly = poly * t + c
     result: NDArray[np.float64] = t * np.exp(poly - z * z)
     return result
@@ -229,8 +238,11 @@ def _attention(x: _F32, layer: _Layer, mask_bias: _F32) -> _F32:
 
 
 def _forward(
-    weights: _Weights, ids: NDArray[np.int64], type_ids: NDArray[np.int64],
-    mask: NDArray[np.bool_], erf: Callable[[_F32], _F32],
+    weights: _Weights,
+    ids: NDArray[np.int64],
+    type_ids: NDArray[np.int64],
+    mask: NDArray[np.bool_],
+    erf: Callable[[_F32], _F32],
 ) -> _F32:
     """Mean-pooled, L2-normalised sentence vectors for one padded batch."""
     batch, length = ids.shape

@@ -88,7 +88,10 @@ class OpenAIEncoder(BaseEncoder):
         self.batch_size = batch_size
         self._openai: ModuleType = require("openai", extra="openai")
         self._client_args: dict[str, object] = {
-            "api_key": api_key, "base_url": base_url, "max_retries": max_retries, "timeout": timeout
+            "api_key": api_key,
+            "base_url": base_url,
+            "max_retries": max_retries,
+            "timeout": timeout,
         }
         self._owns_clients = client is None
         self._client: OpenAI | None = None
@@ -133,7 +136,9 @@ class OpenAIEncoder(BaseEncoder):
         for batch in batch_list:
             try:
                 response = self._client.embeddings.create(
-                    input=batch, model=self.model, encoding_format="float",
+                    input=batch,
+                    model=self.model,
+                    encoding_format="float",
                     dimensions=self._dimensions_arg(),
                 )
             except self._openai.OpenAIError as exc:
@@ -158,7 +163,9 @@ class OpenAIEncoder(BaseEncoder):
             async with semaphore:
                 try:
                     response = await client.embeddings.create(
-                        input=batch, model=self.model, encoding_format="float",
+                        input=batch,
+                        model=self.model,
+                        encoding_format="float",
                         dimensions=self._dimensions_arg(),
                     )
                 except self._openai.OpenAIError as exc:
@@ -197,9 +204,7 @@ class OpenAIEncoder(BaseEncoder):
         texts = list(texts)
         for text in texts:
             if not isinstance(text, str) or not text:
-                raise InvalidQueryError(
-                    f"OpenAIEncoder needs non-empty strings, got {text!r:.40}"
-                )
+                raise InvalidQueryError(f"OpenAIEncoder needs non-empty strings, got {text!r:.40}")
         return [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
 
     def _dimensions_arg(self) -> int | Omit:

@@ -77,8 +77,10 @@ def test_matches_sentence_transformers_reference(encoder, clinc):
     assert cosines.mean() >= 0.9999
     # The reference's own nearest neighbours are kept (a plainly wrong model would scramble them).
     ours = encoder.encode(texts)
-    assert np.array_equal(np.argsort(-(ours @ ours.T), axis=1)[:, 1],
-                          np.argsort(-(reference @ reference.T), axis=1)[:, 1])
+    assert np.array_equal(
+        np.argsort(-(ours @ ours.T), axis=1)[:, 1],
+        np.argsort(-(reference @ reference.T), axis=1)[:, 1],
+    )
 
 
 # (2) batching, sorting and padding do not change the vectors
@@ -121,8 +123,13 @@ def test_empty_inputs(encoder):
 
 
 def test_similar_sentences_are_closer(encoder):
-    a, b, c = encoder.encode(["book a flight to paris", "reserve a plane ticket to paris",
-                              "what is the weather like today"])
+    a, b, c = encoder.encode(
+        [
+            "book a flight to paris",
+            "reserve a plane ticket to paris",
+            "what is the weather like today",
+        ]
+    )
     assert a @ b > 0.6 > a @ c
 
 
@@ -134,8 +141,9 @@ def test_rejects_non_strings(encoder):
 # (4) truncation at 256 tokens
 def test_long_input_is_truncated(encoder):
     prefix = "hello " * 300  # 300 tokens: everything after it falls beyond the 256-token window
-    first, second, short = encoder.encode([prefix + "weather in paris",
-                                           prefix + "transfer money to savings", "hello"])
+    first, second, short = encoder.encode(
+        [prefix + "weather in paris", prefix + "transfer money to savings", "hello"]
+    )
     np.testing.assert_allclose(first, second, atol=1e-6)
     assert np.isfinite(first).all()
     assert not np.allclose(first, short, atol=1e-3)
@@ -145,8 +153,9 @@ def test_long_input_is_truncated(encoder):
 def test_max_length_is_honoured(encoder):
     text = "please book me a table for four at the italian place near the station tonight"
     short = LocalEncoder(encoder.model_dir, max_length=8)
-    np.testing.assert_allclose(short.encode([text]), short.encode([text + " and more words"]),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        short.encode([text]), short.encode([text + " and more words"]), atol=1e-6
+    )
     assert float(short.encode([text])[0] @ encoder.encode([text])[0]) < 0.999
 
 
@@ -206,8 +215,12 @@ def test_fingerprint_identifies_the_weights(tmp_path, encoder):
 # (6) importing stays cheap and never pulls torch or the optional libraries
 def run_python(code: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-        cwd=Path(__file__).resolve().parents[2], timeout=120, check=False,
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()

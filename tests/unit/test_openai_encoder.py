@@ -26,8 +26,11 @@ from stratarouter_core.errors import (
 openai = pytest.importorskip("openai")
 
 
-NATIVE = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072,
-          "text-embedding-ada-002": 1536}
+NATIVE = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
 
 
 def raw_vector(text: str, dimension: int) -> np.ndarray:
@@ -86,8 +89,12 @@ class Handler(BaseHTTPRequestHandler):
             items = items[:-1]
         random.Random(seed).shuffle(items)  # the client must restore the order by `index`
         tokens = sum(len(text.split()) for text in body["input"])
-        return {"object": "list", "data": items, "model": body["model"],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return {
+            "object": "list",
+            "data": items,
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     def reply(self, status: int, payload: dict) -> None:
         data = json.dumps(payload).encode()
@@ -282,8 +289,14 @@ def test_connection_refused_raises_encoder_error():
     with socket.socket() as probe:  # a port that nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    encoder = OpenAIEncoder("fake-embedding", dimension=8, api_key="test", max_retries=0,
-                            base_url=f"http://127.0.0.1:{port}/v1", timeout=5)
+    encoder = OpenAIEncoder(
+        "fake-embedding",
+        dimension=8,
+        api_key="test",
+        max_retries=0,
+        base_url=f"http://127.0.0.1:{port}/v1",
+        timeout=5,
+    )
     try:
         with pytest.raises(EncoderError, match="could not connect") as info:
             encoder.encode(["hello"])

@@ -33,10 +33,18 @@ class FakeModel:
         return self.dimension
 
     def encode(self, sentences, batch_size=32, normalize_embeddings=False, **kwargs):
-        self.calls.append({"sentences": list(sentences), "batch_size": batch_size,
-                           "normalize_embeddings": normalize_embeddings, **kwargs})
-        vectors = np.array([[len(s) + 1.0, s.count(" ") + 2.0] + [1.0] * (self.dimension - 2)
-                            for s in sentences], dtype=np.float64)
+        self.calls.append(
+            {
+                "sentences": list(sentences),
+                "batch_size": batch_size,
+                "normalize_embeddings": normalize_embeddings,
+                **kwargs,
+            }
+        )
+        vectors = np.array(
+            [[len(s) + 1.0, s.count(" ") + 2.0] + [1.0] * (self.dimension - 2) for s in sentences],
+            dtype=np.float64,
+        )
         if normalize_embeddings:
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors
@@ -50,8 +58,9 @@ def test_wraps_a_model_instance():
     assert vectors.dtype == np.float32 and vectors.shape == (2, 6)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
     expected = np.array([[12, 3, 1, 1, 1, 1], [3, 2, 1, 1, 1, 1]], dtype=np.float64)
-    np.testing.assert_allclose(vectors, expected / np.linalg.norm(expected, axis=1, keepdims=True),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        vectors, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-6
+    )
     (call,) = model.calls
     assert call["sentences"] == ["hello world", "hi"]
     assert call["batch_size"] == 16
@@ -80,9 +89,14 @@ def test_instance_path_does_not_import_sentence_transformers():
         print(SentenceTransformerEncoder(Model()).encode(["x", "y"]).shape)
         assert "torch" not in sys.modules
     """
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                            text=True, cwd=Path(__file__).resolve().parents[2], timeout=120,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(2, 3)"
 
