@@ -20,7 +20,7 @@ demo: install
 
 install-dev: install
 	$(PIP) install --quiet -e '.[dev]'
-	@for p in $(dir $(ADAPTERS)); do echo "installing $$p"; $(PIP) install --quiet -e "$$p[test]" || exit 1; done
+	$(PIP) install --quiet $(foreach p,$(dir $(ADAPTERS)),-e "$(p)[test]")  # one resolve: crewai, autogen and ag2 pins agree
 
 test: install-dev
 	$(PY) -m pytest -q
