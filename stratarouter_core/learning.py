@@ -103,7 +103,7 @@ def fit_router(
     target: float | None = None,
     expected_oos_rate: float | None = None,
     learn_head: bool = True,
-    folds: int = 3,
+    folds: int = 2,
     l2: float = 1e-5,
     max_iter: int = 300,
     seed: int = 0,
