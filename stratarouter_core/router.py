@@ -28,7 +28,7 @@ from .errors import (
     RouteNotFoundError,
 )
 from .index import CandidateIndex, build_index
-from .scoring.model import FEATURES, Features, ScoringModel
+from .scoring.model import FEATURES, Features, FloatArray, ScoringModel
 from .scoring.rules import RuleMatcher
 from .scoring.sparse import BM25Index
 from .text import tokenize
@@ -308,17 +308,12 @@ class Router:
     ) -> list[RouteResult]:
         candidates, dense = self._candidates(built, queries, vectors)
         features = self._features(built, queries, vectors, candidates, dense)
-        scores, confidence = built.model.score(features)
+        scores = built.model.fuse(features)
         rows, order = np.arange(len(scores))[:, None], _best_first(scores, self.config.top_k)
+        ranked, parts = scores[rows, order], features.take(rows, order)
+        confidence = built.model.confidence(scores, ranked, parts)  # only for reported candidates
         route_ids = order if candidates is None else candidates[rows, order]
-        return self._results(
-            built,
-            route_ids,
-            confidence[rows, order],
-            scores[rows, order],
-            features.take(rows, order),
-            start,
-        )
+        return self._results(built, route_ids, confidence, ranked, parts, start)
 
     def _candidates(
         self, built: _Built, queries: Sequence[str], vectors: NDArray[np.float32]
@@ -360,8 +355,8 @@ class Router:
             if candidates is None
             else sparse_all[np.arange(len(candidates))[:, None], candidates]
         )
-        best = sparse_all.max(axis=1, keepdims=True)
-        sparse_rel = np.divide(sparse, best, out=np.zeros_like(sparse), where=best > 0)
+        # A row whose best BM25 is 0 is all zeros: dividing by a tiny floor keeps it 0.
+        sparse_rel = sparse / np.maximum(sparse_all.max(axis=1, keepdims=True), 1e-12)
         rule = None
         if not built.rules.is_empty:
             for row, query in enumerate(queries):
@@ -375,15 +370,15 @@ class Router:
                 else:
                     rule[row] = np.isin(candidates[row], fired)
         head = built.model.head
-        logits = None if head is None else head.logits(vectors, candidates).astype(np.float64)
-        return Features(dense.astype(np.float64), sparse, sparse_rel, rule, logits)
+        logits = None if head is None else head.logits(vectors, candidates)
+        return Features(dense, sparse, sparse_rel, rule, logits)
 
     def _results(
         self,
         built: _Built,
         route_ids: NDArray[np.int64],
-        confidence: NDArray[np.float64],
-        scores: NDArray[np.float64],
+        confidence: FloatArray,
+        scores: FloatArray,
         features: Features,
         start: int,
     ) -> list[RouteResult]:
@@ -521,7 +516,7 @@ def _check_embeddings(embedding: ArrayLike, dimension: int, *, single: bool) -> 
     return normalised
 
 
-def _best_first(scores: NDArray[np.float64], k: int) -> NDArray[np.int64]:
+def _best_first(scores: FloatArray, k: int) -> NDArray[np.int64]:
     """Column indices of each row's k highest scores, best first."""
     if scores.shape[1] <= _FULL_SORT_MAX:  # a full sort of a short row beats argpartition
         return np.argsort(-scores, axis=1, kind="stable")[:, :k]

@@ -29,23 +29,24 @@ from ..config import FusionWeights
 __all__ = ["FEATURES", "ConfidenceModel", "Features", "LinearHead", "ScoringModel"]
 
 FEATURES = ("dense", "sparse", "sparse_rel", "rule", "head")
+FloatArray = NDArray[np.floating[Any]]  # float32 (cosines, logits) or float64 (BM25)
 
 
 @dataclass(frozen=True)
 class Features:
     """The score parts of each query's candidates: arrays of shape (n, k), in FEATURES order."""
 
-    dense: NDArray[np.float64]
-    sparse: NDArray[np.float64]
-    sparse_rel: NDArray[np.float64]
-    rule: NDArray[np.float64] | None  # None: no rule fired for any query
-    head: NDArray[np.float64] | None  # None: no learned head
+    dense: FloatArray
+    sparse: FloatArray
+    sparse_rel: FloatArray
+    rule: FloatArray | None  # None: no rule fired for any query
+    head: FloatArray | None  # None: no learned head
 
-    def parts(self) -> tuple[NDArray[np.float64] | None, ...]:
+    def parts(self) -> tuple[FloatArray | None, ...]:
         """The arrays in FEATURES order (None for absent parts)."""
         return (self.dense, self.sparse, self.sparse_rel, self.rule, self.head)
 
-    def stacked(self) -> NDArray[np.float64]:
+    def stacked(self) -> FloatArray:
         """All parts as one (n, k, len(FEATURES)) array, absent parts as zeros."""
         zeros = np.zeros_like(self.dense)
         return np.stack([zeros if p is None else p for p in self.parts()], axis=-1)
@@ -88,9 +89,7 @@ class ConfidenceModel:
     coefficients: NDArray[np.float64]  # over CONFIDENCE_FEATURES
     calibrator: IsotonicCalibrator
 
-    def raw(
-        self, log_p: NDArray[np.float64], dense: NDArray[np.float64], sparse: NDArray[np.float64]
-    ) -> NDArray[np.float64]:
+    def raw(self, log_p: FloatArray, dense: FloatArray, sparse: FloatArray) -> FloatArray:
         """The uncalibrated confidence score."""
         c = self.coefficients
         out: NDArray[np.float64] = c[0] * log_p + c[1] * dense + c[2] * sparse + c[3]
@@ -118,7 +117,9 @@ class ScoringModel:
         >>> model = ScoringModel.default(FusionWeights())
         >>> zeros = np.zeros((1, 2))
         >>> dense = np.array([[0.9, 0.1]])  # a strong dense match for the first candidate
-        >>> scores, confidence = model.score(Features(dense, zeros, zeros, None, None))
+        >>> features = Features(dense, zeros, zeros, None, None)
+        >>> scores = model.fuse(features)
+        >>> confidence = model.confidence(scores, scores, features)
         >>> bool(scores[0, 0] > scores[0, 1]) and bool(confidence[0, 0] > confidence[0, 1])
         True
     """
@@ -138,15 +139,25 @@ class ScoringModel:
         """True once `Router.fit` has learned a confidence model."""
         return self.confidence_model is not None
 
-    def score(self, features: Features) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Fused scores and confidences, each of shape (n, k)."""
-        fused = np.zeros_like(features.dense)
+    def fuse(self, features: Features) -> FloatArray:
+        """Fused scores, shape (n, k): the weighted sum of the score parts."""
+        fused: FloatArray | None = None
         for weight, part in zip(self.weights.tolist(), features.parts()):
             if weight and part is not None:
-                fused += weight * part
+                fused = weight * part if fused is None else fused + weight * part
+        return np.zeros_like(features.dense) if fused is None else fused
+
+    def confidence(self, fused: FloatArray, ranked: FloatArray, parts: Features) -> FloatArray:
+        """Confidence of the ranked candidates.
+
+        Args:
+            fused: Fused scores of every scored candidate, (n, k); they normalise the softmax.
+            ranked: Fused scores of the candidates to report, (n, t).
+            parts: Score parts of those candidates, (n, t) each.
+        """
         if self.confidence_model is None:
-            return fused, np.clip(fused, 0.0, 1.0)
-        shifted = fused - fused.max(axis=1, keepdims=True)
-        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        raw = self.confidence_model.raw(log_p, features.dense, features.sparse)
-        return fused, self.confidence_model.calibrator.transform(raw)
+            return np.clip(ranked, 0.0, 1.0)
+        top = fused.max(axis=1, keepdims=True)
+        log_normaliser = top + np.log(np.exp(fused - top).sum(axis=1, keepdims=True))
+        raw = self.confidence_model.raw(ranked - log_normaliser, parts.dense, parts.sparse)
+        return self.confidence_model.calibrator.transform(raw)
