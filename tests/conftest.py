@@ -44,6 +44,20 @@ def datasets_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def local_encoder() -> object:
+    """The offline all-MiniLM-L6-v2 encoder, or a skip (outside CI) when it is not installed."""
+    from stratarouter_core.encoders.local import LocalEncoder
+    from stratarouter_core.errors import MissingDependencyError
+
+    try:
+        encoder = LocalEncoder()
+        encoder.encode(["warm up"])  # weights load lazily: a missing model shows up here
+    except MissingDependencyError as exc:
+        missing(f"all-MiniLM-L6-v2 not installed: {exc}")
+    return encoder
+
+
+@pytest.fixture(scope="session")
 def redis_url() -> str:
     """URL of the real Redis on 127.0.0.1:6379 (database 15, flushed by the tests using it)."""
     if not _port_open("127.0.0.1", 6379):

