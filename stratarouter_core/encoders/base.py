@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -109,9 +108,8 @@ class CachedEncoder(BaseEncoder):
                 else:
                     self._entries.move_to_end(text)
                     out[i] = vector
-            self.hits += len(texts) - sum(len(v) for v in missing.values())
-            self.misses += len(missing)
-            self.hits += sum(len(v) - 1 for v in missing.values())
+            self.misses += len(missing)  # each distinct new text is encoded once
+            self.hits += len(texts) - len(missing)
         if missing:
             new_texts = list(missing)
             vectors = check_vectors(
@@ -129,11 +127,3 @@ class CachedEncoder(BaseEncoder):
                     self._entries.popitem(last=False)
         return out
 
-
-def text_digest(texts: Sequence[str]) -> str:
-    """A short stable digest of a list of texts (used in fingerprints and cache keys)."""
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.encode("utf-8"))
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
