@@ -31,7 +31,7 @@ class BM25Index:
     from every route, not close to all of them.
 
     Example:
-        >>> index = BM25Index([["refund", "invoice"], ["reset", "password"]])
+        >>> index = BM25Index([["refund", "invoice"], ["reset", "password"], ["weather", "today"]])
         >>> scores = index.normalized(["refund", "my", "invoice"])
         >>> bool(scores[0] > scores[1])
         True
