@@ -49,7 +49,7 @@ from .cache import (
 from .config import RuntimeConfig, parse_target_spec
 from .executor import Attempt, ExecutionOutcome, Executor, Target
 from .observability import Observability
-from .providers.base import CompletionRequest, ProviderClient, Usage
+from .providers.base import CompletionRequest, ProviderClient, TextStream, Usage
 from .resilience import BreakerRegistry, BreakerState, RetryPolicy
 from .state import (
     ExecutionRecord,
@@ -98,14 +98,19 @@ class ExecutionResult:
         model: The model that answered, as the provider reported it (the route for a handler).
         cached: True when the semantic cache served the answer (no provider call).
         latency_ms: Time spent in the bridge, the provider call included.
-        cost_usd: What this execution cost (0.0 for cache hits and shared calls).
-        usage: Tokens this execution consumed (zero for cache hits and shared calls).
+        cost_usd: What this execution cost (0.0 for cache hits and shared calls, and when the
+            cost is not known).
+        usage: Tokens this execution consumed (zero for cache hits and shared calls); None
+            when the provider did not report them, as some OpenAI-compatible servers do not
+            in streams.
         execution_id: Id of the durable execution record.
         route_id: The decision's route.
         attempts: Every provider attempt made for this execution (empty when none was needed).
         finish_reason: Why generation stopped (``"stop"``, ``"length"``...).
         deduplicated: True when another concurrent request's provider call served this one.
         output: The mapping a handler returned, if it returned one.
+        cost_known: False when `cost_usd` is not the real cost: the model has no price, or
+            the usage is unknown.
     """
 
     response: str
@@ -114,13 +119,14 @@ class ExecutionResult:
     cached: bool
     latency_ms: float
     cost_usd: float
-    usage: Usage
+    usage: Usage | None
     execution_id: str
     route_id: str | None
     attempts: tuple[Attempt, ...] = ()
     finish_reason: str | None = None
     deduplicated: bool = False
     output: Mapping[str, Any] | None = None
+    cost_known: bool = True
 
     @classmethod
     def from_payload(
@@ -136,7 +142,7 @@ class ExecutionResult:
     ) -> ExecutionResult:
         """Rebuild a result from the persisted (or cached) payload."""
         spent = not (cached or deduplicated)
-        usage = (payload.get("usage") or _NO_USAGE) if spent else _NO_USAGE
+        usage = payload.get("usage") if spent else _NO_USAGE
         output = payload.get("output")
         return cls(
             response=str(payload["response"]),
@@ -145,13 +151,18 @@ class ExecutionResult:
             cached=cached,
             latency_ms=latency_ms,
             cost_usd=float(payload.get("cost_usd") or 0.0) if spent else 0.0,
-            usage=Usage.of(usage.get("prompt_tokens"), usage.get("completion_tokens")),
+            usage=(
+                None
+                if usage is None
+                else Usage.of(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+            ),
             execution_id=execution_id,
             route_id=route_id,
             attempts=attempts,
             finish_reason=payload.get("finish_reason"),
             deduplicated=deduplicated,
             output=None if output is None else MappingProxyType(dict(output)),
+            cost_known=bool(payload.get("cost_known", True)) if spent else True,
         )
 
 
@@ -199,29 +210,18 @@ class _Resolved:
         )
 
 
-class ExecutionStream:
+class ExecutionStream(TextStream[ExecutionResult]):
     """The chunks of a streamed execution (async iterator); `result` is set once it completes.
 
     A stream that fails or is closed early is recorded as failed and is never cached.
     """
 
-    def __init__(self) -> None:
-        """Created by `CoreRuntimeBridge.stream`."""
+    def __init__(
+        self, produce: Callable[[ExecutionStream], AsyncGenerator[str | ExecutionResult, None]]
+    ) -> None:
+        """Created by `CoreRuntimeBridge.stream`; `produce` fills in `execution_id`."""
         self.execution_id: str | None = None
-        self.result: ExecutionResult | None = None
-        self._chunks: AsyncGenerator[str, None] | None = None
-
-    def __aiter__(self) -> ExecutionStream:
-        return self
-
-    async def __anext__(self) -> str:
-        assert self._chunks is not None
-        return await self._chunks.__anext__()
-
-    async def aclose(self) -> None:
-        """Stop early (the execution is recorded as failed)."""
-        if self._chunks is not None:
-            await self._chunks.aclose()
+        super().__init__(produce(self))
 
     async def collect(self) -> ExecutionResult:
         """Consume the remaining chunks and return the result."""
@@ -229,14 +229,6 @@ class ExecutionStream:
             pass
         assert self.result is not None
         return self.result
-
-    async def __aenter__(self) -> ExecutionStream:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
 
 def providers_from_config(config: RuntimeConfig) -> dict[str, ProviderClient]:
@@ -265,12 +257,15 @@ def _payload(outcome: ExecutionOutcome) -> dict[str, Any]:
         "response": response.text,
         "provider": outcome.target.provider,
         "model": response.model or outcome.target.model,
-        "usage": {
+        "usage": None
+        if usage is None
+        else {
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
         },
         "cost_usd": response.cost_usd,
+        "cost_known": response.cost_known,
         "finish_reason": response.finish_reason,
         "target_key": outcome.target.key,
     }
@@ -783,15 +778,23 @@ class CoreRuntimeBridge:
             await log.settle()
         payload = _payload(outcome)
         await self.state.save_result(execution_id, payload, attempts=log.unsaved)
-        usage = outcome.response.usage
-        self.observability.metrics.usage(
-            provider=outcome.target.provider,
-            model=outcome.target.model,
+        self._count_usage(outcome)
+        return payload, outcome.attempts
+
+    def _count_usage(self, outcome: ExecutionOutcome) -> None:
+        """Add a provider response's tokens and cost to the metrics, or count it as unknown."""
+        metrics, usage = self.observability.metrics, outcome.response.usage
+        provider, model = outcome.target.provider, outcome.target.model
+        if usage is None:
+            metrics.usage_unknown(provider=provider, model=model)
+            return
+        metrics.usage(
+            provider=provider,
+            model=model,
             input_tokens=usage.prompt_tokens,
             output_tokens=usage.completion_tokens,
             cost_usd=outcome.response.cost_usd,
         )
-        return payload, outcome.attempts
 
     async def _run_handler(
         self,
@@ -942,7 +945,7 @@ class CoreRuntimeBridge:
                     "attempts": len(result.attempts),
                     "latency_ms": round(result.latency_ms, 3),
                     "cost_usd": result.cost_usd,
-                    "tokens": result.usage.total_tokens,
+                    "tokens": None if result.usage is None else result.usage.total_tokens,
                 },
             )
 
@@ -983,9 +986,8 @@ class CoreRuntimeBridge:
         so an abandoned stream is closed (and recorded as failed).
         """
         _check_query(query)
-        stream = ExecutionStream()
-        stream._chunks = self._stream_chunks(stream, decision, query, dict(context or {}))
-        return stream
+        ctx = dict(context or {})
+        return ExecutionStream(lambda stream: self._stream_chunks(stream, decision, query, ctx))
 
     async def _stream_chunks(
         self,
@@ -993,7 +995,7 @@ class CoreRuntimeBridge:
         decision: RouteResult,
         query: str,
         context: Mapping[str, Any],
-    ) -> AsyncGenerator[str, None]:
+    ) -> AsyncGenerator[str | ExecutionResult, None]:
         if not self._started:
             await self.start()
         started = time.perf_counter()
@@ -1034,8 +1036,8 @@ class CoreRuntimeBridge:
                     raise
                 finally:
                     self._inflight.discard(record.id)
-        stream.result = result
         self._succeeded(result, record)
+        yield result
 
     async def _stream_provider(
         self,
@@ -1051,24 +1053,19 @@ class CoreRuntimeBridge:
         target, provider_started = resolved.target, time.perf_counter()
         try:
             chunks = self.executor.stream(target, _request(target, record.query), on_attempt=log)
-            async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+            async with chunks:
                 async for chunk in chunks:
                     await checkpointer.add(chunk)
                     yield chunk
         finally:
             await log.settle()
+        # Only a stream that completed has an outcome: a partial one raised above.
+        outcome = chunks.result
+        assert outcome is not None
         self.observability.metrics.observe_stage("provider", time.perf_counter() - provider_started)
-        payload = {
-            "response": checkpointer.text,
-            "provider": target.provider,
-            "model": target.model,
-            "usage": dict(_NO_USAGE),
-            "cost_usd": 0.0,
-            "finish_reason": None,
-            "target_key": target.key,
-            "streamed": True,
-        }
+        payload = {**_payload(outcome), "streamed": True}
         await self.state.save_result(record.id, payload, attempts=log.unsaved)
+        self._count_usage(outcome)
         await self._store(record.query, embedding, resolved, namespace, payload)
         await self.state.mark_succeeded(record.id)
         yield self._result(payload, record, started, attempts=tuple(log.attempts))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -23,6 +23,7 @@ from .providers.base import (
     CompletionRequest,
     CompletionResponse,
     ProviderClient,
+    TextStream,
     check_timeout,
     iterate_with_timeout,
 )
@@ -301,26 +302,39 @@ class Executor:
             return ExecutionOutcome(response, tuple(run.attempts), candidate)
         raise AssertionError("unreachable: a chain has at least one target")
 
-    async def stream(
+    def stream(
         self,
         target: Target,
         request: CompletionRequest,
         *,
         on_attempt: AttemptHook | None = None,
-    ) -> AsyncIterator[str]:
+    ) -> TextStream[ExecutionOutcome]:
         """Stream text deltas from `target` or its fallbacks.
 
         Retries and fallbacks happen only before the first chunk; a failure after it raises
         (the partial text must not be used as an answer). `timeout_s` bounds each chunk's wait.
+        Once the stream has completed, its `result` is the outcome: the whole response, with
+        the usage, finish reason and cost the client reported (usage None from a client that
+        reports none), every attempt and the target that answered.
+
+        Raises:
+            ConfigError: `target.provider` names no client (raised here, before streaming).
         """
         self._client(target)
-        run = _Run((self.on_attempt, on_attempt))
+        return TextStream(self._stream_chain(target, request, _Run((self.on_attempt, on_attempt))))
+
+    async def _stream_chain(
+        self, target: Target, request: CompletionRequest, run: _Run
+    ) -> AsyncGenerator[str | ExecutionOutcome, None]:
         chain = self.chain(target)
         for index, candidate in enumerate(chain):
             try:
-                async with aclosing(self._stream_target(candidate, request, run)) as chunks:
-                    async for chunk in chunks:
-                        yield chunk
+                async with aclosing(self._stream_target(candidate, request, run)) as items:
+                    async for item in items:
+                        if isinstance(item, str):
+                            yield item
+                        else:
+                            yield ExecutionOutcome(item, tuple(run.attempts), candidate)
             except ProviderError as exc:
                 if run.streaming or index == len(chain) - 1 or not self._falls_back(exc):
                     raise
@@ -353,20 +367,20 @@ class Executor:
 
     async def _stream_target(
         self, target: Target, request: CompletionRequest, run: _Run
-    ) -> AsyncGenerator[str, None]:
+    ) -> AsyncGenerator[str | CompletionResponse, None]:
+        """Yield the text deltas of one target (retried before the first), then its response."""
         client, bound = self._client(target), target.bind(request)
         number = 0
         while True:
             number += 1
             trial = self._begin(target, number, run)
-            chunks = iterate_with_timeout(
-                client.stream(bound, timeout=self.timeout_s),
-                self.timeout_s,
-                provider=target.provider,
-            )
+            stream = client.stream(bound, timeout=self.timeout_s)
+            chunks = iterate_with_timeout(stream, self.timeout_s, provider=target.provider)
+            parts: list[str] = []
             try:
                 async for chunk in chunks:
                     run.streaming = True
+                    parts.append(chunk)
                     yield chunk
             except ProviderError as exc:
                 trial.failed(exc)
@@ -380,6 +394,7 @@ class Executor:
             finally:
                 await chunks.aclose()
             trial.succeeded()
+            yield _streamed_response(client, bound, stream, parts)
             return
 
     def _begin(self, target: Target, number: int, run: _Run) -> _Trial:
@@ -438,3 +453,21 @@ class Executor:
                 f"target {target.key!r} names provider {target.provider!r}, which is not "
                 f"configured (known: {known})"
             ) from None
+
+
+def _streamed_response(
+    client: ProviderClient, request: CompletionRequest, stream: object, parts: list[str]
+) -> CompletionResponse:
+    """The response a completed stream reported, or its text with usage unknown."""
+    if isinstance(stream, TextStream) and isinstance(stream.result, CompletionResponse):
+        return stream.result
+    # A plain iterator of text (a custom client) says nothing about tokens: unknown, not zero.
+    return CompletionResponse(
+        text="".join(parts),
+        provider=client.name,
+        model=request.model,
+        usage=None,
+        finish_reason=None,
+        cost_usd=0.0,
+        cost_known=False,
+    )

@@ -15,6 +15,7 @@ out no-op objects and neither ``prometheus_client`` nor ``opentelemetry`` is imp
       stratarouter_breaker_state{provider,model}                    0 closed, 1 half-open, 2 open
       stratarouter_tokens_total{provider,model,kind}                input | output
       stratarouter_cost_usd_total{provider,model}
+      stratarouter_usage_unknown_total{provider,model}              responses that reported no usage
       stratarouter_deduplicated_requests_total                      served by another's call
       stratarouter_recovered_executions_total{outcome}              finished | resumed | failed
 
@@ -108,6 +109,9 @@ class Metrics(Protocol):
     ) -> None:
         """Add the tokens and cost of one provider response."""
 
+    def usage_unknown(self, *, provider: str, model: str) -> None:
+        """Count one provider response that reported no token usage."""
+
     def deduplicated(self) -> None:
         """Count one request served by another request's provider call."""
 
@@ -141,6 +145,9 @@ class NoopMetrics:
     def usage(
         self, *, provider: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float
     ) -> None:
+        """Do nothing."""
+
+    def usage_unknown(self, *, provider: str, model: str) -> None:
         """Do nothing."""
 
     def deduplicated(self) -> None:
@@ -214,6 +221,13 @@ class PrometheusMetrics:
         self._cost = Counter(
             "cost_usd", "Provider cost in US dollars.", target, namespace=ns, registry=reg
         )
+        self._usage_unknown = Counter(
+            "usage_unknown",
+            "Provider responses that reported no token usage (absent from tokens and cost).",
+            target,
+            namespace=ns,
+            registry=reg,
+        )
         self._dedup = Counter(
             "deduplicated_requests",
             "Requests served by another request's provider call.",
@@ -266,6 +280,10 @@ class PrometheusMetrics:
             self._tokens.labels(provider, model, "output").inc(output_tokens)
         if cost_usd:
             self._cost.labels(provider, model).inc(cost_usd)
+
+    def usage_unknown(self, *, provider: str, model: str) -> None:
+        """Count one provider response that reported no token usage."""
+        self._usage_unknown.labels(provider, model).inc()
 
     def deduplicated(self) -> None:
         """Count one request served by another request's provider call."""

@@ -4,11 +4,15 @@
 clients (`OpenAIClient`, `LocalClient`, `AnthropicClient`, `GoogleClient`, the OpenAI encoder) can
 be driven end to end with no network and no API key:
 
-- OpenAI chat completions: `POST /v1/chat/completions`, JSON or SSE (`data: {...}` ... `[DONE]`,
-  with a usage chunk when `stream_options.include_usage` is set);
+- OpenAI chat completions: `POST /v1/chat/completions`, JSON or SSE (`data: {...}` ... `[DONE]`;
+  with `stream_options.include_usage`, every chunk has `"usage": null` and a last chunk with no
+  choices carries the usage);
 - OpenAI embeddings: `POST /v1/embeddings`, `float` or `base64` encoding;
-- Anthropic Messages: `POST /v1/messages`, JSON or SSE events (`message_start` ... `message_stop`);
-- Gemini: `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent?alt=sse`.
+- Anthropic Messages: `POST /v1/messages`, JSON or SSE events (`message_start`, whose message
+  holds the input usage, ... `message_delta`, with the stop reason and the cumulative output
+  tokens, then `message_stop`);
+- Gemini: `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent?alt=sse`,
+  every streamed chunk with `usageMetadata` running totals and the last with `finishReason`.
 
 Replies are deterministic (`"echo: <last user message>"` unless told otherwise), token counts are
 word counts, and failures are scripted with a queue of `Fault`s, each consumed by one request.
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -203,6 +208,8 @@ class _Call:
     prompt_tokens: int
     max_tokens: int | None
     body: Mapping[str, Any]
+    cached_tokens: int = 0  # of prompt_tokens, reported as read from the provider's prompt cache
+    stream_usage: bool = True
 
 
 class FakeProviderServer:
@@ -211,6 +218,11 @@ class FakeProviderServer:
     Args:
         reply: The answer text, or a function of the last user message; default `"echo: <it>"`.
         embedding_dimensions: Size of fake embeddings when the request sets no `dimensions`.
+        cached_prompt_tokens: How many prompt tokens each provider reports as read from its
+            prompt cache, in its own way (OpenAI and Gemini count them inside the prompt
+            tokens, Anthropic apart from `input_tokens`); at most the prompt's size.
+        stream_usage: False acts like an OpenAI-compatible server that ignores
+            `stream_options.include_usage` and never sends usage in a stream.
         host: Interface to bind; keep the loopback.
 
     Use it as a context manager (or `start()` / `stop()`); `base_url` is the root for the
@@ -228,11 +240,15 @@ class FakeProviderServer:
         *,
         reply: str | Callable[[str], str] | None = None,
         embedding_dimensions: int = 64,
+        cached_prompt_tokens: int = 0,
+        stream_usage: bool = True,
         host: str = "127.0.0.1",
     ) -> None:
         """Configure; nothing listens until `start()`."""
         self.reply = reply
         self.embedding_dimensions = embedding_dimensions
+        self.cached_prompt_tokens = cached_prompt_tokens
+        self.stream_usage = stream_usage
         self._host = host
         self._lock = threading.Lock()
         self._faults: deque[Fault] = deque()
@@ -535,6 +551,11 @@ class _Handler(BaseHTTPRequestHandler):
                 404 if isinstance(body, dict) else 400, {"error": {"message": "unknown request"}}
             )
             return
+        call = dataclasses.replace(
+            call,
+            cached_tokens=min(fake.cached_prompt_tokens, call.prompt_tokens),
+            stream_usage=fake.stream_usage,
+        )
         fault = fake._record(call, self.path, {k.lower(): v for k, v in self.headers.items()})
         if fault is not None and fault.kind == "delay" and fake._wait(fault.delay_s):
             self.close_connection = True
@@ -608,7 +629,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "content": [{"type": "text", "text": text}],
                 "stop_reason": "max_tokens" if cut else "end_turn",
                 "stop_sequence": None,
-                "usage": {"input_tokens": call.prompt_tokens, "output_tokens": completion},
+                "usage": _anthropic_usage(call, completion),
             }
         if call.api == "gemini":
             return _gemini_chunk(call, text, "MAX_TOKENS" if cut else "STOP", completion)
@@ -717,6 +738,8 @@ def _gemini_chunk(
             "candidatesTokenCount": completion,
             "totalTokenCount": call.prompt_tokens + completion,
         }
+        if call.cached_tokens:
+            chunk["usageMetadata"]["cachedContentTokenCount"] = call.cached_tokens
     return chunk
 
 
@@ -735,7 +758,7 @@ def _events(call: _Call, text: str, cut: bool, fault: Fault | None) -> Iterator[
 def _anthropic_events(
     call: _Call, pieces: list[str], cut: bool, bad: str | None
 ) -> Iterator[tuple[bool, bytes]]:
-    usage = {"input_tokens": call.prompt_tokens, "output_tokens": 1}
+    usage = _anthropic_usage(call, 1)  # the API counts one output token at the start
     message: dict[str, Any] = {"id": "msg_fake", "type": "message", "role": "assistant"}
     message["model"] = call.model
     message |= {"content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
@@ -762,12 +785,10 @@ def _gemini_events(
     call: _Call, pieces: list[str], cut: bool, bad: str | None
 ) -> Iterator[tuple[bool, bytes]]:
     for index, piece in enumerate(pieces):
-        if index < len(pieces) - 1:
-            chunk = _gemini_chunk(call, piece, None, None)
-        else:
-            finish = "MAX_TOKENS" if cut else "STOP"
-            chunk = _gemini_chunk(call, piece, finish, _words("".join(pieces)))
-        yield True, _sse(bad or chunk)
+        last = index == len(pieces) - 1
+        finish = ("MAX_TOKENS" if cut else "STOP") if last else None
+        so_far = _words("".join(pieces[: index + 1]))  # usageMetadata holds running totals
+        yield True, _sse(bad or _gemini_chunk(call, piece, finish, so_far))
 
 
 def _openai_events(
@@ -777,6 +798,12 @@ def _openai_events(
     base["model"] = call.model
     base["created"] = int(time.time())
 
+    include_usage = call.stream_usage and (call.body.get("stream_options") or {}).get(
+        "include_usage"
+    )
+    if include_usage:
+        base["usage"] = None  # on every chunk but the last, which has no choices
+
     def choice(delta: dict[str, Any], finish: str | None) -> bytes:
         choices = [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
         return _sse({**base, "choices": choices})
@@ -785,15 +812,28 @@ def _openai_events(
     for piece in pieces:
         yield True, _sse(bad) if bad else choice({"content": piece}, None)
     yield False, choice({}, "length" if cut else "stop")
-    if (call.body.get("stream_options") or {}).get("include_usage"):
+    if include_usage:
         usage = _openai_usage(call, _words("".join(pieces)))
         yield False, _sse({**base, "choices": [], "usage": usage})
     yield False, _sse("[DONE]")
 
 
-def _openai_usage(call: _Call, completion: int) -> dict[str, int]:
+def _openai_usage(call: _Call, completion: int) -> dict[str, Any]:
     return {
         "prompt_tokens": call.prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": call.prompt_tokens + completion,
+        "prompt_tokens_details": {"cached_tokens": call.cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    }
+
+
+def _anthropic_usage(call: _Call, output_tokens: int) -> dict[str, Any]:
+    """Anthropic counts cache reads apart: `input_tokens` is only the uncached part."""
+    return {
+        "input_tokens": call.prompt_tokens - call.cached_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": call.cached_tokens,
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
     }

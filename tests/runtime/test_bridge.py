@@ -17,6 +17,7 @@ from stratarouter_core.runtime.errors import (
     ProviderRequestError,
     RetryExhaustedError,
 )
+from stratarouter_core.runtime.providers import DEFAULT_PRICES, Usage
 from stratarouter_core.runtime.state import MemoryStateStore
 from stratarouter_core.runtime.testing import FakeProviderServer, Fault
 from stratarouter_core.testing import HashingEncoder
@@ -348,6 +349,96 @@ async def test_stream_checkpoints_and_caches_only_complete_streams(make_bridge, 
         assert failed.status == "failed" and failed.result is None
         after = await bridge.execute(decide(router, broken_query), broken_query)
         assert not after.cached  # the partial stream was not cached
+
+
+def _tokens(metrics, kind, model="gpt-4o-mini"):
+    return metrics.sample("stratarouter_tokens_total", provider="openai", model=model, kind=kind)
+
+
+async def test_stream_records_usage_cost_and_metrics_once_complete(make_bridge, router, server):
+    query = "please refund my invoice"
+    prompt, answer = len(f"You handle billing. {query}".split()), len(f"echo: {query}".split())
+    price = DEFAULT_PRICES["gpt-4o-mini"]
+    cost = (prompt * price.input_per_mtok + answer * price.output_per_mtok) / 1e6
+    async with make_bridge() as bridge:
+        stream = bridge.stream(decide(router, query), query)
+        chunks = [chunk async for chunk in stream]
+        record = await bridge.state.get(stream.execution_id)
+
+        broken_query = "I was charged twice for one invoice"
+        server.add_faults(Fault.break_stream(after_chunks=2))
+        broken = bridge.stream(decide(router, broken_query), broken_query)
+        with pytest.raises(ProviderConnectionError):
+            async for _ in broken:
+                pass
+        failed = await bridge.state.get(broken.execution_id)
+    result = stream.result
+    assert result.response == "".join(chunks) == f"echo: {query}"
+    assert result.usage == Usage.of(prompt, answer)
+    assert result.cost_usd == pytest.approx(cost) and result.cost_known
+    assert (result.finish_reason, result.provider, result.model) == (
+        "stop",
+        "openai",
+        "gpt-4o-mini",
+    )
+    assert record.status == "succeeded"
+    assert record.result["usage"] == {
+        "prompt_tokens": prompt,
+        "completion_tokens": answer,
+        "total_tokens": prompt + answer,
+    }
+    assert record.result["cost_usd"] == pytest.approx(cost)
+    assert record.result["finish_reason"] == "stop"
+    # The broken stream added nothing: its tokens were never reported.
+    assert broken.result is None and failed.status == "failed" and failed.result is None
+    metrics = bridge.observability.metrics
+    assert (_tokens(metrics, "input"), _tokens(metrics, "output")) == (prompt, answer)
+    cost_total = metrics.sample(
+        "stratarouter_cost_usd_total", provider="openai", model="gpt-4o-mini"
+    )
+    assert cost_total == pytest.approx(cost)
+
+
+async def test_stream_without_reported_usage_is_recorded_as_unknown(make_bridge, router, server):
+    server.stream_usage = False  # an OpenAI-compatible server that ignores include_usage
+    query = "please refund my invoice"
+    async with make_bridge() as bridge:
+        stream = bridge.stream(decide(router, query), query)
+        result = await stream.collect()
+        record = await bridge.state.get(stream.execution_id)
+        cached = await bridge.execute(decide(router, query), query)
+    assert result.response == f"echo: {query}" and result.finish_reason == "stop"
+    assert result.usage is None  # unknown, not zero
+    assert (result.cost_usd, result.cost_known) == (0.0, False)
+    assert record.result["usage"] is None and record.result["cost_known"] is False
+    assert cached.cached and cached.usage == Usage.of(0, 0)  # a hit consumes nothing
+    metrics = bridge.observability.metrics
+    unknown = metrics.sample(
+        "stratarouter_usage_unknown_total", provider="openai", model="gpt-4o-mini"
+    )
+    assert unknown == 1.0
+    assert _tokens(metrics, "input") == _tokens(metrics, "output") == 0.0
+
+
+async def test_streamed_fallback_records_the_target_that_answered(make_bridge, router, server):
+    server.add_faults(Fault.server_error())
+    query = "please refund my invoice"
+    async with make_bridge(
+        max_retries=0, fallbacks={"openai:gpt-4o-mini": ["openai:gpt-4.1-nano"]}
+    ) as bridge:
+        stream = bridge.stream(decide(router, query), query)
+        result = await stream.collect()
+        record = await bridge.state.get(stream.execution_id)
+    price = DEFAULT_PRICES["gpt-4.1-nano"]
+    prompt, answer = result.usage.prompt_tokens, result.usage.completion_tokens
+    assert (prompt, answer) == (len(f"You handle billing. {query}".split()), 5)
+    assert result.model == record.result["model"] == "gpt-4.1-nano"
+    assert record.result["target_key"] == "openai:gpt-4.1-nano"
+    assert result.cost_usd == pytest.approx(
+        (prompt * price.input_per_mtok + answer * price.output_per_mtok) / 1e6
+    )
+    metrics = bridge.observability.metrics
+    assert _tokens(metrics, "output", model="gpt-4.1-nano") == answer
 
 
 async def test_leases_are_renewed_while_running(make_bridge, router, server):

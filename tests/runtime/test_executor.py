@@ -19,6 +19,7 @@ from stratarouter_core.runtime.errors import (
 )
 from stratarouter_core.runtime.executor import Attempt, Executor, Target
 from stratarouter_core.runtime.providers import (
+    DEFAULT_PRICES,
     CompletionRequest,
     CompletionResponse,
     ProviderClient,
@@ -431,10 +432,22 @@ async def _collect(stream):
 async def test_stream_retries_before_the_first_chunk(clients, server, recorder, name):
     server.add_faults(Fault.server_error(502))
     executor = _executor(clients(name), recorder)
-    chunks = await _collect(executor.stream(Target(name, MODELS[name]), _request("hello world")))
+    stream = executor.stream(Target(name, MODELS[name]), _request("hello world"))
+    chunks = await _collect(stream)
     assert "".join(chunks) == "echo: hello world" and len(chunks) > 1
     assert server.count() == 2
     assert [a.outcome for a in recorder.attempts] == ["ProviderServerError", "ok"]
+    outcome = stream.result
+    assert outcome.attempts == tuple(recorder.attempts)
+    assert outcome.target == Target(name, MODELS[name]) and not outcome.used_fallback
+    # The final usage comes from the attempt that answered: 2 prompt words, 3 answer words.
+    assert outcome.response.text == "echo: hello world"
+    assert outcome.response.usage == Usage.of(2, 3)
+    assert outcome.response.finish_reason == "stop"
+    if name != "local":
+        price = DEFAULT_PRICES[MODELS[name]]
+        expected = (2 * price.input_per_mtok + 3 * price.output_per_mtok) / 1e6
+        assert outcome.response.cost_usd == pytest.approx(expected)
 
 
 async def test_mid_stream_failure_is_an_error_and_is_not_retried(clients, server, recorder, name):
@@ -446,6 +459,7 @@ async def test_mid_stream_failure_is_an_error_and_is_not_retried(clients, server
             async for chunk in it:
                 chunks.append(chunk)
     assert chunks == ["echo: "]
+    assert it.result is None  # no outcome for a partial stream
     assert not isinstance(caught.value, RetryExhaustedError)
     assert server.count() == 1
     assert len(recorder.attempts) == 1 and not recorder.attempts[0].ok
@@ -461,9 +475,33 @@ async def test_stream_falls_back_when_the_breaker_is_open(clients, server, recor
         fallbacks={primary.key: [Target("google", "gemini-2.0-flash")]},
     )
     breakers.get("openai", "gpt-4o").record_failure()
-    chunks = await _collect(executor.stream(primary, _request("x y")))
+    stream = executor.stream(primary, _request("x y"))
+    chunks = await _collect(stream)
     assert "".join(chunks) == "echo: x y"
     assert [r.api for r in server.requests] == ["gemini"]
+    outcome = stream.result
+    assert outcome.target.key == "google:gemini-2.0-flash" and outcome.used_fallback
+    assert outcome.response.provider == "google" and outcome.response.usage == Usage.of(2, 3)
+
+
+class PlainStreamProvider(GatedProvider):
+    """Streams plain text, with no word on tokens."""
+
+    name = "plain"
+
+    async def stream(self, request, *, timeout):
+        yield "one "
+        yield "two"
+
+
+async def test_stream_of_a_client_that_reports_no_usage_has_it_unknown(recorder):
+    executor = _executor({"plain": PlainStreamProvider()}, recorder)
+    stream = executor.stream(Target("plain", "m"), _request())
+    assert await _collect(stream) == ["one ", "two"]
+    response = stream.result.response
+    assert (response.text, response.provider, response.model) == ("one two", "plain", "m")
+    assert response.usage is None and response.finish_reason is None
+    assert (response.cost_usd, response.cost_known) == (0.0, False)
 
 
 async def test_stream_retries_stop_at_max_retries(clients, server, recorder):

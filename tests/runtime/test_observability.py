@@ -72,6 +72,7 @@ def test_prometheus_metrics_values():
     metrics.retry(provider="openai", model="m")
     metrics.breaker_state(provider="openai", model="m", state="open")
     metrics.usage(provider="openai", model="m", input_tokens=12, output_tokens=5, cost_usd=0.002)
+    metrics.usage_unknown(provider="local", model="llama3.2")
     metrics.deduplicated()
     metrics.recovered("resumed")
     metrics.observe_stage("cache", 0.0003)
@@ -98,6 +99,8 @@ def test_prometheus_metrics_values():
     assert sample("stratarouter_cost_usd_total", provider="openai", model="m") == pytest.approx(
         0.002
     )
+    assert sample("stratarouter_usage_unknown_total", provider="local", model="llama3.2") == 1
+    assert sample("stratarouter_usage_unknown_total", provider="openai", model="m") == 0
     assert sample("stratarouter_deduplicated_requests_total") == 1
     assert sample("stratarouter_recovered_executions_total", outcome="resumed") == 1
     assert sample("stratarouter_stage_latency_seconds_count", stage="provider") == 1

@@ -27,6 +27,7 @@ from stratarouter_core.runtime.providers import (
     DEFAULT_PRICES,
     ChatMessage,
     CompletionRequest,
+    CompletionResponse,
     ModelPrice,
     PriceTable,
     Usage,
@@ -110,6 +111,21 @@ def _system_seen(api, body):
     return " ".join(p["text"] for p in body["systemInstruction"]["parts"])
 
 
+PROMPT_WORDS, ANSWER_WORDS = len(f"{SYSTEM} {PROMPT}".split()), len(EXPECTED.split())
+
+
+def _check_usage_and_cost(llm, response, prompt=PROMPT_WORDS, answer=ANSWER_WORDS):
+    """The fake server counts words as tokens; the cost follows the default price table."""
+    assert response.usage == Usage(prompt, answer, prompt + answer)
+    if llm.name == "local":
+        assert (response.cost_usd, response.cost_known) == (0.0, True)
+    else:
+        price = DEFAULT_PRICES[llm.test_model]
+        expected = (prompt * price.input_per_mtok + answer * price.output_per_mtok) / 1e6
+        assert response.cost_usd == pytest.approx(expected)
+        assert response.cost_usd > 0 and response.cost_known
+
+
 # -- complete ----------------------------------------------------------------------------------
 
 
@@ -120,17 +136,7 @@ async def test_complete_returns_text_usage_finish_reason_and_cost(llm, server):
     assert response.provider == llm.name
     assert response.model == llm.test_model
     assert response.finish_reason == "stop"
-    prompt_words, answer_words = len(f"{SYSTEM} {PROMPT}".split()), len(EXPECTED.split())
-    assert response.usage == Usage(prompt_words, answer_words, prompt_words + answer_words)
-    if llm.name == "local":
-        assert (response.cost_usd, response.cost_known) == (0.0, True)
-    else:
-        price = DEFAULT_PRICES[llm.test_model]
-        expected = (
-            prompt_words * price.input_per_mtok + answer_words * price.output_per_mtok
-        ) / 1e6
-        assert response.cost_usd == pytest.approx(expected)
-        assert response.cost_usd > 0 and response.cost_known
+    _check_usage_and_cost(llm, response)
     (seen,) = server.requests
     assert seen.api == llm.test_api and seen.model == llm.test_model and not seen.stream
     assert _system_seen(llm.test_api, seen.body) == SYSTEM
@@ -279,21 +285,75 @@ async def test_stream_yields_chunks_in_order_while_the_answer_is_still_being_sen
 async def test_stream_broken_midway_raises_after_the_partial_chunks(llm, server):
     server.add_faults(Fault.break_stream(after_chunks=2))
     chunks = []
+    stream = llm.stream(_request(llm), timeout=10)
     with pytest.raises(ProviderError) as caught:
-        async for chunk in llm.stream(_request(llm), timeout=10):
+        async for chunk in stream:
             chunks.append(chunk)
     assert chunks == ["echo: ", "what "]
     assert caught.value.retryable
+    assert stream.result is None  # a partial answer never gets a final response
 
 
 async def test_stream_cut_short_without_its_end_marker_is_an_error(llm, server):
     server.add_faults(Fault.truncate_stream(after_chunks=2))
     chunks = []
+    stream = llm.stream(_request(llm), timeout=10)
     with pytest.raises(ProviderConnectionError) as caught:
-        async for chunk in llm.stream(_request(llm), timeout=10):
+        async for chunk in stream:
             chunks.append(chunk)
     assert chunks == ["echo: ", "what "]
     assert caught.value.retryable
+    assert stream.result is None
+
+
+async def test_stream_reports_usage_finish_reason_and_cost_once_complete(llm, server):
+    stream = llm.stream(_request(llm, max_tokens=50), timeout=10)
+    chunks = []
+    async for chunk in stream:
+        assert stream.result is None  # nothing final before the last event
+        chunks.append(chunk)
+    response = stream.result
+    assert isinstance(response, CompletionResponse)
+    assert response.text == "".join(chunks) == EXPECTED
+    assert (response.provider, response.model) == (llm.name, llm.test_model)
+    assert response.finish_reason == "stop"
+    _check_usage_and_cost(llm, response)
+
+
+async def test_stream_cut_by_max_tokens_reports_length_and_its_tokens(llm, server):
+    server.reply = "one two three four five"
+    stream = llm.stream(_request(llm, max_tokens=2), timeout=10)
+    assert "".join([chunk async for chunk in stream]) == "one two"
+    assert stream.result.finish_reason == "length"
+    _check_usage_and_cost(llm, stream.result, answer=2)
+
+
+async def test_prompt_cache_reads_count_as_prompt_tokens(llm, server):
+    # Anthropic reports cache reads apart from input_tokens; the others count them inside.
+    server.cached_prompt_tokens = 3
+    response = await llm.complete(_request(llm), timeout=10)
+    stream = llm.stream(_request(llm), timeout=10)
+    assert "".join([chunk async for chunk in stream]) == EXPECTED
+    for answer in (response, stream.result):
+        _check_usage_and_cost(llm, answer)
+
+
+async def test_stream_from_a_server_that_sends_no_usage_reports_it_unknown(server):
+    server.stream_usage = False  # ignores stream_options.include_usage, as some servers do
+    openai_client, local = _openai(server), _local(server)
+    try:
+        for client, model in ((openai_client, "gpt-4o"), (local, "llama3.2")):
+            stream = client.stream(CompletionRequest.from_text(model, "hi"), timeout=10)
+            assert "".join([chunk async for chunk in stream]) == "echo: hi"
+            response = stream.result
+            assert response.usage is None and response.finish_reason == "stop"
+            # Unpriced without usage; a local server costs nothing whatever the tokens.
+            expected_known = client is local
+            assert (response.cost_usd, response.cost_known) == (0.0, expected_known)
+    finally:
+        await openai_client.aclose()
+        await local.aclose()
+    assert all(r.body["stream_options"] == {"include_usage": True} for r in server.requests)
 
 
 async def test_stream_stalled_between_chunks_times_out(llm, server):
@@ -334,15 +394,18 @@ async def test_stream_error_status_before_first_chunk(llm, server):
 async def test_openai_stream_asks_for_usage_and_local_can_opt_out(server):
     openai_client, local = _openai(server), _local(server, stream_usage=False)
     try:
+        streams = []
         for client, model in ((openai_client, "gpt-4o"), (local, "llama3.2")):
-            request = CompletionRequest.from_text(model, "hi")
-            assert "".join([c async for c in client.stream(request, timeout=10)]) == "echo: hi"
+            streams.append(client.stream(CompletionRequest.from_text(model, "hi"), timeout=10))
+            assert "".join([c async for c in streams[-1]]) == "echo: hi"
     finally:
         await openai_client.aclose()
         await local.aclose()
     first, second = server.requests
     assert first.body["stream_options"] == {"include_usage": True}
     assert "stream_options" not in second.body
+    assert streams[0].result.usage == Usage.of(1, 2)
+    assert streams[1].result.usage is None  # not asked for: unknown, not zero
 
 
 async def test_local_client_resolves_model_aliases_and_costs_nothing(server):

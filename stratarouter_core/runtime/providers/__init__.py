@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from .anthropic import AnthropicClient
-from .base import ChatMessage, CompletionRequest, CompletionResponse, ProviderClient, Role, Usage
+from .base import (
+    ChatMessage,
+    CompletionRequest,
+    CompletionResponse,
+    ProviderClient,
+    Role,
+    TextStream,
+    Usage,
+)
 from .google import GoogleClient
 from .local import LocalClient
 from .openai import OpenAIClient
@@ -23,5 +31,6 @@ __all__ = [
     "PriceTable",
     "ProviderClient",
     "Role",
+    "TextStream",
     "Usage",
 ]

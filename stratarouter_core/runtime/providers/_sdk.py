@@ -1,4 +1,4 @@
-"""What the SDK-backed clients share: timeouts, error mapping, finish reasons, costs."""
+"""What the SDK-backed clients share: timeouts, error mapping, finish reasons, costs, streams."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import importlib
 import json
 import time
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass
 
 from ..errors import (
     MalformedResponseError,
@@ -24,6 +25,7 @@ from .base import (
     CompletionRequest,
     CompletionResponse,
     ProviderClient,
+    TextStream,
     Usage,
     check_timeout,
     iterate_with_timeout,
@@ -32,6 +34,7 @@ from .pricing import CostEstimate, PriceTable
 
 __all__ = [
     "SDKClient",
+    "StreamState",
     "error_from_status",
     "normalize_finish_reason",
     "parse_retry_after",
@@ -178,13 +181,30 @@ def _body_errors() -> tuple[type[Exception], ...]:
 _BODY_ERRORS = _body_errors()
 
 
+@dataclass(slots=True)
+class StreamState:
+    """What a stream loop learns besides the text, recorded as the provider's events arrive.
+
+    Attributes:
+        model: The model that answers, as the provider reported it.
+        usage: The token counts reported so far; providers that send running totals replace
+            them, so after the last event they are the call's final counts. None until reported.
+        finish_reason: The normalised finish reason, once reported.
+    """
+
+    model: str | None = None
+    usage: Usage | None = None
+    finish_reason: str | None = None
+
+
 class SDKClient(ProviderClient):
     """Base of the SDK-backed clients: bounds every call and turns every failure into ProviderError.
 
     Subclasses implement `_complete`, `_stream` (an async generator of non-empty text deltas
-    that raises when the stream ends without the provider's end marker), `_map_error` and
-    `aclose`. The SDK timeout is set per call, and `asyncio.wait_for` bounds it again, so a
-    stalled connection cannot outlive `timeout` whatever the SDK does.
+    that records the model, usage and finish reason in its `StreamState`, and raises when the
+    stream ends without the provider's end marker), `_map_error` and `aclose`. The SDK timeout
+    is set per call, and `asyncio.wait_for` bounds it again, so a stalled connection cannot
+    outlive `timeout` whatever the SDK does.
     """
 
     def __init__(self, price_table: PriceTable | None) -> None:
@@ -206,12 +226,27 @@ class SDKClient(ProviderClient):
                 raise
             raise error from exc
 
-    async def stream(self, request: CompletionRequest, *, timeout: float) -> AsyncIterator[str]:
-        """Yield text deltas; `timeout` bounds the wait for each one."""
-        timeout = check_timeout(timeout)
-        chunks = iterate_with_timeout(self._stream(request, timeout), timeout, provider=self.name)
+    def stream(
+        self, request: CompletionRequest, *, timeout: float
+    ) -> TextStream[CompletionResponse]:
+        """Yield text deltas; `timeout` bounds the wait for each one.
+
+        Once the stream has completed, its `result` is the whole answer with the usage, finish
+        reason and cost the provider reported (usage None if it reported none).
+        """
+        return TextStream(self._stream_items(request, check_timeout(timeout)))
+
+    async def _stream_items(
+        self, request: CompletionRequest, timeout: float
+    ) -> AsyncGenerator[str | CompletionResponse, None]:
+        state = StreamState()
+        parts: list[str] = []
+        chunks = iterate_with_timeout(
+            self._stream(request, timeout, state), timeout, provider=self.name
+        )
         try:
             async for chunk in chunks:
+                parts.append(chunk)
                 yield chunk
         except Exception as exc:
             error = self._translate(exc, timeout)
@@ -220,6 +255,29 @@ class SDKClient(ProviderClient):
             raise error from exc
         finally:
             await chunks.aclose()
+        yield self._response_of(
+            request, "".join(parts), state.model, state.usage, state.finish_reason
+        )
+
+    def _response_of(
+        self,
+        request: CompletionRequest,
+        text: str,
+        model: str | None,
+        usage: Usage | None,
+        finish_reason: str | None,
+    ) -> CompletionResponse:
+        """The response, priced by the model the provider reported, else the one requested."""
+        cost = self._cost(usage, model, request.model)
+        return CompletionResponse(
+            text=text,
+            provider=self.name,
+            model=model or request.model,
+            usage=usage,
+            finish_reason=finish_reason,
+            cost_usd=cost.usd,
+            cost_known=cost.known,
+        )
 
     def _translate(self, exc: Exception, timeout: float) -> ProviderError | None:
         """The ProviderError for `exc`, or None to re-raise it as it is."""
@@ -236,8 +294,10 @@ class SDKClient(ProviderClient):
             return malformed(self.name, exc)
         return None
 
-    def _cost(self, usage: Usage, *models: str | None) -> CostEstimate:
+    def _cost(self, usage: Usage | None, *models: str | None) -> CostEstimate:
         estimate = CostEstimate(0.0, known=False)
+        if usage is None:  # no token counts, no price: unknown rather than a made-up 0
+            return estimate
         for model in models:
             if model:
                 estimate = self._prices.cost(model, usage)
@@ -250,8 +310,11 @@ class SDKClient(ProviderClient):
         """Call the SDK once; SDK exceptions may escape (they are mapped by `complete`)."""
 
     @abstractmethod
-    def _stream(self, request: CompletionRequest, timeout: float) -> AsyncIterator[str]:
-        """Stream through the SDK; SDK exceptions may escape (they are mapped by `stream`)."""
+    def _stream(
+        self, request: CompletionRequest, timeout: float, state: StreamState
+    ) -> AsyncIterator[str]:
+        """Stream through the SDK, recording into `state`; SDK exceptions may escape (they are
+        mapped by `stream`)."""
 
     @abstractmethod
     def _map_error(self, exc: Exception) -> ProviderError | None:

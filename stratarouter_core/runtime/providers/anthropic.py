@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any, cast
 from ..._deps import require
 from ...errors import ConfigError
 from ..errors import ProviderConnectionError, ProviderError, ProviderTimeoutError
-from ._sdk import PARSE_ERRORS, SDKClient, error_from_status, malformed, normalize_finish_reason
+from ._sdk import (
+    PARSE_ERRORS,
+    SDKClient,
+    StreamState,
+    error_from_status,
+    malformed,
+    normalize_finish_reason,
+)
 from .base import CompletionRequest, CompletionResponse, Usage
 from .pricing import PriceTable
 
@@ -131,29 +138,16 @@ class AnthropicClient(SDKClient):
     def _response(self, request: CompletionRequest, message: Message) -> CompletionResponse:
         try:
             text = "".join(block.text for block in message.content if block.type == "text")
-            usage = message.usage
-            prompt = (
-                usage.input_tokens
-                + (usage.cache_creation_input_tokens or 0)
-                + (usage.cache_read_input_tokens or 0)
-            )
-            tokens = Usage.of(prompt, usage.output_tokens)
+            usage = _count_tokens(message.usage, {})
             model = message.model if isinstance(message.model, str) else None
             finish_reason = normalize_finish_reason(message.stop_reason)
         except PARSE_ERRORS as exc:
             raise malformed(self.name, exc) from exc
-        cost = self._cost(tokens, model, request.model)
-        return CompletionResponse(
-            text=text,
-            provider=self.name,
-            model=model or request.model,
-            usage=tokens,
-            finish_reason=finish_reason,
-            cost_usd=cost.usd,
-            cost_known=cost.known,
-        )
+        return self._response_of(request, text, model, usage, finish_reason)
 
-    async def _stream(self, request: CompletionRequest, timeout: float) -> AsyncIterator[str]:
+    async def _stream(
+        self, request: CompletionRequest, timeout: float, state: StreamState
+    ) -> AsyncIterator[str]:
         stream = await self._client.messages.create(
             model=request.model,
             messages=self._messages(request),
@@ -163,10 +157,12 @@ class AnthropicClient(SDKClient):
             extra_body=self._body(request),
         )
         finished = False
+        tokens: dict[str, int] = {}
         async with stream:
             async for event in stream:
                 try:
                     text = _delta_text(event)
+                    _track(event, state, tokens)
                 except PARSE_ERRORS as exc:
                     raise malformed(self.name, exc) from exc
                 if text:
@@ -194,6 +190,43 @@ class AnthropicClient(SDKClient):
         if isinstance(exc, anthropic.AnthropicError):
             return ProviderError(f"{self.name}: {exc}", provider=self.name)
         return None
+
+
+_TOKEN_FIELDS = (
+    "input_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "output_tokens",
+)
+
+
+def _count_tokens(usage: object, tokens: dict[str, int]) -> Usage | None:
+    """Merge the counts `usage` reports into `tokens`; the Usage once input and output are known.
+
+    Fields a later event leaves out keep their earlier value, and the ones it sends are running
+    totals that replace it, as the SDK's own accumulator does. Billed input is the sum of the
+    uncached, cache-creation and cache-read input tokens.
+    """
+    for name in _TOKEN_FIELDS:
+        value = getattr(usage, name, None)
+        if isinstance(value, int):
+            tokens[name] = value
+    if "input_tokens" not in tokens or "output_tokens" not in tokens:
+        return None
+    prompt = sum(tokens.get(name, 0) for name in _TOKEN_FIELDS[:3])
+    return Usage.of(prompt, tokens["output_tokens"])
+
+
+def _track(event: RawMessageStreamEvent, state: StreamState, tokens: dict[str, int]) -> None:
+    """Record the model, usage and stop reason of `message_start` and `message_delta` events."""
+    if event.type == "message_start":
+        if isinstance(event.message.model, str):
+            state.model = event.message.model
+        state.usage = _count_tokens(event.message.usage, tokens)
+    elif event.type == "message_delta":
+        state.usage = _count_tokens(event.usage, tokens) or state.usage
+        if event.delta.stop_reason is not None:
+            state.finish_reason = normalize_finish_reason(event.delta.stop_reason)
 
 
 def _delta_text(event: RawMessageStreamEvent) -> str | None:

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from ...errors import ConfigError
 from ..errors import ProviderTimeoutError
@@ -21,6 +21,7 @@ __all__ = [
     "CompletionResponse",
     "ProviderClient",
     "Role",
+    "TextStream",
     "Usage",
     "check_timeout",
     "iterate_with_timeout",
@@ -28,6 +29,7 @@ __all__ = [
 
 Role = Literal["system", "user", "assistant"]
 _ROLES = frozenset({"system", "user", "assistant"})
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,18 +147,19 @@ class CompletionResponse:
         text: The generated text.
         provider: Name of the client that produced it.
         model: Model that answered, as the provider reported it.
-        usage: Token counts.
+        usage: Token counts; None when the provider did not report them (an OpenAI-compatible
+            server that sends no usage in its streams, say), never a guess.
         finish_reason: Why generation stopped, in OpenAI's words whatever the provider:
             `"stop"`, `"length"`, `"tool_calls"`, `"content_filter"`; other values pass through
             lower-cased; None when the provider did not say.
         cost_usd: Price of the call from the client's price table (0.0 when unknown).
-        cost_known: False when the model was not in the price table.
+        cost_known: False when the model was not in the price table or the usage is unknown.
     """
 
     text: str
     provider: str
     model: str
-    usage: Usage
+    usage: Usage | None
     finish_reason: str | None
     cost_usd: float
     cost_known: bool = True
@@ -198,6 +201,54 @@ async def iterate_with_timeout(
             await aclose()
 
 
+class TextStream(Generic[_R]):
+    """Text deltas as they arrive, then (`result`) what the whole stream produced.
+
+    It reads an async generator that yields the text deltas and, last, one result object.
+    `result` is set only when that generator finishes without error: a stream that fails or is
+    closed early keeps it None, so a partial answer never passes for a complete one. Provider
+    clients that know a stream's usage return a `TextStream[CompletionResponse]`.
+
+    Example:
+        >>> async def answer():
+        ...     yield "Hel"
+        ...     yield "lo"
+        ...     yield len("Hello")
+        >>> async def main():
+        ...     stream = TextStream(answer())
+        ...     return [chunk async for chunk in stream], stream.result
+        >>> asyncio.run(main())
+        (['Hel', 'lo'], 5)
+    """
+
+    def __init__(self, items: AsyncGenerator[str | _R, None]) -> None:
+        """Wrap `items` (nothing runs before the first `__anext__`)."""
+        self.result: _R | None = None
+        self._items = items
+
+    def __aiter__(self) -> TextStream[_R]:
+        return self
+
+    async def __anext__(self) -> str:
+        item = await self._items.__anext__()
+        while not isinstance(item, str):
+            self.result = item
+            item = await self._items.__anext__()
+        return item
+
+    async def aclose(self) -> None:
+        """Stop early; `result` stays None unless the stream had already completed."""
+        await self._items.aclose()
+
+    async def __aenter__(self) -> TextStream[_R]:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
 class ProviderClient(ABC):
     """A model provider behind one interface. Implementations raise only `ProviderError`s.
 
@@ -224,11 +275,14 @@ class ProviderClient(ABC):
 
     @abstractmethod
     def stream(self, request: CompletionRequest, *, timeout: float) -> AsyncIterator[str]:
-        """Yield text deltas as they arrive (an async generator).
+        """Yield text deltas as they arrive (an async generator, or a `TextStream`).
 
         A stream that fails midway raises a ProviderError after the chunks already yielded:
         callers must never treat a partial stream as a result. `timeout` bounds the wait for
         each chunk. Close an abandoned stream (`contextlib.aclosing`) to free its connection.
+        A client that learns the usage and finish reason of its streams returns a
+        `TextStream[CompletionResponse]`, whose `result` holds them once the stream completed;
+        for a plain iterator of text the executor records the usage as unknown.
         """
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default

@@ -14,6 +14,7 @@ from ..errors import ProviderConnectionError, ProviderError, ProviderRequestErro
 from ._sdk import (
     PARSE_ERRORS,
     SDKClient,
+    StreamState,
     error_from_status,
     malformed,
     normalize_finish_reason,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         Content,
         GenerateContentConfig,
         GenerateContentResponse,
+        GenerateContentResponseUsageMetadata,
         HttpOptions,
     )
 
@@ -150,30 +152,15 @@ class GoogleClient(SDKClient):
             text, finish = _text_and_finish(response)
             if finish is None and not response.candidates and response.prompt_feedback:
                 finish = "content_filter"  # the prompt itself was blocked
-            meta = response.usage_metadata
-            tokens = (
-                Usage.of(
-                    meta.prompt_token_count,
-                    (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0),
-                )
-                if meta
-                else Usage.of(0, 0)
-            )
+            usage = _usage(response.usage_metadata)
             model = response.model_version if isinstance(response.model_version, str) else None
         except PARSE_ERRORS as exc:
             raise malformed(self.name, exc) from exc
-        cost = self._cost(tokens, model, request.model)
-        return CompletionResponse(
-            text=text,
-            provider=self.name,
-            model=model or request.model,
-            usage=tokens,
-            finish_reason=finish,
-            cost_usd=cost.usd,
-            cost_known=cost.known,
-        )
+        return self._response_of(request, text, model, usage, finish)
 
-    async def _stream(self, request: CompletionRequest, timeout: float) -> AsyncIterator[str]:
+    async def _stream(
+        self, request: CompletionRequest, timeout: float, state: StreamState
+    ) -> AsyncIterator[str]:
         chunks = await self._client.aio.models.generate_content_stream(
             model=request.model,
             contents=self._contents(request),
@@ -184,8 +171,14 @@ class GoogleClient(SDKClient):
             async for chunk in chunks:
                 try:
                     text, finish = _text_and_finish(chunk)
+                    # Each chunk's usageMetadata holds running totals: the last one is final.
+                    usage = _usage(chunk.usage_metadata)
+                    model = chunk.model_version if isinstance(chunk.model_version, str) else None
                 except PARSE_ERRORS as exc:
                     raise malformed(self.name, exc) from exc
+                state.model = model or state.model
+                state.usage = usage or state.usage
+                state.finish_reason = finish or state.finish_reason
                 if text:
                     yield text
                 finished = finished or finish is not None
@@ -243,6 +236,14 @@ def _text_and_finish(response: GenerateContentResponse) -> tuple[str, str | None
     parts = candidate.content.parts if candidate.content and candidate.content.parts else []
     text = "".join(part.text for part in parts if part.text and not part.thought)
     return text, normalize_finish_reason(candidate.finish_reason)
+
+
+def _usage(meta: GenerateContentResponseUsageMetadata | None) -> Usage | None:
+    """Token counts of a response or chunk (thoughts are billed as output); None if absent."""
+    if meta is None:
+        return None
+    output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
+    return Usage.of(meta.prompt_token_count, output)
 
 
 def _retry_delay(details: object) -> float | None:

@@ -17,7 +17,7 @@ __all__ = ["LocalClient"]
 
 
 class LocalClient(OpenAIClient):
-    """An OpenAI-compatible server you run yourself; calls cost nothing.
+    """An OpenAI-compatible server you run yourself; calls cost nothing, whatever their usage.
 
     Args:
         base_url: API root including the version, e.g. `http://127.0.0.1:11434/v1` for Ollama
@@ -26,8 +26,9 @@ class LocalClient(OpenAIClient):
             (`{"small": "llama3.2:3b-instruct-q4_K_M"}`); other names pass through.
         api_key: Sent as a bearer token; most local servers ignore it.
         client: A ready `AsyncOpenAI` to use instead.
-        stream_usage: Ask for token usage in streams (`stream_options`); turn it off for servers
-            that reject the field.
+        stream_usage: Ask for token usage in streams (`stream_options.include_usage`); turn it
+            off for servers that reject the field. A stream whose server sent no usage (this
+            off, or a server that ignores the field) completes with `usage` None: unknown.
 
     Example:
         >>> LocalClient("http://127.0.0.1:11434/v1", model_aliases={"small": "llama3.2"}).name
@@ -56,5 +57,5 @@ class LocalClient(OpenAIClient):
     def _model(self, request: CompletionRequest) -> str:
         return self.model_aliases.get(request.model, request.model)
 
-    def _cost(self, usage: Usage, *models: str | None) -> CostEstimate:
+    def _cost(self, usage: Usage | None, *models: str | None) -> CostEstimate:
         return CostEstimate(0.0, known=True, priced_as="local")

@@ -8,12 +8,20 @@ from typing import TYPE_CHECKING, Any, cast
 from ..._deps import require
 from ...errors import ConfigError
 from ..errors import ProviderConnectionError, ProviderError, ProviderTimeoutError
-from ._sdk import PARSE_ERRORS, SDKClient, error_from_status, malformed, normalize_finish_reason
+from ._sdk import (
+    PARSE_ERRORS,
+    SDKClient,
+    StreamState,
+    error_from_status,
+    malformed,
+    normalize_finish_reason,
+)
 from .base import CompletionRequest, CompletionResponse, Usage
 from .pricing import PriceTable
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
+    from openai.types import CompletionUsage
     from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 __all__ = ["OpenAIClient"]
@@ -119,26 +127,16 @@ class OpenAIClient(SDKClient):
             text = choice.message.content or ""
             if not isinstance(text, str):
                 raise TypeError(f"message content is {type(text).__name__}, not str")
-            usage = completion.usage
-            tokens = (
-                Usage.of(usage.prompt_tokens, usage.completion_tokens) if usage else Usage.of(0, 0)
-            )
+            usage = _usage(completion.usage)
             model = completion.model if isinstance(completion.model, str) else None
             finish_reason = normalize_finish_reason(choice.finish_reason)
         except PARSE_ERRORS as exc:
             raise malformed(self.name, exc) from exc
-        cost = self._cost(tokens, model, request.model)
-        return CompletionResponse(
-            text=text,
-            provider=self.name,
-            model=model or request.model,
-            usage=tokens,
-            finish_reason=finish_reason,
-            cost_usd=cost.usd,
-            cost_known=cost.known,
-        )
+        return self._response_of(request, text, model, usage, finish_reason)
 
-    async def _stream(self, request: CompletionRequest, timeout: float) -> AsyncIterator[str]:
+    async def _stream(
+        self, request: CompletionRequest, timeout: float, state: StreamState
+    ) -> AsyncIterator[str]:
         stream = await self._client.chat.completions.create(
             model=self._model(request),
             messages=self._messages(request),
@@ -154,12 +152,19 @@ class OpenAIClient(SDKClient):
                         (c.delta.content if c.delta else None, c.finish_reason)
                         for c in chunk.choices
                     ]
+                    # With include_usage, a last chunk with no choices carries the totals.
+                    usage = _usage(chunk.usage)
+                    model = chunk.model if isinstance(chunk.model, str) else None
                 except PARSE_ERRORS as exc:
                     raise malformed(self.name, exc) from exc
+                state.model = model or state.model
+                state.usage = usage or state.usage
                 for text, finish_reason in deltas:
                     if text:
                         yield text
-                    finished = finished or finish_reason is not None
+                    if finish_reason is not None:
+                        finished = True
+                        state.finish_reason = normalize_finish_reason(finish_reason)
         if not finished:
             raise ProviderConnectionError(
                 f"{self.name}: stream ended before a finish_reason", provider=self.name
@@ -179,3 +184,8 @@ class OpenAIClient(SDKClient):
         if isinstance(exc, openai.OpenAIError):
             return ProviderError(f"{self.name}: {exc}", provider=self.name)
         return None
+
+
+def _usage(usage: CompletionUsage | None) -> Usage | None:
+    """Token counts of a completion or of a stream's usage chunk; None when absent."""
+    return None if usage is None else Usage.of(usage.prompt_tokens, usage.completion_tokens)
