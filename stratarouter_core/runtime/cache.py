@@ -60,7 +60,7 @@ __all__ = [
 F32 = NDArray[np.float32]
 DEFAULT_GUARD = QueryGuard()
 """The guard a `SemanticCache` uses unless told otherwise (all checks on)."""
-DEFAULT_SIMILARITY_THRESHOLD = 0.945
+DEFAULT_SIMILARITY_THRESHOLD = 0.9
 """Default cosine threshold of the semantic tier (how it was chosen: `SemanticCache`)."""
 
 
@@ -456,9 +456,11 @@ class SemanticCache:
         backend: where entries live (`MemoryCacheBackend`, `RedisCacheBackend`, ...).
         encoder: encodes a query when `lookup`/`store` get no embedding; with None (and no
             embedding) only the exact tier is used.
-        similarity_threshold: minimum cosine for a semantic hit. 0.945 is the lowest threshold
-            at which the guarded cache reached a hit precision >= 0.90 on the half of the QQP
-            pairs used for fitting (`stratarouter bench cache --fit`).
+        similarity_threshold: minimum cosine for a semantic hit. 0.90 was chosen together with
+            the guard's soft model, which vetoes most pairs between 0.90 and 0.95 whose words
+            differ in a way the cosine does not explain: on the half of the QQP pairs used for
+            fitting it gives the best precision at recall >= 0.22 (`stratarouter bench cache
+            --fit`). Set for all-MiniLM-L6-v2 cosines; other encoders need their own.
         ttl_s: seconds an entry lives.
         guard: vetoes semantic hits between queries that ask different things; None disables it
             (plain cosine, the usual and unsafe rule).
@@ -538,7 +540,7 @@ class SemanticCache:
             ns, _digest(target_key, pkey), vector, self.similarity_threshold, self.max_candidates
         )
         for entry, similarity in candidates:
-            if self.guard is None or self.guard.accepts(entry.query, query):
+            if self.guard is None or self.guard.accepts(entry.query, query, similarity):
                 self.stats.semantic_hits += 1
                 return _hit(entry, "semantic", similarity)
             self.stats.guard_rejections += 1

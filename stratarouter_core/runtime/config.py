@@ -198,7 +198,7 @@ class RuntimeConfig:
     redis_url: str | None = None
     cache_namespace: str = "default"
     cache_ttl: int = 3600
-    cache_similarity_threshold: float = 0.945
+    cache_similarity_threshold: float = 0.9
     batch_enabled: bool = True
     batch_window_ms: float = 50.0
     batch_max_size: int = 32

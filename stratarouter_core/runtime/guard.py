@@ -13,8 +13,9 @@ cache hit on general, domain-independent evidence:
 - **antonyms**: a curated list of general opposites (increase/decrease, buy/sell, ...) plus
   negating prefixes (install/uninstall, legal/illegal);
 
-then weighs the remaining, softer evidence (content words present on one side only, the question
-word, the cosine itself) with a small logistic model. Its handful of weights were fitted by
+then, when the caller gives the embedding cosine, weighs the softer evidence (rarity-weighted
+word overlap and difference, against the cosine) with a small logistic model,
+`stratarouter_core.runtime.guard_model.SoftModel`. Its numbers were fitted by
 `stratarouter bench cache --fit` on one half of a public paraphrase set; see
 `stratarouter_core.cli.bench_cache`.
 """
@@ -23,13 +24,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from ..errors import ConfigError
+from .guard_model import DEFAULT_MODEL, SoftModel, lexicon, near_stem, pair_features
 
-__all__ = ["CHECKS", "GuardVerdict", "QueryAnalysis", "QueryGuard", "analyse", "stem"]
+__all__ = [
+    "CHECKS", "MODEL_CHECK", "GuardVerdict", "QueryAnalysis", "QueryGuard", "analyse", "stem",
+]
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -216,6 +220,7 @@ class QueryAnalysis:
 
     Attributes:
         stems: every word's stem, in order (negation cues removed).
+        words: the lower-cased word each stem comes from, in the same order.
         content: stems of informative words (no stop/light words).
         negations: number of negation cues.
         numbers: quantities, sorted.
@@ -225,6 +230,7 @@ class QueryAnalysis:
     """
 
     stems: tuple[str, ...]
+    words: tuple[str, ...]
     content: frozenset[str]
     negations: int
     numbers: tuple[float, ...]
@@ -244,6 +250,7 @@ def analyse(text: str) -> QueryAnalysis:
     """
     text = _IDIOMS.sub(lambda m: m.group(1) or "", text.replace("’", "'"))
     stems: list[str] = []
+    words: list[str] = []
     numbers: list[float] = []
     entities: set[str] = set()
     negations = 0
@@ -253,6 +260,7 @@ def analyse(text: str) -> QueryAnalysis:
             if value is not None:
                 numbers.append(value)
                 stems.append(f"#{value:g}")
+                words.append(match.group().lower())
             continue
         if match.lastgroup == "op":
             continue
@@ -269,10 +277,12 @@ def analyse(text: str) -> QueryAnalysis:
             numbers.append(float(_NUMBER_WORDS.get(lower, _ORDINALS.get(lower, 0))))
         word_stem = stem(lower)
         stems.append(word_stem)
+        words.append(lower)
         if _is_entity(raw, text, match.start()):
             entities.add(word_stem)
     return QueryAnalysis(
         stems=tuple(stems),
+        words=tuple(words),
         content=frozenset(s for s in stems if s not in _STOP_STEMS and not s.startswith("#")),
         negations=negations,
         numbers=tuple(sorted(numbers)),
@@ -342,7 +352,9 @@ _EMPTY: frozenset[str] = frozenset()
 
 
 CHECKS = ("negation", "numbers", "entities", "order", "antonyms", "question")
-"""Names of the guard's checks, in the order they are reported."""
+"""Names of the guard's lexical checks, in the order they are reported."""
+MODEL_CHECK = "model"
+"""The reason reported when the soft model vetoes a pair (after the lexical checks)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +363,7 @@ class GuardVerdict:
 
     Attributes:
         accepted: True when nothing suggests the two queries want different answers.
-        reasons: the checks that fired (see `CHECKS`), empty when accepted.
+        reasons: the checks that fired (see `CHECKS`, then `MODEL_CHECK`), empty when accepted.
     """
 
     accepted: bool
@@ -378,10 +390,16 @@ class QueryGuard:
     - ``question``: the question words ask for different kinds of answer (when vs why, where
       vs how, who vs when); "what"/"which" are generic, except "what time" (when), "what
       place" (where) and "what is the way" (how).
+    - ``model`` (only when `similarity` is given): the soft model finds the pair unlikely to
+      be the same question given its cosine and its rarity-weighted word overlap and
+      difference (see `guard_model`). It needs the
+      all-MiniLM-L6-v2 vocabulary; without it, the pair is vetoed below the cosine fitted for
+      the lexical checks alone (`SoftModel.fallback_cosine`).
 
     Args:
-        checks: the checks to run (default: all of `CHECKS`).
+        checks: the lexical checks to run (default: all of `CHECKS`).
         antonyms: extra (word, opposite) pairs, e.g. domain terms such as ("long", "short").
+        model: the soft model; None runs the lexical checks only.
 
     Example:
         >>> guard = QueryGuard()
@@ -398,6 +416,7 @@ class QueryGuard:
         *,
         checks: Iterable[str] = CHECKS,
         antonyms: Iterable[tuple[str, str]] = (),
+        model: SoftModel | None = DEFAULT_MODEL,
     ) -> None:
         """Select the checks to run and add domain antonyms to the built-in list."""
         self.checks = tuple(checks)
@@ -405,19 +424,31 @@ class QueryGuard:
         if unknown:
             raise ConfigError(f"unknown guard checks {sorted(unknown)}; choose from {CHECKS}")
         self._antonyms = _antonym_table([*_ANTONYM_PAIRS, *antonyms])
+        self.model = model
 
     def __repr__(self) -> str:
-        return f"QueryGuard(checks={self.checks!r})"
+        return f"QueryGuard(checks={self.checks!r}, model={self.model!r})"
 
-    def accepts(self, cached: str, incoming: str) -> bool:
-        """Return True when `incoming` may be served the answer cached for `cached`."""
-        return self.check(cached, incoming).accepted
+    def accepts(self, cached: str, incoming: str, similarity: float | None = None) -> bool:
+        """Return True when `incoming` may be served the answer cached for `cached`.
 
-    def check(self, cached: str, incoming: str) -> GuardVerdict:
-        """Compare the two queries and name every check that fires."""
-        a, b = analyse(cached), analyse(incoming)
+        Stops at the first check that fires (`check` runs them all, to name them).
+        """
+        tests = self._tests(analyse(cached), analyse(incoming), similarity)
+        return not any(test() for test in tests.values())
+
+    def check(self, cached: str, incoming: str, similarity: float | None = None) -> GuardVerdict:
+        """Compare the queries (embeddings at cosine `similarity`); name every check that fires."""
+        tests = self._tests(analyse(cached), analyse(incoming), similarity)
+        reasons = tuple(name for name, test in tests.items() if test())
+        return GuardVerdict(accepted=not reasons, reasons=reasons)
+
+    def _tests(
+        self, a: QueryAnalysis, b: QueryAnalysis, similarity: float | None
+    ) -> dict[str, Callable[[], bool]]:
+        """The selected checks, cheapest first, as lazy tests."""
         stems_a, stems_b = set(a.stems), set(b.stems)
-        tests = {
+        tests: dict[str, Callable[[], bool]] = {
             "negation": lambda: a.negations != b.negations,
             "numbers": lambda: Counter(a.numbers) != Counter(b.numbers) or a.math != b.math,
             "entities": lambda: bool(
@@ -428,18 +459,22 @@ class QueryGuard:
             or _opposed(stems_b, stems_a, self._antonyms),
             "question": lambda: _question_conflict(a.wh, b.wh),
         }
-        reasons = tuple(name for name in self.checks if tests[name]())
-        return GuardVerdict(accepted=not reasons, reasons=reasons)
+        selected = {name: tests[name] for name in self.checks}
+        if self.model is not None and similarity is not None:
+            selected[MODEL_CHECK] = partial(_model_vetoes, self.model, a, b, similarity)
+        return selected
+
+
+def _model_vetoes(model: SoftModel, a: QueryAnalysis, b: QueryAnalysis, cosine: float) -> bool:
+    lex = lexicon()
+    if lex is None:  # no vocabulary: no weaker than the lexical checks at their own threshold
+        return cosine < model.fallback_cosine
+    return not model.accepts(pair_features(a, b, cosine, lex))
 
 
 def _unmatched(entities: frozenset[str], other: set[str]) -> set[str]:
     """Entities with no counterpart on the other side (a near-equal stem counts: Australia(n))."""
-    return {e for e in entities if e not in other and not any(_near(e, o) for o in other)}
-
-
-def _near(x: str, y: str) -> bool:
-    short, long = (x, y) if len(x) <= len(y) else (y, x)
-    return len(short) >= 4 and long.startswith(short) and len(long) - len(short) <= 3
+    return {e for e in entities if e not in other and not any(near_stem(e, o) for o in other)}
 
 
 def _opposed(stems_a: set[str], stems_b: set[str], table: Mapping[str, frozenset[str]]) -> bool:

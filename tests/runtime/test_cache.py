@@ -28,6 +28,7 @@ from stratarouter_core.runtime.cache import (
     normalise_query,
     params_digest,
 )
+from stratarouter_core.runtime.guard import QueryGuard
 from stratarouter_core.testing import HashingEncoder
 
 TARGET = "openai:gpt-4o-mini"
@@ -164,10 +165,25 @@ async def test_guard_skips_a_vetoed_candidate_for_the_next_one(backend) -> None:
     v = unit(4)
     await cache.store("flights from Paris to Rome", near(v, 0.999, seed=5), target_key=TARGET,
                       response={"route": "PAR-ROM"})
-    await cache.store("flights from Rome to Paris today", near(v, 0.95, seed=6),
+    await cache.store("flights from Rome to Paris today", near(v, 0.99, seed=6),
                       target_key=TARGET, response={"route": "ROM-PAR"})
     hit = await cache.lookup("flights from Rome to Paris", v, target_key=TARGET)
     assert hit is not None and hit.response == {"route": "ROM-PAR"}
+
+
+async def test_the_guard_model_reads_the_cosine_of_each_candidate(backend) -> None:
+    """A shared-words pair with an added qualifier needs a higher cosine than a paraphrase."""
+    cache = SemanticCache(backend)
+    assert cache.similarity_threshold == 0.9
+    v = unit(5)
+    await cache.store("best restaurants in Vancouver", near(v, 0.93, seed=7), target_key=TARGET,
+                      response={"city": "all"})
+    assert await cache.lookup("best restaurants in downtown Vancouver", v, target_key=TARGET) is None
+    assert cache.stats.guard_rejections == 1
+    await cache.store("What is the fastest way to lose weight?", near(v, 0.93, seed=8),
+                      target_key=TARGET, response={"tip": "walk"})
+    hit = await cache.lookup("How do I lose weight fast?", v, target_key=TARGET)
+    assert hit is not None and hit.response == {"tip": "walk"}
 
 
 async def test_targets_are_isolated(backend) -> None:
@@ -246,7 +262,9 @@ async def test_hits_return_a_fresh_copy(backend) -> None:
 
 
 async def test_encoder_embeds_when_no_embedding_is_given(backend) -> None:
-    cache = SemanticCache(backend, encoder=HashingEncoder(dimension=64), similarity_threshold=0.5)
+    # the soft model reads all-MiniLM-L6-v2 cosines; hashing vectors need the lexical checks only
+    cache = SemanticCache(backend, encoder=HashingEncoder(dimension=64), similarity_threshold=0.5,
+                          guard=QueryGuard(model=None))
     await cache.store("how do I reset my password", None, target_key=TARGET, response={"ok": 1})
     hit = await cache.lookup("how can I reset my password", None, target_key=TARGET)
     assert hit is not None and hit.tier == "semantic"

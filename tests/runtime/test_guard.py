@@ -10,7 +10,22 @@ from __future__ import annotations
 import pytest
 
 from stratarouter_core.errors import ConfigError
-from stratarouter_core.runtime.guard import CHECKS, GuardVerdict, QueryGuard, analyse, stem
+from stratarouter_core.runtime import guard_model
+from stratarouter_core.runtime.guard import (
+    CHECKS,
+    MODEL_CHECK,
+    GuardVerdict,
+    QueryGuard,
+    analyse,
+    stem,
+)
+from stratarouter_core.runtime.guard_model import (
+    DEFAULT_MODEL,
+    Lexicon,
+    SoftModel,
+    lexicon,
+    pair_features,
+)
 
 ADVERSARIAL: list[tuple[str, str, str]] = [
     # negation
@@ -120,24 +135,29 @@ def test_the_adversarial_set_is_large_and_diverse() -> None:
 
 
 @pytest.mark.parametrize(("cached", "incoming", "kind"), ADVERSARIAL)
-def test_no_false_hit_on_adversarial_pairs(cached: str, incoming: str, kind: str) -> None:
+@pytest.mark.parametrize("similarity", [None, 0.9, 0.97, 1.0])
+def test_no_false_hit_on_adversarial_pairs(
+    cached: str, incoming: str, kind: str, similarity: float | None
+) -> None:
+    """Whatever the cosine, the soft model never re-admits what a lexical check vetoes."""
     guard = QueryGuard()
-    assert not guard.accepts(cached, incoming)
-    assert not guard.accepts(incoming, cached), "the guard must be symmetric"
-    assert kind in guard.check(cached, incoming).reasons
+    assert not guard.accepts(cached, incoming, similarity)
+    assert not guard.accepts(incoming, cached, similarity), "the guard must be symmetric"
+    assert kind in guard.check(cached, incoming, similarity).reasons
 
 
 def test_zero_false_hits_over_the_whole_set() -> None:
     guard = QueryGuard()
-    false_hits = [(a, b) for a, b, _ in ADVERSARIAL if guard.accepts(a, b)]
+    false_hits = [(a, b) for a, b, _ in ADVERSARIAL if guard.accepts(a, b, 1.0)]
     assert false_hits == []
 
 
 @pytest.mark.parametrize(("cached", "incoming"), PARAPHRASES)
-def test_paraphrases_still_pass(cached: str, incoming: str) -> None:
+@pytest.mark.parametrize("similarity", [None, 0.98])
+def test_paraphrases_still_pass(cached: str, incoming: str, similarity: float | None) -> None:
     guard = QueryGuard()
-    assert guard.check(cached, incoming) == GuardVerdict(accepted=True, reasons=())
-    assert guard.accepts(incoming, cached)
+    assert guard.check(cached, incoming, similarity) == GuardVerdict(accepted=True, reasons=())
+    assert guard.accepts(incoming, cached, similarity)
 
 
 def test_identical_queries_pass() -> None:
@@ -178,3 +198,64 @@ def test_stemmer_collapses_inflections() -> None:
     assert stem("cancelled") == stem("cancel") == stem("cancelling")
     assert stem("increases") == stem("increased") == stem("increase")
     assert stem("bought") == "buy"
+
+
+# --- the soft model ------------------------------------------------------------------------------
+
+QUALIFIED = ("best restaurants in Vancouver", "best restaurants in downtown Vancouver")
+REWORDED = ("How do I lose weight fast?", "What is the fastest way to lose weight?")
+
+
+@pytest.fixture
+def vocabulary(local_encoder) -> Lexicon:
+    """The vocabulary ships with the local encoder's files (skip or CI failure without them)."""
+    found = lexicon()
+    assert found is not None
+    return found
+
+
+def test_the_model_asks_more_cosine_of_a_pair_whose_few_differing_words_matter(vocabulary) -> None:
+    guard = QueryGuard()
+    assert guard.check(*QUALIFIED, 0.93).reasons == (MODEL_CHECK,)
+    assert guard.accepts(*QUALIFIED, 0.99)
+    assert guard.accepts(*REWORDED, 0.93), "a rewording at the same cosine is a paraphrase"
+    assert not guard.accepts(*REWORDED, 0.88)
+
+
+def test_the_model_needs_the_cosine(vocabulary) -> None:
+    assert QueryGuard().accepts(*QUALIFIED)  # no similarity: lexical checks only
+    assert QueryGuard(model=None).accepts(*QUALIFIED, 0.93)
+
+
+def test_without_the_vocabulary_the_model_falls_back_to_the_cosine(monkeypatch) -> None:
+    monkeypatch.setattr(guard_model, "_LEXICON", [None])
+    guard = QueryGuard()
+    assert guard.check(*REWORDED, 0.93).reasons == (MODEL_CHECK,)
+    assert guard.accepts(*REWORDED, DEFAULT_MODEL.fallback_cosine)
+
+
+def test_rarity_follows_the_vocabulary_order(vocabulary) -> None:
+    weights = [vocabulary.weight(w) for w in ("the", "restaurant", "vancouver", "zxqv")]
+    assert weights == sorted(weights) and weights[0] < 0.1 and weights[-1] == 1.0
+
+
+def test_pair_features_weigh_overlap_and_difference() -> None:
+    lex = Lexicon({"[PAD]": 0, "the": 1, "in": 2, "best": 3, "restaurants": 4, "cheap": 5})
+    same = pair_features(analyse(QUALIFIED[0]), analyse(QUALIFIED[0]), 0.97, lex)
+    assert same == (0.97, pytest.approx(1.0), 0.0)
+    common = pair_features(analyse("the restaurants"), analyse("the cheap restaurants"), 0.9, lex)
+    rare = pair_features(analyse(QUALIFIED[0]), analyse(QUALIFIED[1]), 0.9, lex)
+    assert 0 < common[2] < rare[2] == 1.0  # an unknown word weighs the most
+    assert common[1] < 1.0
+
+
+def test_soft_model_probability_and_cut() -> None:
+    model = SoftModel(intercept=-9.0, weights=(10.0, -1.0, 0.5), min_probability=0.5,
+                      fallback_cosine=0.95)
+    assert model.probability((0.9, 0.0, 0.0)) == pytest.approx(0.5)
+    assert model.accepts((0.9, 0.0, 0.1)) and not model.accepts((0.9, 0.1, 0.0))
+
+
+def test_fitted_model_signs_match_its_documented_reading() -> None:
+    _, overlap, differing = DEFAULT_MODEL.weights
+    assert DEFAULT_MODEL.weights[0] > 0 and overlap < 0 < differing
