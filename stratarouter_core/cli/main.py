@@ -12,16 +12,17 @@ __all__ = ["main"]
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from . import bench_accuracy, bench_cache, bench_speed, route_command
+    from . import bench_accuracy, bench_cache, bench_runtime, bench_speed, route_command
 
     parser = argparse.ArgumentParser(prog="stratarouter", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     route_command.register(commands)
-    bench = commands.add_parser("bench", help="measure accuracy, speed or the semantic cache")
+    bench = commands.add_parser("bench", help="measure accuracy, speed, the cache or the runtime")
     benches = bench.add_subparsers(dest="bench", required=True)
     bench_accuracy.register(benches)
     bench_speed.register(benches)
     bench_cache.register(benches)
+    bench_runtime.register(benches)
     return parser
 
 
