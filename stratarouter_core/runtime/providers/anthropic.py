@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, cast
 
 from ..._deps import require
 from ...errors import ConfigError
-from ..errors import ProviderConnectionError, ProviderError, ProviderTimeoutError
-from ._sdk import (
-    PARSE_ERRORS,
-    SDKClient,
-    StreamState,
-    error_from_status,
-    malformed,
-    normalize_finish_reason,
-)
-from .base import CompletionRequest, CompletionResponse, Usage
+from ..errors import ProviderError
+from ._sdk import Reported, SDKClient, normalize_finish_reason, stainless_error, text_or_none
+from .base import CompletionRequest, Usage
 from .pricing import PriceTable
 
 if TYPE_CHECKING:
-    from anthropic import AsyncAnthropic
+    from anthropic import APIStatusError, AsyncAnthropic
     from anthropic.types import Message, MessageParam, RawMessageStreamEvent
 
 __all__ = ["AnthropicClient"]
@@ -44,7 +37,7 @@ def _error_type(body: object) -> str:
     return kind if isinstance(kind, str) else ""
 
 
-class AnthropicClient(SDKClient):
+class AnthropicClient(SDKClient["Message", "RawMessageStreamEvent"]):
     """Claude models via `anthropic.AsyncAnthropic`.
 
     The system prompt (with any `system` messages) is sent as the top-level `system` field;
@@ -71,6 +64,7 @@ class AnthropicClient(SDKClient):
     """
 
     name = "anthropic"
+    _end_marker = "message_stop"
 
     def __init__(
         self,
@@ -124,8 +118,8 @@ class AnthropicClient(SDKClient):
         body.update(request.params)
         return body
 
-    async def _complete(self, request: CompletionRequest, timeout: float) -> CompletionResponse:
-        message = await self._client.messages.create(
+    async def _create(self, request: CompletionRequest, timeout: float) -> Message:
+        return await self._client.messages.create(
             model=request.model,
             messages=self._messages(request),
             max_tokens=request.max_tokens or self.default_max_tokens,
@@ -133,21 +127,16 @@ class AnthropicClient(SDKClient):
             timeout=timeout,
             extra_body=self._body(request),
         )
-        return self._response(request, message)
 
-    def _response(self, request: CompletionRequest, message: Message) -> CompletionResponse:
-        try:
-            text = "".join(block.text for block in message.content if block.type == "text")
-            usage = _count_tokens(message.usage, {})
-            model = message.model if isinstance(message.model, str) else None
-            finish_reason = normalize_finish_reason(message.stop_reason)
-        except PARSE_ERRORS as exc:
-            raise malformed(self.name, exc) from exc
-        return self._response_of(request, text, model, usage, finish_reason)
+    def _read_response(self, response: Message, reported: Reported) -> str:
+        reported.usage = _count_tokens(response.usage, reported.tokens)
+        reported.model = text_or_none(response.model)
+        reported.finish_reason = normalize_finish_reason(response.stop_reason)
+        return "".join(block.text for block in response.content if block.type == "text")
 
-    async def _stream(
-        self, request: CompletionRequest, timeout: float, state: StreamState
-    ) -> AsyncIterator[str]:
+    async def _events(
+        self, request: CompletionRequest, timeout: float
+    ) -> AsyncGenerator[RawMessageStreamEvent, None]:
         stream = await self._client.messages.create(
             model=request.model,
             messages=self._messages(request),
@@ -156,40 +145,38 @@ class AnthropicClient(SDKClient):
             timeout=timeout,
             extra_body=self._body(request),
         )
-        finished = False
-        tokens: dict[str, int] = {}
         async with stream:
             async for event in stream:
-                try:
-                    text = _delta_text(event)
-                    _track(event, state, tokens)
-                except PARSE_ERRORS as exc:
-                    raise malformed(self.name, exc) from exc
-                if text:
-                    yield text
-                finished = finished or event.type == "message_stop"
-        if not finished:
-            raise ProviderConnectionError(
-                f"{self.name}: stream ended before message_stop", provider=self.name
-            )
+                yield event
+
+    def _read_event(self, event: RawMessageStreamEvent, reported: Reported) -> str | None:
+        # message_start holds the input counts, message_delta the stop reason and running totals.
+        if event.type == "message_start":
+            reported.model = text_or_none(event.message.model) or reported.model
+            reported.usage = _count_tokens(event.message.usage, reported.tokens)
+        elif event.type == "message_delta":
+            reported.usage = _count_tokens(event.usage, reported.tokens) or reported.usage
+            if event.delta.stop_reason is not None:
+                reported.finish_reason = normalize_finish_reason(event.delta.stop_reason)
+        elif event.type == "message_stop":
+            reported.ended = True
+        elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+            return event.delta.text
+        return None
 
     def _map_error(self, exc: Exception) -> ProviderError | None:
         import anthropic
 
-        if isinstance(exc, anthropic.APITimeoutError):
-            return ProviderTimeoutError(f"{self.name}: {exc}", provider=self.name)
-        if isinstance(exc, anthropic.APIConnectionError):
-            return ProviderConnectionError(f"{self.name}: {exc}", provider=self.name)
-        if isinstance(exc, anthropic.APIStatusError):
-            status = exc.status_code
-            if status < 400:  # an `error` event inside a stream that began with 200
-                status = _STREAM_ERROR_STATUS.get(_error_type(exc.body), 500)
-            return error_from_status(self.name, status, exc.message, exc.response.headers)
-        if isinstance(exc, anthropic.APIResponseValidationError):
-            return malformed(self.name, exc)
-        if isinstance(exc, anthropic.AnthropicError):
-            return ProviderError(f"{self.name}: {exc}", provider=self.name)
-        return None
+        return stainless_error(
+            self.name, exc, anthropic, anthropic.AnthropicError, status=_status_code
+        )
+
+
+def _status_code(exc: APIStatusError) -> int:
+    """The HTTP status of `exc`, or for an `error` event in a stream begun with 200, its type's."""
+    if exc.status_code < 400:
+        return _STREAM_ERROR_STATUS.get(_error_type(exc.body), 500)
+    return exc.status_code
 
 
 _TOKEN_FIELDS = (
@@ -215,22 +202,3 @@ def _count_tokens(usage: object, tokens: dict[str, int]) -> Usage | None:
         return None
     prompt = sum(tokens.get(name, 0) for name in _TOKEN_FIELDS[:3])
     return Usage.of(prompt, tokens["output_tokens"])
-
-
-def _track(event: RawMessageStreamEvent, state: StreamState, tokens: dict[str, int]) -> None:
-    """Record the model, usage and stop reason of `message_start` and `message_delta` events."""
-    if event.type == "message_start":
-        if isinstance(event.message.model, str):
-            state.model = event.message.model
-        state.usage = _count_tokens(event.message.usage, tokens)
-    elif event.type == "message_delta":
-        state.usage = _count_tokens(event.usage, tokens) or state.usage
-        if event.delta.stop_reason is not None:
-            state.finish_reason = normalize_finish_reason(event.delta.stop_reason)
-
-
-def _delta_text(event: RawMessageStreamEvent) -> str | None:
-    """The text of a `text_delta` event, None for every other event."""
-    if event.type == "content_block_delta" and event.delta.type == "text_delta":
-        return event.delta.text
-    return None

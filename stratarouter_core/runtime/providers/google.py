@@ -5,22 +5,22 @@ from __future__ import annotations
 import contextlib
 import importlib
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..._deps import require
 from ...errors import ConfigError
 from ..errors import ProviderConnectionError, ProviderError, ProviderRequestError, RateLimitError
 from ._sdk import (
-    PARSE_ERRORS,
+    Reported,
     SDKClient,
-    StreamState,
     error_from_status,
     malformed,
     normalize_finish_reason,
+    text_or_none,
     transport_error,
 )
-from .base import CompletionRequest, CompletionResponse, Usage
+from .base import CompletionRequest, Usage
 from .pricing import PriceTable
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ __all__ = ["GoogleClient"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
-class GoogleClient(SDKClient):
+class GoogleClient(SDKClient["GenerateContentResponse", "GenerateContentResponse"]):
     """Gemini models via `google.genai.Client(...).aio` (Gemini Developer API).
 
     The SDK's retries are disabled (`HttpRetryOptions(attempts=1)`): the executor retries. The
@@ -65,6 +65,7 @@ class GoogleClient(SDKClient):
     """
 
     name = "google"
+    _end_marker = "a finishReason"
 
     def __init__(
         self,
@@ -137,60 +138,44 @@ class GoogleClient(SDKClient):
                 f"{self.name}: invalid generation parameters: {exc}", provider=self.name
             ) from exc
 
-    async def _complete(self, request: CompletionRequest, timeout: float) -> CompletionResponse:
-        response = await self._client.aio.models.generate_content(
+    async def _create(self, request: CompletionRequest, timeout: float) -> GenerateContentResponse:
+        return await self._client.aio.models.generate_content(
             model=request.model,
             contents=self._contents(request),
             config=self._config(request, timeout),
         )
-        return self._response(request, response)
 
-    def _response(
-        self, request: CompletionRequest, response: GenerateContentResponse
-    ) -> CompletionResponse:
-        try:
-            text, finish = _text_and_finish(response)
-            if finish is None and not response.candidates and response.prompt_feedback:
-                finish = "content_filter"  # the prompt itself was blocked
-            usage = _usage(response.usage_metadata)
-            model = response.model_version if isinstance(response.model_version, str) else None
-        except PARSE_ERRORS as exc:
-            raise malformed(self.name, exc) from exc
-        return self._response_of(request, text, model, usage, finish)
+    def _read_response(self, response: GenerateContentResponse, reported: Reported) -> str:
+        text = self._read_event(response, reported)
+        if reported.finish_reason is None and not response.candidates and response.prompt_feedback:
+            reported.finish_reason = "content_filter"  # the prompt itself was blocked
+        return text
 
-    async def _stream(
-        self, request: CompletionRequest, timeout: float, state: StreamState
-    ) -> AsyncIterator[str]:
+    async def _events(
+        self, request: CompletionRequest, timeout: float
+    ) -> AsyncGenerator[GenerateContentResponse, None]:
         chunks = await self._client.aio.models.generate_content_stream(
             model=request.model,
             contents=self._contents(request),
             config=self._config(request, timeout),
         )
-        finished = False
         try:
             async for chunk in chunks:
-                try:
-                    text, finish = _text_and_finish(chunk)
-                    # Each chunk's usageMetadata holds running totals: the last one is final.
-                    usage = _usage(chunk.usage_metadata)
-                    model = chunk.model_version if isinstance(chunk.model_version, str) else None
-                except PARSE_ERRORS as exc:
-                    raise malformed(self.name, exc) from exc
-                state.model = model or state.model
-                state.usage = usage or state.usage
-                state.finish_reason = finish or state.finish_reason
-                if text:
-                    yield text
-                finished = finished or finish is not None
+                yield chunk
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(RuntimeError):  # already closed by its own failure
                     await aclose()
-        if not finished:
-            raise ProviderConnectionError(
-                f"{self.name}: stream ended before a finishReason", provider=self.name
-            )
+
+    def _read_event(self, event: GenerateContentResponse, reported: Reported) -> str:
+        text, finish = _text_and_finish(event)
+        # Each chunk's usageMetadata holds running totals: the last one is final.
+        reported.usage = _usage(event.usage_metadata) or reported.usage
+        reported.model = text_or_none(event.model_version) or reported.model
+        if finish is not None:
+            reported.finish_reason, reported.ended = finish, True
+        return text
 
     def _map_error(self, exc: Exception) -> ProviderError | None:
         from google.genai import errors

@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, cast
 
 from ..._deps import require
 from ...errors import ConfigError
-from ..errors import ProviderConnectionError, ProviderError, ProviderTimeoutError
-from ._sdk import (
-    PARSE_ERRORS,
-    SDKClient,
-    StreamState,
-    error_from_status,
-    malformed,
-    normalize_finish_reason,
-)
-from .base import CompletionRequest, CompletionResponse, Usage
+from ..errors import ProviderError
+from ._sdk import Reported, SDKClient, normalize_finish_reason, stainless_error, text_or_none
+from .base import CompletionRequest, Usage
 from .pricing import PriceTable
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
     from openai.types import CompletionUsage
-    from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 
 __all__ = ["OpenAIClient"]
 
 
-class OpenAIClient(SDKClient):
+class OpenAIClient(SDKClient["ChatCompletion", "ChatCompletionChunk"]):
     """Chat completions on OpenAI, or any server that speaks its API, via `openai.AsyncOpenAI`.
 
     The SDK's own retries are disabled (`max_retries=0`): retrying is the executor's job, with
@@ -56,6 +49,7 @@ class OpenAIClient(SDKClient):
     """
 
     name = "openai"
+    _end_marker = "a finish_reason"
     _max_tokens_field = "max_completion_tokens"
     _stream_usage = True
 
@@ -109,34 +103,28 @@ class OpenAIClient(SDKClient):
         body.update(request.params)
         return body
 
-    async def _complete(self, request: CompletionRequest, timeout: float) -> CompletionResponse:
-        completion = await self._client.chat.completions.create(
+    async def _create(self, request: CompletionRequest, timeout: float) -> ChatCompletion:
+        return await self._client.chat.completions.create(
             model=self._model(request),
             messages=self._messages(request),
             stream=False,
             timeout=timeout,
             extra_body=self._body(request, stream=False),
         )
-        return self._response(request, completion)
 
-    def _response(
-        self, request: CompletionRequest, completion: ChatCompletion
-    ) -> CompletionResponse:
-        try:
-            choice = completion.choices[0]
-            text = choice.message.content or ""
-            if not isinstance(text, str):
-                raise TypeError(f"message content is {type(text).__name__}, not str")
-            usage = _usage(completion.usage)
-            model = completion.model if isinstance(completion.model, str) else None
-            finish_reason = normalize_finish_reason(choice.finish_reason)
-        except PARSE_ERRORS as exc:
-            raise malformed(self.name, exc) from exc
-        return self._response_of(request, text, model, usage, finish_reason)
+    def _read_response(self, response: ChatCompletion, reported: Reported) -> str:
+        choice = response.choices[0]
+        text = choice.message.content or ""
+        if not isinstance(text, str):
+            raise TypeError(f"message content is {type(text).__name__}, not str")
+        reported.usage = _usage(response.usage)
+        reported.model = text_or_none(response.model)
+        reported.finish_reason = normalize_finish_reason(choice.finish_reason)
+        return text
 
-    async def _stream(
-        self, request: CompletionRequest, timeout: float, state: StreamState
-    ) -> AsyncIterator[str]:
+    async def _events(
+        self, request: CompletionRequest, timeout: float
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
         stream = await self._client.chat.completions.create(
             model=self._model(request),
             messages=self._messages(request),
@@ -144,46 +132,27 @@ class OpenAIClient(SDKClient):
             timeout=timeout,
             extra_body=self._body(request, stream=True),
         )
-        finished = False
         async with stream:
             async for chunk in stream:
-                try:
-                    deltas = [
-                        (c.delta.content if c.delta else None, c.finish_reason)
-                        for c in chunk.choices
-                    ]
-                    # With include_usage, a last chunk with no choices carries the totals.
-                    usage = _usage(chunk.usage)
-                    model = chunk.model if isinstance(chunk.model, str) else None
-                except PARSE_ERRORS as exc:
-                    raise malformed(self.name, exc) from exc
-                state.model = model or state.model
-                state.usage = usage or state.usage
-                for text, finish_reason in deltas:
-                    if text:
-                        yield text
-                    if finish_reason is not None:
-                        finished = True
-                        state.finish_reason = normalize_finish_reason(finish_reason)
-        if not finished:
-            raise ProviderConnectionError(
-                f"{self.name}: stream ended before a finish_reason", provider=self.name
-            )
+                yield chunk
+
+    def _read_event(self, event: ChatCompletionChunk, reported: Reported) -> str | None:
+        # With include_usage, a last chunk with no choices carries the totals.
+        reported.usage = _usage(event.usage) or reported.usage
+        reported.model = text_or_none(event.model) or reported.model
+        texts = []
+        for choice in event.choices:
+            if choice.delta and choice.delta.content:
+                texts.append(choice.delta.content)
+            if choice.finish_reason is not None:
+                reported.ended = True
+                reported.finish_reason = normalize_finish_reason(choice.finish_reason)
+        return "".join(texts)
 
     def _map_error(self, exc: Exception) -> ProviderError | None:
         import openai
 
-        if isinstance(exc, openai.APITimeoutError):
-            return ProviderTimeoutError(f"{self.name}: {exc}", provider=self.name)
-        if isinstance(exc, openai.APIConnectionError):
-            return ProviderConnectionError(f"{self.name}: {exc}", provider=self.name)
-        if isinstance(exc, openai.APIStatusError):
-            return error_from_status(self.name, exc.status_code, exc.message, exc.response.headers)
-        if isinstance(exc, openai.APIResponseValidationError):
-            return malformed(self.name, exc)
-        if isinstance(exc, openai.OpenAIError):
-            return ProviderError(f"{self.name}: {exc}", provider=self.name)
-        return None
+        return stainless_error(self.name, exc, openai, openai.OpenAIError)
 
 
 def _usage(usage: CompletionUsage | None) -> Usage | None:
