@@ -48,6 +48,7 @@ _DECISION = RouteResult(route_id="chat", confidence=1.0, candidates=(), latency_
 WARMUP = 20
 _T = TypeVar("_T")
 _RUNTIME_LOGGER = "stratarouter_core.runtime"
+_EXAMPLES = 20  # wrong and unlabelled hits listed in the report, for reading
 
 
 class _Discard(io.StringIO):
@@ -144,7 +145,7 @@ async def replay(bench: Bench, workload: Workload, cache: dict[str, Any]) -> dic
                     row["exact_hits" if tier else "semantic_hits"] += 1
                     verdict = bench.judge(text, result.response)
                     row[verdict] += 1
-                    if verdict != "correct":
+                    if verdict != "correct" and len(examples[verdict]) < _EXAMPLES:
                         served = result.response[len(REPLY_PREFIX) :]
                         examples[verdict].setdefault(text, served)
                 elif result.deduplicated:

@@ -142,23 +142,8 @@ def build_workload(
         seed: seeds every random choice.
     """
     rng = np.random.default_rng(seed)
-    distinct = list(dict.fromkeys(clinc))
-    if clinc_slots > len(distinct) or qqp_slots > len(pairs):
-        raise ConfigError(
-            f"the workload asks for {clinc_slots} CLINC queries and {qqp_slots} QQP pairs; the "
-            f"data hold {len(distinct)} distinct queries and {len(pairs)} pairs"
-        )
-    if clinc_slots + qqp_slots == 0:
-        raise ConfigError("the workload needs at least one slot (--clinc-slots/--qqp-slots)")
     labels = Labels()
-    chosen_clinc = [distinct[i] for i in sorted(rng.choice(len(distinct), clinc_slots, False))]
-    labels.intent.update(chosen_clinc)
-    chosen_pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), qqp_slots, False))]
-    for q1, q2, duplicate in chosen_pairs:
-        if duplicate:
-            labels.same(q1, q2)
-        elif q1 != q2:
-            labels.near_miss(q1, q2)
+    chosen_clinc, chosen_pairs = _sample(clinc, pairs, clinc_slots, qqp_slots, rng, labels)
     slots: list[tuple[str, ...]] = [(q,) for q, _ in chosen_clinc]
     slots += [(q1, q2) for q1, q2, _ in chosen_pairs]
     order = rng.permutation(len(slots))  # popularity rank -> slot
@@ -181,6 +166,34 @@ def build_workload(
         "requests_by_kind": {k: kinds.count(k) for k in REQUEST_KINDS},
     }
     return Workload(stream, kinds, labels, [q for q, _ in chosen_clinc], chosen_pairs, description)
+
+
+def _sample(
+    clinc: Sequence[tuple[str, str]],
+    pairs: Sequence[tuple[str, str, bool]],
+    clinc_slots: int,
+    qqp_slots: int,
+    rng: np.random.Generator,
+    labels: Labels,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str, bool]]]:
+    """Draw the slots' queries and pairs, and record what their labels say in `labels`."""
+    distinct = list(dict.fromkeys(clinc))
+    if clinc_slots > len(distinct) or qqp_slots > len(pairs):
+        raise ConfigError(
+            f"the workload asks for {clinc_slots} CLINC queries and {qqp_slots} QQP pairs; the "
+            f"data hold {len(distinct)} distinct queries and {len(pairs)} pairs"
+        )
+    if clinc_slots + qqp_slots == 0:
+        raise ConfigError("the workload needs at least one slot (--clinc-slots/--qqp-slots)")
+    chosen_clinc = [distinct[i] for i in sorted(rng.choice(len(distinct), clinc_slots, False))]
+    labels.intent.update(chosen_clinc)
+    chosen_pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), qqp_slots, False))]
+    for q1, q2, duplicate in chosen_pairs:
+        if duplicate:
+            labels.same(q1, q2)
+        elif q1 != q2:
+            labels.near_miss(q1, q2)
+    return chosen_clinc, chosen_pairs
 
 
 def _kinds(stream: Sequence[str], labels: Labels) -> list[RequestKind]:

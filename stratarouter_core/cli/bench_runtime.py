@@ -305,35 +305,41 @@ def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
-def _rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
-    w, r = report["workload"], report["replay"]
-    hits = f"{r['hits']} = {_pct(r['hits'], r['requests'])}"
+def _ratio(part: int, whole: int) -> str:
+    return f"{part / whole:.3f}" if whole else "-"
+
+
+Row = tuple[str, str, str]
+
+
+def _replay_rows(workload: dict[str, Any], r: dict[str, Any]) -> list[Row]:
+    n, texts, answers = (
+        workload["requests"],
+        workload["distinct_texts"],
+        workload["distinct_answers"],
+    )
+    labelled = r["correct"] + r["wrong"]
     rows = [
-        (
-            "replay",
-            "requests / distinct texts / distinct answers",
-            f"{r['requests']} / {w['distinct_texts']} / {w['distinct_answers']}",
-        ),
+        ("replay", "requests / distinct texts / distinct answers", f"{n} / {texts} / {answers}"),
         (
             "replay",
             "hits (exact tier + semantic tier)",
-            f"{hits} ({r['exact_hits']} + {r['semantic_hits']})",
+            f"{r['hits']} = {_pct(r['hits'], n)} ({r['exact_hits']} + {r['semantic_hits']})",
         ),
         (
             "replay",
             "best possible hit rate (exact repeats / every labelled answer)",
-            f"{_pct(w['requests'] - w['distinct_texts'], w['requests'])} / "
-            f"{_pct(w['requests'] - w['distinct_answers'], w['requests'])}",
+            f"{_pct(n - texts, n)} / {_pct(n - answers, n)}",
         ),
         (
             "replay",
-            "hits correct / wrong / unlabelled",
-            f"{r['correct']} / {r['wrong']} / {r['unlabelled']}",
+            "hits correct / wrong / unlabelled (precision where labelled)",
+            f"{r['correct']} / {r['wrong']} / {r['unlabelled']} ({_ratio(r['correct'], labelled)})",
         ),
         (
             "replay",
             "provider calls (fake server count) / saved",
-            f"{r['server_calls']} / {r['requests'] - r['server_calls']}",
+            f"{r['server_calls']} / {n - r['server_calls']}",
         ),
         (
             "replay",
@@ -351,37 +357,49 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"({k['correct']}, {k['wrong']})",
             )
         )
-    for kind, on in report["dedup"]["batching_on"].items():
-        off = report["dedup"]["batching_off"][kind]
+    return rows
+
+
+def _dedup_rows(dedup: dict[str, Any]) -> list[Row]:
+    rows = []
+    for kind, on in dedup["batching_on"].items():
+        off = dedup["batching_off"][kind]
         rows.append(
             (
                 f"dedup: {kind}",
-                "requests -> calls, batching on / off (wrong answers)",
-                f"{on['requests']} -> {on['calls']} / {off['calls']} "
-                f"({on['wrong']} / {off['wrong']})",
+                "requests -> calls, batching on (shared, cached) / off (cached); wrong",
+                f"{on['requests']} -> {on['calls']} ({on['deduplicated']}, {on['cached']}) "
+                f"/ {off['calls']} ({off['cached']}); {on['wrong']} / {off['wrong']}",
             )
         )
-    for backend, sizes in report["lookup_latency"].items():
-        for size, kinds in sizes.items():
-            rows.append(
-                (
-                    f"cache lookup: {backend}, {size} entries",
-                    "p50 / p99 ms: exact tier; semantic path",
-                    "; ".join(
-                        f"{kinds[k]['p50_ms']:.3f} / {kinds[k]['p99_ms']:.3f}"
-                        for k in ("exact", "semantic")
-                    ),
-                )
-            )
-    o = report["overhead"]
-    rows.append(("overhead", "direct SDK call p50 ms", f"{o['direct_sdk_p50_ms']}"))
+    return rows
+
+
+def _latency_rows(latency: dict[str, Any]) -> list[Row]:
+    return [
+        (
+            f"cache lookup: {backend}, {size} entries",
+            "p50 / p99 ms: exact tier; semantic path",
+            "; ".join(
+                f"{kinds[k]['p50_ms']:.3f} / {kinds[k]['p99_ms']:.3f}"
+                for k in ("exact", "semantic")
+            ),
+        )
+        for backend, sizes in latency.items()
+        for size, kinds in sizes.items()
+    ]
+
+
+def _overhead_rows(overhead: dict[str, Any]) -> list[Row]:
+    rows = [("overhead", "direct SDK call p50 ms", f"{overhead['direct_sdk_p50_ms']}")]
     for name in ("memory_miss", "sqlite_miss", "memory_hit", "sqlite_hit"):
         state, phase = name.split("_")
+        figures = overhead[name]
         rows.append(
             (
                 f"overhead: {state} state, cache {phase}",
                 "execute p50 ms / overhead p50 ms",
-                f"{o[name]['p50_ms']} / {o[name]['overhead_p50_ms']}",
+                f"{figures['p50_ms']} / {figures['overhead_p50_ms']}",
             )
         )
     return rows
@@ -396,7 +414,9 @@ def _print_table(report: dict[str, Any]) -> None:
         f"requests by kind: {w['requests_by_kind']}"
     )
     print("\n| section | figure | value |\n| --- | --- | --- |")
-    for row in _rows(report):
+    rows = _replay_rows(report["workload"], report["replay"]) + _dedup_rows(report["dedup"])
+    rows += _latency_rows(report["lookup_latency"]) + _overhead_rows(report["overhead"])
+    for row in rows:
         print("| " + " | ".join(row) + " |")
     print(f"\n({report['seconds']} s; by section: {report['section_seconds']})")
     sys.stdout.flush()
