@@ -50,6 +50,7 @@ from numpy.typing import NDArray
 from ..benchmarks.datasets import PrecomputedEncoder, Split, load_intent_dataset
 from ..encoders.base import BaseEncoder
 from ..errors import ConfigError, DimensionMismatchError
+from ..runtime import RuntimeConfig
 from ..runtime.testing import FakeProviderServer
 from . import _runtime_sections as sections
 from ._runtime_workload import REQUEST_KINDS, Workload, build_workload, bursts
@@ -238,7 +239,18 @@ async def _measure(
             ),
             "overhead": lambda: sections.overhead(bench, queries, Path(tmp) / "state.db"),
         }
-        report: dict[str, Any] = {"workload": workload.description | {"cache": args.cache}}
+        defaults = RuntimeConfig()  # the settings every bridge here runs with
+        settings = (
+            "cache_similarity_threshold",
+            "cache_ttl",
+            "batch_window_ms",
+            "batch_max_size",
+            "batch_similarity_threshold",
+        )
+        report: dict[str, Any] = {
+            "workload": workload.description | {"cache": args.cache},
+            "runtime_config": {name: getattr(defaults, name) for name in settings},
+        }
         seconds = report["section_seconds"] = {}
         for name, measure in measurements.items():
             started = time.perf_counter()
@@ -413,6 +425,7 @@ def _print_table(report: dict[str, Any]) -> None:
         f"({w['qqp_duplicate_slots']} duplicates), seed {w['seed']}, {w['cache']} cache; "
         f"requests by kind: {w['requests_by_kind']}"
     )
+    print(f"Runtime defaults: {report['runtime_config']}")
     print("\n| section | figure | value |\n| --- | --- | --- |")
     rows = _replay_rows(report["workload"], report["replay"]) + _dedup_rows(report["dedup"])
     rows += _latency_rows(report["lookup_latency"]) + _overhead_rows(report["overhead"])

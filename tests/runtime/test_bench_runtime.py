@@ -23,6 +23,7 @@ from stratarouter_core.cli._runtime_workload import Labels, build_workload
 from stratarouter_core.cli.main import main
 from stratarouter_core.encoders.base import BaseEncoder
 from stratarouter_core.errors import ConfigError
+from stratarouter_core.runtime import RuntimeConfig
 
 pytest.importorskip("openai")
 
@@ -188,8 +189,10 @@ def test_a_wrong_exact_tier_hit_is_counted(data, clean_encoder, capsys) -> None:
 def test_json_shape(data, clean_encoder, capsys) -> None:
     report = run_json(data, [], clean_encoder, capsys)
     assert set(report) == {
-        "workload", "replay", "dedup", "lookup_latency", "overhead", "section_seconds", "seconds"
+        "workload", "runtime_config", "replay", "dedup", "lookup_latency", "overhead",
+        "section_seconds", "seconds",
     }
+    assert report["runtime_config"]["batch_window_ms"] == RuntimeConfig().batch_window_ms
     workload = report["workload"]
     assert workload["requests"] == 300 and workload["cache"] == "memory"
     assert sum(workload["requests_by_kind"].values()) == 300
