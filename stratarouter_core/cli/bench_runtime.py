@@ -1,7 +1,7 @@
 """`stratarouter bench runtime`: cache hit rate, de-duplication, cache latency, bridge overhead.
 
 Every request goes through the real `CoreRuntimeBridge` (default `RuntimeConfig`: memory cache
-with threshold 0.945 and the guard, batching on with a 50 ms window; memory state unless said)
+with its threshold and guard, batching on; memory state unless said; the report lists them)
 and the real OpenAI SDK client to the offline `FakeProviderServer` on 127.0.0.1, which counts the
 calls and answers "answer to: <query>", so every served answer names the query it was made for.
 
