@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from .calibration import IsotonicCalibrator, expected_calibration_error
 from .errors import ConfigError, RouteNotFoundError
 from .scoring.model import FEATURES, ConfidenceModel, LinearHead, ScoringModel
+from .text import tokenize
 
 if TYPE_CHECKING:
     from .router import Router, _Built
@@ -302,18 +303,23 @@ def _held_out_features(
     vector_parts: Sequence[NDArray[np.float32]],
     heads: Sequence[LinearHead | None],
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    from .router import _rule_matrix
+
     candidate_parts, feature_parts = [], []
     for queries, vectors, head in zip(query_parts, vector_parts, heads):
         scoped = replace(built, model=replace(built.model, head=head))
-        candidates, dense = router._candidates(scoped, queries, vectors)
+        tokens = [tokenize(q) for q in queries]
+        fired = router._fired_rules(scoped, queries, tokens)
+        candidates = router._candidates(scoped, vectors, fired)
+        sparse = scoped.bm25.normalized_many(tokens)
+        rule = _rule_matrix(fired, len(queries), len(scoped.routes))
+        features = router._features(scoped, vectors, candidates, sparse, rule)
         candidate_parts.append(
-            np.tile(np.arange(dense.shape[1]), (len(dense), 1))
+            np.tile(np.arange(len(scoped.routes)), (len(queries), 1))
             if candidates is None
             else candidates
         )
-        feature_parts.append(
-            router._features(scoped, queries, vectors, candidates, dense).stacked()
-        )
+        feature_parts.append(features.stacked())
     return np.concatenate(candidate_parts), np.concatenate(feature_parts)
 
 

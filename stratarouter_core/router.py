@@ -7,10 +7,13 @@ candidates (prototype index) -> score parts (dense, BM25, rules, learned head)
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +31,14 @@ from .errors import (
     RouteNotFoundError,
 )
 from .index import CandidateIndex, build_index
-from .scoring.model import FEATURES, Features, FloatArray, ScoringModel
+from .scoring.model import (
+    FEATURES,
+    Features,
+    FloatArray,
+    FusedScorer,
+    ScoringModel,
+    gathered_dot,
+)
 from .scoring.rules import RuleMatcher
 from .scoring.sparse import BM25Index
 from .text import tokenize
@@ -41,6 +51,9 @@ if TYPE_CHECKING:
 __all__ = ["Router"]
 
 _FULL_SORT_MAX = 1024
+# tuple.__new__ builds each named tuple in C; Candidate._make is a Python call each.
+_make_candidate = partial(tuple.__new__, Candidate)
+_ONE_ROW = np.zeros((1, 1), dtype=np.intp)  # row index of a single query, built once
 
 
 @dataclass(frozen=True)
@@ -53,12 +66,12 @@ class _Built:
     utterance_vectors: NDArray[np.float32]  # (n_utterances, d), normalised
     utterance_owner: NDArray[np.int64]  # route index of each utterance
     prototypes: NDArray[np.float32]  # (n_routes, d), normalised centroids
-    prototypes_t: NDArray[np.float32]  # (d, n_routes) contiguous: the fastest layout for x @ P
     index: CandidateIndex
     bm25: BM25Index
     rules: RuleMatcher
     model: ScoringModel
-    thresholds: NDArray[np.float64]  # per route, after Route.threshold overrides
+    scorer: FusedScorer  # `model` folded with the prototypes: what route() evaluates
+    thresholds: tuple[float, ...]  # per route, after Route.threshold overrides
 
 
 class Router:
@@ -194,19 +207,19 @@ class Router:
             utterance_vectors=vectors,
             utterance_owner=owner,
             prototypes=prototypes,
-            prototypes_t=np.ascontiguousarray(prototypes.T),
             index=build_index(prototypes, self.config.index),
             bm25=BM25Index(documents, k1=self.config.bm25_k1, b=self.config.bm25_b),
             rules=RuleMatcher(routes),
             model=model,
+            scorer=FusedScorer.compile(model, prototypes),
             thresholds=self._thresholds(routes, model),
         )
         with self._build_lock:
             self._built = built
 
-    def _thresholds(self, routes: Sequence[Route], model: ScoringModel) -> NDArray[np.float64]:
+    def _thresholds(self, routes: Sequence[Route], model: ScoringModel) -> tuple[float, ...]:
         default = float(model.metadata.get("threshold", self.config.threshold))
-        return np.array([default if r.threshold is None else r.threshold for r in routes])
+        return tuple(default if r.threshold is None else float(r.threshold) for r in routes)
 
     @property
     def threshold(self) -> float:
@@ -229,7 +242,10 @@ class Router:
         built = self._require_built()
         with self._build_lock:
             self._built = replace(
-                built, model=model, thresholds=self._thresholds(built.routes, model)
+                built,
+                model=model,
+                scorer=FusedScorer.compile(model, built.prototypes),
+                thresholds=self._thresholds(built.routes, model),
             )
 
     def _require_built(self) -> _Built:
@@ -306,72 +322,86 @@ class Router:
     def _decide(
         self, built: _Built, queries: Sequence[str], vectors: NDArray[np.float32], start: int
     ) -> list[RouteResult]:
-        candidates, dense = self._candidates(built, queries, vectors)
-        features = self._features(built, queries, vectors, candidates, dense)
-        scores = built.model.fuse(features)
-        rows, order = np.arange(len(scores))[:, None], _best_first(scores, self.config.top_k)
-        ranked, parts = scores[rows, order], features.take(rows, order)
-        confidence = built.model.confidence(scores, ranked, parts)  # only for reported candidates
+        tokens = [tokenize(q) for q in queries]
+        fired = self._fired_rules(built, queries, tokens)
+        candidates = self._candidates(built, vectors, fired)
+        sparse = built.bm25.normalized_many(tokens)
+        rule = _rule_matrix(fired, len(queries), len(built.routes))
+        scores = built.scorer.fuse(vectors, candidates, sparse, rule)
+        rows = _ONE_ROW if len(queries) == 1 else np.arange(len(queries))[:, None]
+        order = _best_first(scores, self.config.top_k)
+        ranked = scores[rows, order]
         route_ids = order if candidates is None else candidates[rows, order]
-        return self._results(built, route_ids, confidence, ranked, parts, start)
+        # Only the reported candidates need their score parts: for confidence and the result.
+        reported = Features(
+            gathered_dot(built.prototypes, route_ids, vectors),
+            sparse[rows, route_ids],
+            None,
+            None if rule is None else rule[rows, route_ids],
+            None,
+        )
+        confidence = built.model.confidence(scores, ranked, reported)
+        return self._results(built, route_ids, confidence, ranked, reported, start)
+
+    def _fired_rules(
+        self, built: _Built, queries: Sequence[str], tokens: Sequence[Sequence[str]]
+    ) -> list[list[int]] | None:
+        """Per query, the routes whose keywords or patterns match; None when rules are off."""
+        if built.rules.is_empty:
+            return None
+        return [sorted(built.rules.matched_routes(q, t)) for q, t in zip(queries, tokens)]
 
     def _candidates(
-        self, built: _Built, queries: Sequence[str], vectors: NDArray[np.float32]
-    ) -> tuple[NDArray[np.int64] | None, NDArray[np.float32]]:
-        """Routes to score per query, and their cosine to the query.
+        self, built: _Built, vectors: NDArray[np.float32], fired: list[list[int]] | None
+    ) -> NDArray[np.int64] | None:
+        """Routes to score per query: None (every route) up to `max_candidates` routes.
 
-        Up to `max_candidates` routes, every route is scored (candidates None, dense over all
-        routes). Above, the prototype index preselects `max_candidates` routes, and routes
-        whose rules fire replace the weakest of them.
+        Above, the prototype index preselects `max_candidates` routes, and routes whose rules
+        fire replace the weakest of them.
         """
         k = self.config.max_candidates
         if len(built.routes) <= k:
-            return None, vectors @ built.prototypes_t
-        candidates, dense = built.index.search(vectors, k)
-        if built.rules.is_empty:
-            return candidates, dense
-        for row, query in enumerate(queries):
-            fired = built.rules.matched_routes(query, tokenize(query))
-            missing = sorted(fired.difference(candidates[row].tolist()))[:k]
+            return None
+        candidates, _ = built.index.search(vectors, k)
+        for row, routes in enumerate(fired or ()):
+            missing = sorted(set(routes).difference(candidates[row].tolist()))[:k]
             if missing:
-                slots = slice(k - len(missing), k)
-                candidates[row, slots] = missing
-                dense[row, slots] = built.prototypes[missing] @ vectors[row]
-        return candidates, dense
+                candidates[row, k - len(missing) :] = missing
+        return candidates
 
+    @staticmethod
     def _features(
-        self,
         built: _Built,
-        queries: Sequence[str],
         vectors: NDArray[np.float32],
-        candidates: NDArray[np.int64] | None,
-        dense: NDArray[np.float32],
+        route_ids: NDArray[np.int64] | None,
+        sparse: FloatArray,
+        rule: FloatArray | None,
     ) -> Features:
-        """Score parts per query and candidate (every route when candidates is None)."""
-        tokens = [tokenize(q) for q in queries]
-        sparse_all = built.bm25.normalized_many(tokens)
-        sparse = (
-            sparse_all
-            if candidates is None
-            else sparse_all[np.arange(len(candidates))[:, None], candidates]
-        )
-        # A row whose best BM25 is 0 is all zeros: dividing by a tiny floor keeps it 0.
-        sparse_rel = sparse / np.maximum(sparse_all.max(axis=1, keepdims=True), 1e-12)
-        rule = None
-        if not built.rules.is_empty:
-            for row, query in enumerate(queries):
-                fired = list(built.rules.matched_routes(query, tokens[row]))
-                if not fired:
-                    continue
-                if rule is None:
-                    rule = np.zeros_like(sparse)
-                if candidates is None:
-                    rule[row, fired] = 1.0
-                else:
-                    rule[row] = np.isin(candidates[row], fired)
+        """Score parts of the given routes per query (every route when route_ids is None).
+
+        `sparse` and `rule` cover every route, (n, n_routes); `rule` None means none fired.
+        """
+        # sparse_rel is relative to the query's best BM25 over every route; a row whose best is
+        # 0 is all zeros, and dividing by a tiny floor keeps it 0.
+        best = np.maximum(sparse.max(axis=1, keepdims=True), 1e-12)
         head = built.model.head
-        logits = None if head is None else head.logits(vectors, candidates)
-        return Features(dense, sparse, sparse_rel, rule, logits)
+        if route_ids is None:
+            return Features(
+                vectors @ built.prototypes.T,
+                sparse,
+                sparse / best,
+                rule,
+                None if head is None else head.logits(vectors, None),
+            )
+        rows = np.arange(len(route_ids))[:, None]
+        sparse_ids = sparse[rows, route_ids]
+        return Features(
+            gathered_dot(built.prototypes, route_ids, vectors),
+            sparse_ids,
+            sparse_ids / best,
+            None if rule is None else rule[rows, route_ids],
+            None if head is None else head.logits(vectors, route_ids),
+        )
 
     def _results(
         self,
@@ -384,18 +414,17 @@ class Router:
     ) -> list[RouteResult]:
         """RouteResults from the top candidates of each query (arrays of shape (n, top_k))."""
         names, thresholds, fallback = built.names, built.thresholds, self.config.fallback_route
-        rule = np.zeros_like(scores) if features.rule is None else features.rule
         columns = zip(
             route_ids.tolist(),
             confidence.tolist(),
             scores.tolist(),
             features.dense.tolist(),
             features.sparse.tolist(),
-            rule.tolist(),
+            repeat([0.0] * scores.shape[1]) if features.rule is None else features.rule.tolist(),
         )
         latency_us = (time.perf_counter_ns() - start) / 1000.0 / len(scores)
         results = []
-        make = Candidate._make
+        make = _make_candidate
         for ids, conf, score, dense, sparse, rules in columns:
             ranked = tuple(
                 map(make, zip([names[i] for i in ids], conf, score, dense, sparse, rules))
@@ -496,6 +525,12 @@ def _check_embeddings(embedding: ArrayLike, dimension: int, *, single: bool) -> 
         array = np.asarray(embedding, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise InvalidQueryError("embedding must be a numeric array") from exc
+    if single and array.ndim == 1 and array.shape[0] == dimension:
+        # route(): one vector, checked with Python scalars, cheaper than array reductions.
+        norm = math.sqrt(float(array @ array))
+        _check_norms(array, finite=math.isfinite(norm), zero=norm == 0.0)
+        one: NDArray[np.float32] = (array / norm)[None, :]
+        return one
     if single and array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2:
@@ -505,23 +540,41 @@ def _check_embeddings(embedding: ArrayLike, dimension: int, *, single: bool) -> 
             f"embedding has dimension {array.shape[1]}, the router's encoder has {dimension}"
         )
     # One pass gives the norms; NaN or inf anywhere makes a norm non-finite.
-    norms = np.sqrt((array * array).sum(axis=1))
-    if not np.isfinite(norms).all():
-        if not np.isfinite(array).all():
-            raise InvalidQueryError("embedding contains NaN or infinite values")
-        raise InvalidQueryError("embedding values are too large to normalise")
-    if (norms == 0).any():
-        raise InvalidQueryError("embedding has zero norm: it points nowhere")
+    norms = np.sqrt(np.einsum("ij,ij->i", array, array))
+    _check_norms(array, finite=bool(np.isfinite(norms).all()), zero=not norms.all())
     normalised: NDArray[np.float32] = array / norms[:, None]
     return normalised
 
 
+def _check_norms(array: NDArray[np.float32], *, finite: bool, zero: bool) -> None:
+    if not finite:
+        if not np.isfinite(array).all():
+            raise InvalidQueryError("embedding contains NaN or infinite values")
+        raise InvalidQueryError("embedding values are too large to normalise")
+    if zero:
+        raise InvalidQueryError("embedding has zero norm: it points nowhere")
+
+
+def _rule_matrix(
+    fired: list[list[int]] | None, n_queries: int, n_routes: int
+) -> NDArray[np.float64] | None:
+    """1 where a route's rule fired for a query, (n_queries, n_routes); None when none fired."""
+    if not fired or not any(fired):
+        return None
+    rule = np.zeros((n_queries, n_routes))
+    for row, routes in enumerate(fired):
+        rule[row, routes] = 1.0
+    return rule
+
+
 def _best_first(scores: FloatArray, k: int) -> NDArray[np.int64]:
-    """Column indices of each row's k highest scores, best first."""
-    if scores.shape[1] <= _FULL_SORT_MAX:  # a full sort of a short row beats argpartition
+    """Column indices of each row's k highest scores, best first (ties: lower index first)."""
+    n_rows, n_columns = scores.shape
+    if n_columns <= k or (n_rows == 1 and n_columns <= _FULL_SORT_MAX):
+        # One short row: a full sort costs less than a partition and a sort of its top.
         return np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    rows = np.arange(len(scores))[:, None]
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    rows = np.arange(n_rows)[:, None]
+    top = np.sort(np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
     order = np.argsort(-scores[rows, top], axis=1, kind="stable")
     result: NDArray[np.int64] = top[rows, order]
     return result

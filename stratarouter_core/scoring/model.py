@@ -17,8 +17,9 @@ probability, cosine and BM25 fraction.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,38 +27,54 @@ from numpy.typing import NDArray
 from ..calibration import IsotonicCalibrator
 from ..config import FusionWeights
 
-__all__ = ["FEATURES", "ConfidenceModel", "Features", "LinearHead", "ScoringModel"]
+__all__ = [
+    "FEATURES",
+    "ConfidenceModel",
+    "Features",
+    "FusedScorer",
+    "LinearHead",
+    "ScoringModel",
+    "gathered_dot",
+]
 
 FEATURES = ("dense", "sparse", "sparse_rel", "rule", "head")
 FloatArray = NDArray[np.floating[Any]]  # float32 (cosines, logits) or float64 (BM25)
 
 
-@dataclass(frozen=True)
-class Features:
-    """The score parts of each query's candidates: arrays of shape (n, k), in FEATURES order."""
+class Features(NamedTuple):
+    """The score parts of each query's candidates: arrays of shape (n, k), in FEATURES order.
+
+    A named tuple, cheap to build on the hot path; iterating gives the parts in FEATURES order.
+    """
 
     dense: FloatArray
     sparse: FloatArray
-    sparse_rel: FloatArray
+    sparse_rel: FloatArray | None  # None: not computed (only ranking needs it)
     rule: FloatArray | None  # None: no rule fired for any query
-    head: FloatArray | None  # None: no learned head
-
-    def parts(self) -> tuple[FloatArray | None, ...]:
-        """The arrays in FEATURES order (None for absent parts)."""
-        return (self.dense, self.sparse, self.sparse_rel, self.rule, self.head)
+    head: FloatArray | None  # None: no learned head, or not computed
 
     def stacked(self) -> FloatArray:
         """All parts as one (n, k, len(FEATURES)) array, absent parts as zeros."""
         zeros = np.zeros_like(self.dense)
-        return np.stack([zeros if p is None else p for p in self.parts()], axis=-1)
+        return np.stack([zeros if p is None else p for p in self], axis=-1)
 
-    def take(self, rows: NDArray[np.int64], columns: NDArray[np.int64]) -> Features:
-        """The parts at the given (row, column) positions."""
-        dense, sparse, sparse_rel, rule, head = (
-            None if p is None else p[rows, columns] for p in self.parts()
-        )
-        assert dense is not None and sparse is not None and sparse_rel is not None
-        return Features(dense, sparse, sparse_rel, rule, head)
+
+_GATHER_CHUNK_FLOATS = 1 << 22
+
+
+def gathered_dot(
+    matrix: NDArray[np.float32], ids: NDArray[np.int64], vectors: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    """``out[n, k] = matrix[ids[n, k]] @ vectors[n]``, gathering at most ~16 MB at a time."""
+    rows_per_chunk = max(1, _GATHER_CHUNK_FLOATS // max(1, ids.shape[1] * matrix.shape[1]))
+    if len(ids) <= rows_per_chunk:  # (n, k, d) @ (n, d, 1): batched matmul, cheaper than einsum
+        single: NDArray[np.float32] = (matrix[ids] @ vectors[:, :, None])[:, :, 0]
+        return single
+    out = np.empty(ids.shape, dtype=np.float32)
+    for begin in range(0, len(ids), rows_per_chunk):
+        end = begin + rows_per_chunk
+        out[begin:end] = (matrix[ids[begin:end]] @ vectors[begin:end, :, None])[:, :, 0]
+    return out
 
 
 CONFIDENCE_FEATURES = ("log_p", "dense", "sparse", "bias")
@@ -77,9 +94,7 @@ class LinearHead:
         if candidates is None:
             out: NDArray[np.float32] = vectors @ self.weights.T + self.bias
             return out
-        rows = self.weights[candidates]  # (n, k, d): only the candidates' rows
-        gathered: NDArray[np.float32] = np.einsum("nkd,nd->nk", rows, vectors)
-        return gathered + self.bias[candidates]
+        return gathered_dot(self.weights, candidates, vectors) + self.bias[candidates]
 
 
 @dataclass
@@ -88,12 +103,28 @@ class ConfidenceModel:
 
     coefficients: NDArray[np.float64]  # over CONFIDENCE_FEATURES
     calibrator: IsotonicCalibrator
+    _terms: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Python floats: numpy scalars make every small-array product slower on the hot path.
+        self._terms = tuple(float(c) for c in self.coefficients)
 
     def raw(self, log_p: FloatArray, dense: FloatArray, sparse: FloatArray) -> FloatArray:
         """The uncalibrated confidence score."""
-        c = self.coefficients
-        out: NDArray[np.float64] = c[0] * log_p + c[1] * dense + c[2] * sparse + c[3]
+        log_p_weight, dense_weight, sparse_weight, bias = self._terms
+        out: FloatArray = log_p * log_p_weight
+        out += dense * dense_weight
+        out += sparse * sparse_weight
+        out += bias
         return out
+
+    def probability(self, log_p: FloatArray, dense: FloatArray, sparse: FloatArray) -> FloatArray:
+        """Calibrated P(correct): the raw score through the isotonic calibrator."""
+        calibrator, raw = self.calibrator, self.raw(log_p, dense, sparse)
+        if not calibrator.is_fitted:
+            return calibrator.transform(raw)
+        probability: FloatArray = np.interp(raw, calibrator.x_, calibrator.y_)  # hot path
+        return probability
 
     def to_dict(self) -> dict[str, Any]:
         """Serialisable state."""
@@ -142,7 +173,7 @@ class ScoringModel:
     def fuse(self, features: Features) -> FloatArray:
         """Fused scores, shape (n, k): the weighted sum of the score parts."""
         fused: FloatArray | None = None
-        for weight, part in zip(self.weights.tolist(), features.parts()):
+        for weight, part in zip(self.weights.tolist(), features):
             if weight and part is not None:
                 fused = weight * part if fused is None else fused + weight * part
         return np.zeros_like(features.dense) if fused is None else fused
@@ -157,7 +188,98 @@ class ScoringModel:
         """
         if self.confidence_model is None:
             return np.clip(ranked, 0.0, 1.0)
-        top = fused.max(axis=1, keepdims=True)
-        log_normaliser = top + np.log(np.exp(fused - top).sum(axis=1, keepdims=True))
-        raw = self.confidence_model.raw(ranked - log_normaliser, parts.dense, parts.sparse)
-        return self.confidence_model.calibrator.transform(raw)
+        # ranked is best first: its first column is each row's maximum.
+        if len(ranked) == 1:  # route(): Python scalars, cheaper than (1, 1) arrays
+            top = float(ranked[0, 0])
+            log_normaliser: FloatArray | float = top + math.log(float(np.exp(fused - top).sum()))
+        else:  # the same, row by row
+            top_column = ranked[:, :1]
+            log_normaliser = np.log(np.exp(fused - top_column).sum(axis=1, keepdims=True))
+            log_normaliser += top_column
+        return self.confidence_model.probability(ranked - log_normaliser, parts.dense, parts.sparse)
+
+
+@dataclass(frozen=True)
+class FusedScorer:
+    """`ScoringModel.fuse` for the routing hot path, with its linear parts folded together.
+
+    The dense cosine and the head logit are both linear in the query vector, so their weighted
+    sum is one matrix product: ``v @ (w_dense * prototypes + w_head * head.weights).T``. The two
+    BM25 parts are one BM25 row scaled per query. A query then costs one matrix-vector product
+    and a few vector operations, whatever the number of features.
+
+    Example:
+        >>> import numpy as np
+        >>> model = ScoringModel.default(FusionWeights())
+        >>> prototypes = np.eye(2, dtype=np.float32)
+        >>> scorer = FusedScorer.compile(model, prototypes)
+        >>> query, sparse = np.array([[1.0, 0.0]], dtype=np.float32), np.array([[0.5, 0.0]])
+        >>> expected = model.fuse(Features(query @ prototypes.T, sparse, sparse / 0.5, None, None))
+        >>> bool(np.allclose(scorer.fuse(query, None, sparse, None), expected))
+        True
+    """
+
+    matrix: NDArray[np.float32]  # (n_routes, dimension)
+    offset: NDArray[np.float32] | None  # (n_routes,): the head's weighted bias, if any
+    sparse_weight: float
+    sparse_rel_weight: float
+    rule_weight: float
+    matrix_t: NDArray[np.float32] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "matrix_t", self.matrix.T)  # a view, kept to skip one per call
+
+    @classmethod
+    def compile(cls, model: ScoringModel, prototypes: NDArray[np.float32]) -> FusedScorer:
+        """Fold `model`'s weights, head and the route `prototypes` into one scorer."""
+        dense, sparse, sparse_rel, rule, head = model.weights.tolist()
+        matrix = dense * prototypes
+        offset = None
+        if model.head is not None and head:
+            matrix = matrix + head * model.head.weights
+            offset = (head * model.head.bias).astype(np.float32)
+        return cls(
+            np.ascontiguousarray(matrix, dtype=np.float32), offset, sparse, sparse_rel, rule
+        )
+
+    def fuse(
+        self,
+        vectors: NDArray[np.float32],
+        candidates: NDArray[np.int64] | None,
+        sparse: FloatArray,
+        rule: FloatArray | None,
+    ) -> FloatArray:
+        """Fused scores of every route (candidates None) or of each query's candidates.
+
+        Args:
+            vectors: Normalised query vectors, (n, dimension).
+            candidates: Route ids to score per query, (n, k), or None for every route.
+            sparse: Normalised BM25 of every route, (n, n_routes).
+            rule: 1 where a route's rule fired, (n, n_routes), or None when none fired.
+        """
+        if candidates is None:
+            fused: FloatArray = vectors @ self.matrix_t
+            offset = self.offset
+        else:
+            fused = gathered_dot(self.matrix, candidates, vectors)
+            offset = None if self.offset is None else self.offset[candidates]
+            rows = np.arange(len(candidates))[:, None]
+            sparse_all, sparse = sparse, sparse[rows, candidates]
+            rule = None if rule is None else rule[rows, candidates]
+        if offset is not None:
+            fused += offset
+        if self.sparse_weight or self.sparse_rel_weight:
+            # sparse_rel is sparse over the query's best BM25 (over every route); a row whose
+            # best is 0 is all zeros, so a tiny floor keeps it 0.
+            best_of = sparse if candidates is None else sparse_all
+            scale: FloatArray | float
+            if len(fused) == 1:  # route(): Python scalars, cheaper than (1, 1) arrays
+                scale = self.sparse_rel_weight / max(float(best_of.max()), 1e-12)
+            else:
+                best = best_of.max(axis=1, keepdims=True)
+                scale = self.sparse_rel_weight / np.maximum(best, 1e-12)
+            scale += self.sparse_weight
+            fused += sparse * scale
+        if rule is not None and self.rule_weight:
+            fused += self.rule_weight * rule
+        return fused

@@ -11,9 +11,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+
+from .model import FloatArray
 
 __all__ = ["BM25Index"]
 
@@ -70,13 +73,16 @@ class BM25Index:
         self.indptr[1:] = np.cumsum([len(r) for r in rows])
         self.indices = np.array([d for r in rows for d, _ in r], dtype=np.int64)
         self.data = np.array([w for r in rows for _, w in r], dtype=np.float64)
-        # Small indexes also keep a dense term x route matrix: one query is then a single
-        # fancy-index and sum, the cheapest path for route().
-        self._dense: NDArray[np.float64] | None = None
-        if len(rows) * self.n_documents <= _DENSE_MAX_CELLS:
-            self._dense = np.zeros((len(rows), self.n_documents), dtype=np.float64)
+        # Small indexes also keep a dense float32 term x route table, with each term's
+        # attainable score as a last column: one gather and sum then gives a query's scores and
+        # its normalising bound together, the cheapest path for route().
+        self._table: NDArray[np.float32] | None = None
+        if len(rows) * (self.n_documents + 1) <= _DENSE_MAX_CELLS:
+            table = np.zeros((len(rows), self.n_documents + 1), dtype=np.float32)
             owners = np.repeat(np.arange(len(rows)), np.diff(self.indptr))
-            self._dense[owners, self.indices] = self.data
+            table[owners, self.indices] = self.data
+            table[:, -1] = self.idf * (k1 + 1.0)
+            self._table = table
 
     def _idf(self, document_frequency: Counter[str]) -> dict[str, float]:
         n = self.n_documents
@@ -103,24 +109,61 @@ class BM25Index:
         scores: NDArray[np.float64] = self.score_many([tokens])[0]
         return scores
 
-    def normalized(self, tokens: Sequence[str]) -> NDArray[np.float64]:
+    def normalized(self, tokens: Sequence[str]) -> FloatArray:
         """BM25 of every route divided by the query's attainable maximum, in [0, 1)."""
-        scores: NDArray[np.float64] = self.normalized_many([tokens])[0]
+        scores: FloatArray = self.normalized_many([tokens])[0]
         return scores
 
     def score_many(self, queries: Sequence[Sequence[str]]) -> NDArray[np.float64]:
         """Raw BM25 scores, shape (len(queries), n_documents), in one vectorised pass."""
-        return self._score_ids([self.term_ids(tokens) for tokens in queries])
+        terms = self._query_terms(queries)
+        return self._score_postings(terms.ids, terms.counts)
 
-    def _score_ids(self, term_ids: Sequence[NDArray[np.int64]]) -> NDArray[np.float64]:
-        n_queries, n_docs = len(term_ids), self.n_documents
-        if n_queries == 1 and self._dense is not None:
-            single: NDArray[np.float64] = self._dense[term_ids[0]].sum(axis=0, keepdims=True)
+    def normalized_many(self, queries: Sequence[Sequence[str]]) -> FloatArray:
+        """`score_many` divided row-wise by each query's attainable maximum.
+
+        Small indexes answer from the float32 table (equal to the exact scores within float32
+        rounding); large ones from the exact float64 postings.
+        """
+        table, unseen_bound = self._table, self.unseen_idf * (self.k1 + 1.0)
+        if len(queries) == 1 and table is not None:  # route(): Python scalars, few arrays
+            vocabulary = self.vocabulary
+            ids = [vocabulary[t] for t in queries[0] if t in vocabulary]
+            sums = table[ids].sum(axis=0, keepdims=True)
+            bound = float(sums[0, -1]) + (len(queries[0]) - len(ids)) * unseen_bound
+            single: FloatArray = sums[:, :-1] / max(bound, 1e-12)
             return single
-        counts = np.array([len(ids) for ids in term_ids], dtype=np.int64)
-        if counts.sum() == 0:
+        terms = self._query_terms(queries)
+        if table is not None:
+            sums = np.asarray(_query_term_matrix(terms, len(table)) @ table)
+            scores: FloatArray = sums[:, :-1]
+            bounds = sums[:, -1] + terms.unknown * unseen_bound
+        else:
+            scores = self._score_postings(terms.ids, terms.counts)
+            owner = np.repeat(np.arange(len(queries)), terms.counts)
+            known_idf = np.bincount(owner, weights=self.idf[terms.ids], minlength=len(queries))
+            bounds = known_idf * (self.k1 + 1.0) + terms.unknown * unseen_bound
+        # A query of unknown words only has a positive bound and zero scores: it stays 0.
+        normalized: FloatArray = scores / np.maximum(bounds, 1e-12)[:, None]
+        return normalized
+
+    def _query_terms(self, queries: Sequence[Sequence[str]]) -> _QueryTerms:
+        vocabulary = self.vocabulary
+        lengths = np.array([len(tokens) for tokens in queries], dtype=np.int64)
+        looked_up = np.array(
+            [vocabulary.get(t, -1) for tokens in queries for t in tokens], dtype=np.int64
+        )
+        known = looked_up >= 0
+        owner = np.repeat(np.arange(len(queries)), lengths)
+        counts = np.bincount(owner[known], minlength=len(queries))
+        return _QueryTerms(looked_up[known], counts, lengths - counts)
+
+    def _score_postings(
+        self, ids: NDArray[np.int64], counts: NDArray[np.int64]
+    ) -> NDArray[np.float64]:
+        n_queries, n_docs = len(counts), self.n_documents
+        if len(ids) == 0:
             return np.zeros((n_queries, n_docs), dtype=np.float64)
-        ids = np.concatenate(term_ids)
         owner = np.repeat(np.arange(n_queries, dtype=np.int64), counts)
         starts, ends = self.indptr[ids], self.indptr[ids + 1]
         lengths = ends - starts
@@ -133,20 +176,19 @@ class BM25Index:
         scores = np.bincount(flat, weights=self.data[postings], minlength=n_queries * n_docs)
         return scores.astype(np.float64, copy=False).reshape(n_queries, n_docs)
 
-    def normalized_many(self, queries: Sequence[Sequence[str]]) -> NDArray[np.float64]:
-        """`score_many` divided row-wise by each query's attainable maximum."""
-        term_ids = [self.term_ids(tokens) for tokens in queries]
-        scores = self._score_ids(term_ids)
-        if len(queries) == 1:  # the route() path: no grouping needed
-            ids = term_ids[0]
-            unseen = (len(queries[0]) - len(ids)) * self.unseen_idf
-            bound = (float(self.idf[ids].sum()) + unseen) * (self.k1 + 1.0)
-            return scores / bound if bound > 0 else scores
-        known = np.array([len(ids) for ids in term_ids], dtype=np.int64)
-        unknown = np.array([len(tokens) for tokens in queries], dtype=np.int64) - known
-        owner = np.repeat(np.arange(len(queries)), known)
-        flat = np.concatenate(term_ids) if term_ids else _EMPTY_IDS
-        known_idf = np.bincount(owner, weights=self.idf[flat], minlength=len(queries))
-        bounds = (known_idf + unknown * self.unseen_idf) * (self.k1 + 1.0)
-        np.divide(scores, bounds[:, None], out=scores, where=bounds[:, None] > 0)
-        return scores
+
+class _QueryTerms(NamedTuple):
+    """Known term ids of a batch of queries, concatenated, with per-query counts."""
+
+    ids: NDArray[np.int64]  # known term ids, query after query, repeated per occurrence
+    counts: NDArray[np.int64]  # known terms per query
+    unknown: NDArray[np.int64]  # tokens per query absent from every document
+
+
+def _query_term_matrix(terms: _QueryTerms, n_terms: int) -> Any:
+    """The (n_queries, n_terms) sparse matrix of term occurrences (duplicates add up)."""
+    from scipy.sparse import csr_matrix
+
+    indptr = np.concatenate(([0], np.cumsum(terms.counts)))
+    ones = np.ones(len(terms.ids), dtype=np.float32)
+    return csr_matrix((ones, terms.ids, indptr), shape=(len(terms.counts), n_terms))

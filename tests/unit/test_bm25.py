@@ -67,3 +67,28 @@ def test_normalized_is_a_fraction_of_the_attainable_maximum() -> None:
         index.normalized(tokenize("refund invoice zebra"))[0]
         < index.normalized(tokenize("refund invoice"))[0]
     )
+
+
+@pytest.mark.parametrize("table", [True, False], ids=["float32 table", "float64 postings"])
+def test_normalized_batch_equals_single_and_exact_scores(
+    table: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stratarouter_core.scoring import sparse
+
+    if not table:
+        monkeypatch.setattr(sparse, "_DENSE_MAX_CELLS", 0)
+    rng = random.Random(11)
+    vocabulary = [f"w{i}" for i in range(50)]
+    docs = [[rng.choice(vocabulary) for _ in range(rng.randint(1, 25))] for _ in range(30)]
+    index = BM25Index(docs)
+    assert (index._table is not None) is table
+    queries = [
+        [rng.choice([*vocabulary, "oov"]) for _ in range(rng.randint(1, 7))] for _ in range(40)
+    ]
+    queries += [["oov"], ["w1", "w1", "w1"]]  # only unknown words; a repeated term
+    batch = index.normalized_many(queries)
+    for row, query in enumerate(queries):
+        exact = index.score(query) / index.upper_bound(query)
+        np.testing.assert_allclose(batch[row], exact, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(index.normalized(query), batch[row], rtol=1e-5, atol=1e-7)
+    assert batch[-2].max() == 0.0

@@ -134,3 +134,22 @@ def test_fitted_router_rejects_out_of_scope(
         oos.texts[:500], oos.vectors[:500] if oos.vectors is not None else None
     )
     assert np.mean([r.route_id is None for r in results]) > 0.5
+
+
+def test_route_matches_route_batch_on_the_fitted_router(
+    clinc: dict[str, Split], fitted: tuple[Router, object]
+) -> None:
+    """route() takes scalar shortcuts for a single query; they must not change any result."""
+    router, _ = fitted
+    test = sample(clinc["test"], 300, seed=4)
+    assert test.vectors is not None
+    batch = router.route_batch(test.texts, test.vectors)
+    for text, vector, batched in zip(test.texts, test.vectors, batch):
+        one = router.route(text, vector)
+        assert one.route_id == batched.route_id
+        assert [c.route_id for c in one.candidates] == [c.route_id for c in batched.candidates]
+        np.testing.assert_allclose(
+            [c.confidence for c in one.candidates],
+            [c.confidence for c in batched.candidates],
+            atol=1e-5,
+        )

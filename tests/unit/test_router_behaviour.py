@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -186,3 +187,52 @@ def test_scores_are_vectorised_not_looped_over_routes(router: Router) -> None:
     vectors = router.encoder.encode(QUERIES)
     results = router.route_batch(QUERIES, embeddings=np.asarray(vectors))
     assert len(results) == len(QUERIES)
+
+
+def test_fused_scorer_equals_the_model_fusion_of_its_features() -> None:
+    """The hot path's folded matrix gives the same scores as fusing the features one by one."""
+    from stratarouter_core.router import _rule_matrix
+    from stratarouter_core.scoring.model import FusedScorer, LinearHead
+    from stratarouter_core.text import tokenize
+
+    rng = np.random.default_rng(3)
+    for max_candidates in (100, 2):  # every route scored, then candidates preselected
+        r = make_router(max_candidates=max_candidates)
+        built = r._built
+        assert built is not None
+        n_routes, dimension = built.prototypes.shape
+        head = LinearHead(
+            rng.normal(size=(n_routes, dimension)).astype(np.float32),
+            rng.normal(size=n_routes).astype(np.float32),
+        )
+        model = replace(built.model, weights=np.array([0.7, 0.3, 0.2, 0.5, 0.4]), head=head)
+        built = replace(built, model=model)
+        vectors = r.encode(QUERIES)
+        tokens = [tokenize(q) for q in QUERIES]
+        fired = r._fired_rules(built, QUERIES, tokens)
+        candidates = r._candidates(built, vectors, fired)
+        sparse = built.bm25.normalized_many(tokens)
+        rule = _rule_matrix(fired, len(QUERIES), n_routes)
+        assert rule is not None  # the queries fire keywords and patterns
+        expected = model.fuse(r._features(built, vectors, candidates, sparse, rule))
+        fused = FusedScorer.compile(model, built.prototypes).fuse(vectors, candidates, sparse, rule)
+        np.testing.assert_allclose(fused, expected, rtol=1e-5, atol=1e-5)
+        for row in range(len(QUERIES)):  # a single query takes the scalar branches
+            one = FusedScorer.compile(model, built.prototypes).fuse(
+                vectors[row : row + 1],
+                None if candidates is None else candidates[row : row + 1],
+                sparse[row : row + 1],
+                rule[row : row + 1],
+            )
+            np.testing.assert_allclose(one[0], expected[row], rtol=1e-5, atol=1e-5)
+
+
+def test_best_first_breaks_ties_by_route_order_in_both_paths() -> None:
+    from stratarouter_core.router import _best_first
+
+    scores = np.zeros((3, 2000))
+    scores[:, [5, 1500, 7]] = [2.0, 1.0, 1.0]
+    one = _best_first(scores[:1, :1000], 3)  # a short single row: full sort
+    many = _best_first(scores, 3)  # partition, then sort of the top
+    assert one.tolist() == [[5, 7, 0]]
+    assert many.tolist() == [[5, 7, 1500]] * 3
