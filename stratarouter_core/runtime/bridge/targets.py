@@ -1,0 +1,144 @@
+"""Target resolution: a routing decision -> a provider target or a handler, and its request."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from ...errors import ConfigError, RouteNotFoundError
+from ...types import RouteResult
+from ..config import RuntimeConfig
+from ..executor import Target
+from ..providers.base import CompletionRequest, ProviderClient
+from .handlers import HandlerRegistry
+
+if TYPE_CHECKING:
+    from ...router import Router
+
+__all__ = ["Resolved", "build_request", "providers_from_config", "resolve_target"]
+
+_ENV_KEYS = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "google": "GOOGLE_API_KEY",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """Where an execution goes: a provider target or a handler, plus its cache/batch keys."""
+
+    kind: Literal["provider", "handler"]
+    key: str
+    target: Target | None = None
+    handler: str | None = None
+    cache_params: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_target(cls, target: Target) -> Resolved:
+        params = {"system_prompt": target.system_prompt, "params": dict(target.params)}
+        return cls("provider", target.key, target=target, cache_params=params)
+
+    @classmethod
+    def for_handler(cls, route: str) -> Resolved:
+        return cls("handler", f"handler:{route}", handler=route)
+
+    def to_json(self) -> dict[str, Any]:
+        if self.target is None:
+            return {"kind": "handler", "route": self.handler}
+        return {
+            "kind": "provider",
+            "provider": self.target.provider,
+            "model": self.target.model,
+            "system_prompt": self.target.system_prompt,
+            "params": dict(self.target.params),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Resolved:
+        if data.get("kind") == "handler":
+            return cls.for_handler(str(data["route"]))
+        return cls.for_target(
+            Target(
+                provider=str(data["provider"]),
+                model=str(data["model"]),
+                system_prompt=data.get("system_prompt"),
+                params=data.get("params") or {},
+            )
+        )
+
+
+def resolve_target(
+    decision: RouteResult,
+    *,
+    router: Router | None,
+    handlers: HandlerRegistry,
+    providers: Mapping[str, ProviderClient],
+    default: Target | None,
+) -> Resolved:
+    """Where `decision` goes: its route's handler, the target in its route's metadata, else
+    `default`; a target must name a configured provider."""
+    route_id = decision.route_id
+    if route_id is not None and route_id in handlers:
+        return Resolved.for_handler(route_id)
+    metadata: Mapping[str, Any] = {}
+    if route_id is not None and router is not None:
+        with contextlib.suppress(RouteNotFoundError):  # e.g. a fallback route name
+            metadata = router.get_route(route_id).metadata
+    if metadata.get("provider") or metadata.get("model"):
+        target = Target.from_metadata(metadata)
+    elif default is not None:
+        target = default
+    elif route_id is None:
+        raise RouteNotFoundError(
+            f"the decision has no route (confidence {decision.confidence:.2f}) and "
+            "RuntimeConfig.default_target is not set"
+        )
+    else:
+        raise ConfigError(
+            f"route {route_id!r} has no 'provider'/'model' in its metadata and no handler "
+            "is registered for it; set RuntimeConfig.default_target or register a handler"
+        )
+    if target.provider not in providers:
+        hint = f"set {_ENV_KEYS[target.provider]}" if target.provider in _ENV_KEYS else "add it"
+        raise ConfigError(
+            f"route {route_id!r} needs provider {target.provider!r}, which is not configured: "
+            f"{hint} (or pass providers={{{target.provider!r}: ...}})"
+        )
+    return Resolved.for_target(target)
+
+
+def providers_from_config(config: RuntimeConfig) -> dict[str, ProviderClient]:
+    """Provider clients for the API keys the config holds (a missing key: no such provider)."""
+    providers: dict[str, ProviderClient] = {}
+    if config.openai_api_key:
+        from ..providers.openai import OpenAIClient
+
+        providers["openai"] = OpenAIClient(config.openai_api_key, config.openai_base_url)
+    if config.anthropic_api_key:
+        from ..providers.anthropic import AnthropicClient
+
+        providers["anthropic"] = AnthropicClient(
+            config.anthropic_api_key, config.anthropic_base_url
+        )
+    if config.google_api_key:
+        from ..providers.google import GoogleClient
+
+        providers["google"] = GoogleClient(config.google_api_key, config.google_base_url)
+    return providers
+
+
+def build_request(target: Target, query: str) -> CompletionRequest:
+    """The request for `query`; ``temperature``/``max_tokens`` in the params get their fields."""
+    params = dict(target.params)
+    temperature, max_tokens = params.pop("temperature", None), params.pop("max_tokens", None)
+    return CompletionRequest.from_text(
+        target.model,
+        query,
+        system_prompt=target.system_prompt,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        params=params,
+    )
