@@ -475,3 +475,31 @@ async def test_unreachable_redis_is_a_cache_backend_error() -> None:
         await cache.lookup("q", unit(1), target_key=TARGET)
     assert isinstance(info.value, StrataRouterError)
     await cache.aclose()
+
+
+async def test_redis_burst_beyond_the_pool_waits_instead_of_failing(redis_url) -> None:
+    """More concurrent calls than connections queue for one; none errors into a silent miss."""
+    prefix = f"stratarouter-test:{uuid.uuid4().hex[:12]}"
+    backend = RedisCacheBackend(redis_url, key_prefix=prefix, max_connections=3)
+    cache = SemanticCache(backend)
+    try:
+        await asyncio.gather(
+            *[
+                cache.store(f"question {i}", unit(100 + i), target_key=TARGET, response={"n": i})
+                for i in range(40)
+            ]
+        )
+        hits = await asyncio.gather(
+            *[cache.lookup(f"question {i}", None, target_key=TARGET) for i in range(40)]
+        )
+        assert [h.response if h else None for h in hits] == [{"n": i} for i in range(40)]
+    finally:
+        await backend.clear()
+        await backend.aclose()
+
+
+def test_redis_pool_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="max_connections"):
+        RedisCacheBackend("redis://127.0.0.1:6379/0", max_connections=0)
+    with pytest.raises(ConfigError, match="pool_timeout"):
+        RedisCacheBackend("redis://127.0.0.1:6379/0", pool_timeout=0)

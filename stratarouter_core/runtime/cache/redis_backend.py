@@ -95,11 +95,23 @@ class RedisCacheBackend:
         *,
         key_prefix: str = "stratarouter:cache",
         max_entries: int = 100_000,
+        max_connections: int = 64,
+        pool_timeout: float = 5.0,
     ) -> None:
-        """Remember the settings; the connection opens on first use."""
+        """Remember the settings; the connection opens on first use.
+
+        At most `max_connections` commands run at once; more concurrent calls wait up to
+        `pool_timeout` seconds for a free connection instead of failing, so a burst of
+        requests never turns into silent cache misses.
+        """
         self._redis_module = require("redis.asyncio", extra="redis")
         if max_entries < 1:
             raise ConfigError(f"max_entries must be >= 1, got {max_entries}")
+        if max_connections < 1:
+            raise ConfigError(f"max_connections must be >= 1, got {max_connections}")
+        if pool_timeout <= 0:
+            raise ConfigError(f"pool_timeout must be > 0, got {pool_timeout}")
+        self.max_connections, self.pool_timeout = max_connections, pool_timeout
         if not key_prefix:
             raise ConfigError("key_prefix must not be empty")
         self.url = url
@@ -246,7 +258,10 @@ class RedisCacheBackend:
 
     async def _call(self, operation: Callable[[Redis], Awaitable[Any]]) -> Any:
         if self._client is None:
-            self._client = self._redis_module.Redis.from_url(self.url)
+            pool = self._redis_module.BlockingConnectionPool.from_url(
+                self.url, max_connections=self.max_connections, timeout=self.pool_timeout
+            )
+            self._client = self._redis_module.Redis.from_pool(pool)  # the client owns the pool
         try:
             return await operation(self._client)
         except self._errors as exc:
