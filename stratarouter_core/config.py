@@ -73,9 +73,9 @@ class RouterConfig:
             the routes (e.g. "human").
         weights: Fusion weights used until `fit` learns better ones.
         top_k: Number of candidates returned in each result.
-        max_candidates: Up to this many routes, every route is scored for every query; above
-            it, the prototype index (exact, or HNSW past `index.exact_max_routes`) preselects
-            this many candidates per query.
+        max_candidates: Routes HNSW preselects per query, once the routes outnumber both this
+            and `index.exact_max_routes`. Below, every route is scored: an exact search would
+            cost a pass over every route anyway.
         index: Exact / HNSW candidate-selection settings.
         bm25_k1: BM25 term-frequency saturation.
         bm25_b: BM25 length normalisation.
@@ -91,7 +91,7 @@ class RouterConfig:
     fallback_route: str | None = None
     weights: FusionWeights = field(default_factory=FusionWeights)
     top_k: int = 5
-    max_candidates: int = 256
+    max_candidates: int = 128
     index: IndexConfig = field(default_factory=IndexConfig)
     bm25_k1: float = 1.5
     bm25_b: float = 0.75

@@ -303,17 +303,17 @@ def _held_out_features(
     vector_parts: Sequence[NDArray[np.float32]],
     heads: Sequence[LinearHead | None],
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    from .router import _rule_matrix
+    from .router import _rule_columns
 
     candidate_parts, feature_parts = [], []
     for queries, vectors, head in zip(query_parts, vector_parts, heads):
         scoped = replace(built, model=replace(built.model, head=head))
         tokens = [tokenize(q) for q in queries]
         fired = router._fired_rules(scoped, queries, tokens)
-        candidates = router._candidates(scoped, vectors, fired)
-        sparse = scoped.bm25.normalized_many(tokens)
-        rule = _rule_matrix(fired, len(queries), len(scoped.routes))
-        features = router._features(scoped, vectors, candidates, sparse, rule)
+        candidates, dense = router._candidates(scoped, vectors, fired)
+        sparse = scoped.bm25.normalized_many(tokens, candidates)
+        rule = _rule_columns(fired, candidates, len(queries), len(scoped.routes))
+        features = router._features(scoped, vectors, candidates, dense, sparse, rule)
         candidate_parts.append(
             np.tile(np.arange(len(scoped.routes)), (len(queries), 1))
             if candidates is None

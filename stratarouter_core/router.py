@@ -324,20 +324,25 @@ class Router:
     ) -> list[RouteResult]:
         tokens = [tokenize(q) for q in queries]
         fired = self._fired_rules(built, queries, tokens)
-        candidates = self._candidates(built, vectors, fired)
-        sparse = built.bm25.normalized_many(tokens)
-        rule = _rule_matrix(fired, len(queries), len(built.routes))
-        scores = built.scorer.fuse(vectors, candidates, sparse, rule)
+        candidates, dense = self._candidates(built, vectors, fired)
+        # Score parts are aligned with the scored routes: candidates, or every route.
+        sparse = built.bm25.normalized_many(tokens, candidates)
+        rule = _rule_columns(fired, candidates, len(queries), len(built.routes))
+        scores = built.scorer.fuse(vectors, candidates, dense, sparse, rule)
         rows = _ONE_ROW if len(queries) == 1 else np.arange(len(queries))[:, None]
         order = _best_first(scores, self.config.top_k)
         ranked = scores[rows, order]
         route_ids = order if candidates is None else candidates[rows, order]
         # Only the reported candidates need their score parts: for confidence and the result.
+        if dense is None:
+            reported_dense = gathered_dot(built.prototypes, route_ids, vectors)
+        else:
+            reported_dense = dense[rows, order]
         reported = Features(
-            gathered_dot(built.prototypes, route_ids, vectors),
-            sparse[rows, route_ids],
+            reported_dense,
+            sparse[rows, order],
             None,
-            None if rule is None else rule[rows, route_ids],
+            None if rule is None else rule[rows, order],
             None,
         )
         confidence = built.model.confidence(scores, ranked, reported)
@@ -353,55 +358,51 @@ class Router:
 
     def _candidates(
         self, built: _Built, vectors: NDArray[np.float32], fired: list[list[int]] | None
-    ) -> NDArray[np.int64] | None:
-        """Routes to score per query: None (every route) up to `max_candidates` routes.
+    ) -> tuple[NDArray[np.int64] | None, NDArray[np.float32] | None]:
+        """Routes to score per query, and their cosines: (None, None) for every route.
 
-        Above, the prototype index preselects `max_candidates` routes, and routes whose rules
-        fire replace the weakest of them.
+        Every route is scored up to `max_candidates` routes, and whenever the index is exact
+        (an exact search already costs a pass over every route). Above, HNSW preselects
+        `max_candidates` routes, and routes whose rules fire replace the weakest of them.
         """
         k = self.config.max_candidates
-        if len(built.routes) <= k:
-            return None
-        candidates, _ = built.index.search(vectors, k)
+        if len(built.routes) <= k or built.index.kind == "exact":
+            return None, None
+        candidates, dense = built.index.search(vectors, k)
         for row, routes in enumerate(fired or ()):
             missing = sorted(set(routes).difference(candidates[row].tolist()))[:k]
             if missing:
-                candidates[row, k - len(missing) :] = missing
-        return candidates
+                slots = slice(k - len(missing), k)
+                candidates[row, slots] = missing
+                dense[row, slots] = built.prototypes[missing] @ vectors[row]
+        return candidates, dense
 
     @staticmethod
     def _features(
         built: _Built,
         vectors: NDArray[np.float32],
-        route_ids: NDArray[np.int64] | None,
+        candidates: NDArray[np.int64] | None,
+        dense: NDArray[np.float32] | None,
         sparse: FloatArray,
         rule: FloatArray | None,
     ) -> Features:
-        """Score parts of the given routes per query (every route when route_ids is None).
+        """Every score part of the scored routes (candidates, or every route when None).
 
-        `sparse` and `rule` cover every route, (n, n_routes); `rule` None means none fired.
+        `dense`, `sparse` and `rule` are aligned with the scored routes; `rule` None means none
+        fired, `dense` None that the cosines are still to compute.
         """
-        # sparse_rel is relative to the query's best BM25 over every route; a row whose best is
-        # 0 is all zeros, and dividing by a tiny floor keeps it 0.
-        best = np.maximum(sparse.max(axis=1, keepdims=True), 1e-12)
+        # sparse_rel is relative to the query's best BM25 among the scored routes; a row whose
+        # best is 0 is all zeros, and dividing by a tiny floor keeps it 0.
+        sparse_rel = sparse / np.maximum(sparse.max(axis=1, keepdims=True), 1e-12)
         head = built.model.head
-        if route_ids is None:
-            return Features(
-                vectors @ built.prototypes.T,
-                sparse,
-                sparse / best,
-                rule,
-                None if head is None else head.logits(vectors, None),
+        if dense is None:
+            dense = (
+                vectors @ built.prototypes.T
+                if candidates is None
+                else gathered_dot(built.prototypes, candidates, vectors)
             )
-        rows = np.arange(len(route_ids))[:, None]
-        sparse_ids = sparse[rows, route_ids]
-        return Features(
-            gathered_dot(built.prototypes, route_ids, vectors),
-            sparse_ids,
-            sparse_ids / best,
-            None if rule is None else rule[rows, route_ids],
-            None if head is None else head.logits(vectors, route_ids),
-        )
+        logits = None if head is None else head.logits(vectors, candidates)
+        return Features(dense, sparse, sparse_rel, rule, logits)
 
     def _results(
         self,
@@ -555,12 +556,20 @@ def _check_norms(array: NDArray[np.float32], *, finite: bool, zero: bool) -> Non
         raise InvalidQueryError("embedding has zero norm: it points nowhere")
 
 
-def _rule_matrix(
-    fired: list[list[int]] | None, n_queries: int, n_routes: int
+def _rule_columns(
+    fired: list[list[int]] | None,
+    candidates: NDArray[np.int64] | None,
+    n_queries: int,
+    n_routes: int,
 ) -> NDArray[np.float64] | None:
-    """1 where a route's rule fired for a query, (n_queries, n_routes); None when none fired."""
+    """1 where a scored route's rule fired for a query, aligned with the scored routes.
+
+    Shape (n_queries, n_routes), or that of `candidates`; None when no rule fired.
+    """
     if not fired or not any(fired):
         return None
+    if candidates is not None:
+        return np.array([np.isin(row, routes) for row, routes in zip(candidates, fired)], float)
     rule = np.zeros((n_queries, n_routes))
     for row, routes in enumerate(fired):
         rule[row, routes] = 1.0

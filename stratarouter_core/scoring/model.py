@@ -203,10 +203,12 @@ class ScoringModel:
 class FusedScorer:
     """`ScoringModel.fuse` for the routing hot path, with its linear parts folded together.
 
-    The dense cosine and the head logit are both linear in the query vector, so their weighted
-    sum is one matrix product: ``v @ (w_dense * prototypes + w_head * head.weights).T``. The two
-    BM25 parts are one BM25 row scaled per query. A query then costs one matrix-vector product
-    and a few vector operations, whatever the number of features.
+    The dense cosine and the head logit are both linear in the query vector, so over every
+    route their weighted sum is one matrix product: ``v @ (w_dense * prototypes + w_head *
+    head.weights).T``. The two BM25 parts are one BM25 row scaled per query. A query then costs
+    one matrix-vector product and a few vector operations, whatever the number of features.
+    Over preselected candidates, the index has already computed the cosines: only the head
+    (if any) is gathered.
 
     Example:
         >>> import numpy as np
@@ -215,12 +217,14 @@ class FusedScorer:
         >>> scorer = FusedScorer.compile(model, prototypes)
         >>> query, sparse = np.array([[1.0, 0.0]], dtype=np.float32), np.array([[0.5, 0.0]])
         >>> expected = model.fuse(Features(query @ prototypes.T, sparse, sparse / 0.5, None, None))
-        >>> bool(np.allclose(scorer.fuse(query, None, sparse, None), expected))
+        >>> bool(np.allclose(scorer.fuse(query, None, None, sparse, None), expected))
         True
     """
 
-    matrix: NDArray[np.float32]  # (n_routes, dimension)
-    offset: NDArray[np.float32] | None  # (n_routes,): the head's weighted bias, if any
+    matrix: NDArray[np.float32]  # (n_routes, dimension): w_dense * prototypes + w_head * head
+    head_matrix: NDArray[np.float32] | None  # (n_routes, dimension): w_head * head weights
+    offset: NDArray[np.float32] | None  # (n_routes,): w_head * head bias
+    dense_weight: float
     sparse_weight: float
     sparse_rel_weight: float
     rule_weight: float
@@ -233,19 +237,19 @@ class FusedScorer:
     def compile(cls, model: ScoringModel, prototypes: NDArray[np.float32]) -> FusedScorer:
         """Fold `model`'s weights, head and the route `prototypes` into one scorer."""
         dense, sparse, sparse_rel, rule, head = model.weights.tolist()
-        matrix = dense * prototypes
-        offset = None
+        matrix, head_matrix, offset = dense * prototypes, None, None
         if model.head is not None and head:
-            matrix = matrix + head * model.head.weights
+            head_matrix = np.ascontiguousarray(head * model.head.weights, dtype=np.float32)
+            matrix = matrix + head_matrix
             offset = (head * model.head.bias).astype(np.float32)
-        return cls(
-            np.ascontiguousarray(matrix, dtype=np.float32), offset, sparse, sparse_rel, rule
-        )
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        return cls(matrix, head_matrix, offset, dense, sparse, sparse_rel, rule)
 
     def fuse(
         self,
         vectors: NDArray[np.float32],
         candidates: NDArray[np.int64] | None,
+        dense: FloatArray | None,
         sparse: FloatArray,
         rule: FloatArray | None,
     ) -> FloatArray:
@@ -254,29 +258,28 @@ class FusedScorer:
         Args:
             vectors: Normalised query vectors, (n, dimension).
             candidates: Route ids to score per query, (n, k), or None for every route.
-            sparse: Normalised BM25 of every route, (n, n_routes).
-            rule: 1 where a route's rule fired, (n, n_routes), or None when none fired.
+            dense: The candidates' cosines, (n, k); None with candidates None.
+            sparse: Normalised BM25 of the scored routes, (n, k or n_routes).
+            rule: 1 where a scored route's rule fired, same shape, or None when none fired.
         """
         if candidates is None:
             fused: FloatArray = vectors @ self.matrix_t
-            offset = self.offset
+            if self.offset is not None:
+                fused += self.offset
         else:
-            fused = gathered_dot(self.matrix, candidates, vectors)
-            offset = None if self.offset is None else self.offset[candidates]
-            rows = np.arange(len(candidates))[:, None]
-            sparse_all, sparse = sparse, sparse[rows, candidates]
-            rule = None if rule is None else rule[rows, candidates]
-        if offset is not None:
-            fused += offset
+            assert dense is not None
+            fused = dense * self.dense_weight
+            if self.head_matrix is not None and self.offset is not None:
+                fused += gathered_dot(self.head_matrix, candidates, vectors)
+                fused += self.offset[candidates]
         if self.sparse_weight or self.sparse_rel_weight:
-            # sparse_rel is sparse over the query's best BM25 (over every route); a row whose
-            # best is 0 is all zeros, so a tiny floor keeps it 0.
-            best_of = sparse if candidates is None else sparse_all
+            # sparse_rel is sparse over the query's best BM25 among the scored routes; a row
+            # whose best is 0 is all zeros, so a tiny floor keeps it 0.
             scale: FloatArray | float
             if len(fused) == 1:  # route(): Python scalars, cheaper than (1, 1) arrays
-                scale = self.sparse_rel_weight / max(float(best_of.max()), 1e-12)
+                scale = self.sparse_rel_weight / max(float(sparse.max()), 1e-12)
             else:
-                best = best_of.max(axis=1, keepdims=True)
+                best = sparse.max(axis=1, keepdims=True)
                 scale = self.sparse_rel_weight / np.maximum(best, 1e-12)
             scale += self.sparse_weight
             fused += sparse * scale

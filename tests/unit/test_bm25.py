@@ -92,3 +92,7 @@ def test_normalized_batch_equals_single_and_exact_scores(
         np.testing.assert_allclose(batch[row], exact, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(index.normalized(query), batch[row], rtol=1e-5, atol=1e-7)
     assert batch[-2].max() == 0.0
+    candidates = np.array([rng.sample(range(len(docs)), 5) for _ in queries])
+    picked = index.normalized_many(queries, candidates)
+    expected = batch[np.arange(len(queries))[:, None], candidates]
+    np.testing.assert_allclose(picked, expected, rtol=1e-5, atol=1e-7)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from stratarouter_core import Route, Router, RouterConfig, RouteResult
+from stratarouter_core.config import IndexConfig
 from stratarouter_core.testing import HashingEncoder
 
 ROUTES = [
@@ -115,7 +116,12 @@ def test_regex_rule_adds_evidence_and_changes_the_decision() -> None:
 
 
 def test_rule_brings_in_a_route_outside_the_candidates() -> None:
-    r = make_router(threshold=0.0, max_candidates=1, weights={"dense": 1, "sparse": 0, "rule": 10})
+    r = make_router(
+        threshold=0.0,
+        max_candidates=1,
+        index=IndexConfig(exact_max_routes=1),  # HNSW: the only index that preselects
+        weights={"dense": 1, "sparse": 0, "rule": 10},
+    )
     assert r.route("weather forecast, error 404").route_id == "tech"
 
 
@@ -149,8 +155,13 @@ def test_concurrent_routing_matches_serial(router: Router) -> None:
     assert parallel == serial
 
 
+def test_exact_index_scores_every_route_instead_of_pruning() -> None:
+    r = make_router(max_candidates=2)  # 4 routes, exact index: a full pass costs no more
+    assert r._candidates(r._built, r.encode(QUERIES[:1]), None) == (None, None)
+
+
 def test_pruned_candidates_agree_with_all_routes() -> None:
-    pruned = make_router(threshold=0.0, max_candidates=3)
+    pruned = make_router(threshold=0.0, max_candidates=3, index=IndexConfig(exact_max_routes=1))
     full = make_router(threshold=0.0, max_candidates=100)
     agree = [pruned.route(q).route_id == full.route(q).route_id for q in QUERIES]
     assert sum(agree) >= len(QUERIES) - 1
@@ -191,13 +202,14 @@ def test_scores_are_vectorised_not_looped_over_routes(router: Router) -> None:
 
 def test_fused_scorer_equals_the_model_fusion_of_its_features() -> None:
     """The hot path's folded matrix gives the same scores as fusing the features one by one."""
-    from stratarouter_core.router import _rule_matrix
+    from stratarouter_core.router import _rule_columns
     from stratarouter_core.scoring.model import FusedScorer, LinearHead
     from stratarouter_core.text import tokenize
 
     rng = np.random.default_rng(3)
-    for max_candidates in (100, 2):  # every route scored, then candidates preselected
-        r = make_router(max_candidates=max_candidates)
+    # every route scored; then HNSW preselecting 2 candidates per query
+    for config in ({}, {"max_candidates": 2, "index": IndexConfig(exact_max_routes=1)}):
+        r = make_router(**config)
         built = r._built
         assert built is not None
         n_routes, dimension = built.prototypes.shape
@@ -210,17 +222,20 @@ def test_fused_scorer_equals_the_model_fusion_of_its_features() -> None:
         vectors = r.encode(QUERIES)
         tokens = [tokenize(q) for q in QUERIES]
         fired = r._fired_rules(built, QUERIES, tokens)
-        candidates = r._candidates(built, vectors, fired)
-        sparse = built.bm25.normalized_many(tokens)
-        rule = _rule_matrix(fired, len(QUERIES), n_routes)
+        candidates, dense = r._candidates(built, vectors, fired)
+        assert (candidates is None) == (not config)
+        sparse = built.bm25.normalized_many(tokens, candidates)
+        rule = _rule_columns(fired, candidates, len(QUERIES), n_routes)
         assert rule is not None  # the queries fire keywords and patterns
-        expected = model.fuse(r._features(built, vectors, candidates, sparse, rule))
-        fused = FusedScorer.compile(model, built.prototypes).fuse(vectors, candidates, sparse, rule)
+        expected = model.fuse(r._features(built, vectors, candidates, dense, sparse, rule))
+        scorer = FusedScorer.compile(model, built.prototypes)
+        fused = scorer.fuse(vectors, candidates, dense, sparse, rule)
         np.testing.assert_allclose(fused, expected, rtol=1e-5, atol=1e-5)
         for row in range(len(QUERIES)):  # a single query takes the scalar branches
-            one = FusedScorer.compile(model, built.prototypes).fuse(
+            one = scorer.fuse(
                 vectors[row : row + 1],
                 None if candidates is None else candidates[row : row + 1],
+                None if dense is None else dense[row : row + 1],
                 sparse[row : row + 1],
                 rule[row : row + 1],
             )
