@@ -66,6 +66,9 @@ def gathered_dot(
     matrix: NDArray[np.float32], ids: NDArray[np.int64], vectors: NDArray[np.float32]
 ) -> NDArray[np.float32]:
     """``out[n, k] = matrix[ids[n, k]] @ vectors[n]``, gathering at most ~16 MB at a time."""
+    if len(ids) == 1:  # route(): one matrix-vector product
+        one: NDArray[np.float32] = (matrix[ids[0]] @ vectors[0])[None, :]
+        return one
     rows_per_chunk = max(1, _GATHER_CHUNK_FLOATS // max(1, ids.shape[1] * matrix.shape[1]))
     if len(ids) <= rows_per_chunk:  # (n, k, d) @ (n, d, 1): batched matmul, cheaper than einsum
         single: NDArray[np.float32] = (matrix[ids] @ vectors[:, :, None])[:, :, 0]
