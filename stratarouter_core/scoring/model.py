@@ -129,6 +129,21 @@ class ConfidenceModel:
         probability: FloatArray = np.interp(raw, calibrator.x_, calibrator.y_)  # hot path
         return probability
 
+    def probability_of_one(
+        self, log_p: list[float], dense: list[float], sparse: list[float]
+    ) -> FloatArray:
+        """`probability` of one query's candidates given as Python floats: shape (1, t)."""
+        log_p_weight, dense_weight, sparse_weight, bias = self._terms
+        raw = [
+            log_p_weight * lp + dense_weight * d + sparse_weight * s + bias
+            for lp, d, s in zip(log_p, dense, sparse)
+        ]
+        calibrator = self.calibrator
+        if not calibrator.is_fitted:
+            return calibrator.transform([raw])
+        probability: FloatArray = np.interp(raw, calibrator.x_, calibrator.y_)[None, :]
+        return probability
+
     def to_dict(self) -> dict[str, Any]:
         """Serialisable state."""
         return {"coefficients": self.coefficients.tolist(), "calibrator": self.calibrator.to_dict()}
@@ -192,14 +207,19 @@ class ScoringModel:
         if self.confidence_model is None:
             return np.clip(ranked, 0.0, 1.0)
         # ranked is best first: its first column is each row's maximum.
-        if len(ranked) == 1:  # route(): Python scalars, cheaper than (1, 1) arrays
-            top = float(ranked[0, 0])
-            log_normaliser: FloatArray | float = top + math.log(float(np.exp(fused - top).sum()))
-        else:  # the same, row by row
-            top_column = ranked[:, :1]
-            log_normaliser = np.log(np.exp(fused - top_column).sum(axis=1, keepdims=True))
-            log_normaliser += top_column
-        return self.confidence_model.probability(ranked - log_normaliser, parts.dense, parts.sparse)
+        if len(ranked) == 1:  # route(): a handful of Python floats beat numpy calls on them
+            scores = ranked.tolist()[0]
+            log_normaliser = scores[0] + math.log(float(np.exp(fused - scores[0]).sum()))
+            return self.confidence_model.probability_of_one(
+                [score - log_normaliser for score in scores],
+                parts.dense.tolist()[0],
+                parts.sparse.tolist()[0],
+            )
+        top = ranked[:, :1]
+        log_normalisers = np.log(np.exp(fused - top).sum(axis=1, keepdims=True))
+        log_normalisers += top
+        log_p = ranked - log_normalisers
+        return self.confidence_model.probability(log_p, parts.dense, parts.sparse)
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ class BM25Index:
         if len(queries) == 1 and table is not None:  # route(): Python scalars, few arrays
             vocabulary = self.vocabulary
             ids = [vocabulary[t] for t in queries[0] if t in vocabulary]
-            sums = table[ids].sum(axis=0, keepdims=True)
+            sums = table.take(ids, axis=0).sum(axis=0, keepdims=True)  # take: cheapest gather
             bound = float(sums[0, -1]) + (len(queries[0]) - len(ids)) * unseen_bound
             single: FloatArray = sums[:, :-1] / max(bound, 1e-12)
             return single
