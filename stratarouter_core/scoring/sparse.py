@@ -22,6 +22,7 @@ __all__ = ["BM25Index"]
 
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
 _DENSE_MAX_CELLS = 4_000_000
+_COMMON_SHARE = 16  # a term in more than 1/16 of the route documents is "common"
 
 
 class BM25Index:
@@ -83,6 +84,22 @@ class BM25Index:
             table[owners, self.indices] = self.data
             table[:, -1] = self.idf * (k1 + 1.0)
             self._table = table
+        # Without the table, a query's common words would touch most route documents'
+        # postings; their rows are kept dense (most frequent first, within the same cell
+        # budget), so a query walks the postings of its rarer words only.
+        frequency = np.diff(self.indptr)
+        by_frequency = np.argsort(-frequency, kind="stable")
+        n_common = 0
+        if self._table is None and self.n_documents:
+            n_common = int((frequency > self.n_documents // _COMMON_SHARE).sum())
+            n_common = min(n_common, _DENSE_MAX_CELLS // self.n_documents)
+        common = by_frequency[:n_common]
+        self._common_slot = np.full(len(rows), -1, dtype=np.int64)
+        self._common_slot[common] = np.arange(n_common)
+        self._common_rows = np.zeros((n_common, self.n_documents), dtype=np.float64)
+        for slot, term_id in enumerate(common.tolist()):
+            postings = slice(self.indptr[term_id], self.indptr[term_id + 1])
+            self._common_rows[slot, self.indices[postings]] = self.data[postings]
 
     def _idf(self, document_frequency: Counter[str]) -> dict[str, float]:
         n = self.n_documents
@@ -117,7 +134,8 @@ class BM25Index:
     def score_many(self, queries: Sequence[Sequence[str]]) -> NDArray[np.float64]:
         """Raw BM25 scores, shape (len(queries), n_documents), in one vectorised pass."""
         terms = self._query_terms(queries)
-        return self._score_postings(terms.ids, terms.counts)
+        owner = np.repeat(np.arange(len(queries)), terms.counts)
+        return self._score_postings(terms.ids, owner, len(queries))
 
     def normalized_many(
         self, queries: Sequence[Sequence[str]], candidates: NDArray[np.int64] | None = None
@@ -129,9 +147,7 @@ class BM25Index:
         large ones from the exact float64 postings.
         """
         table, unseen_bound = self._table, self.unseen_idf * (self.k1 + 1.0)
-        if candidates is not None:
-            # Scoring every route costs one pass over the query terms' postings, less than
-            # looking up each (candidate, term) pair in a route-major copy (measured).
+        if candidates is not None and table is not None:
             every = self.normalized_many(queries)
             picked: FloatArray = every[np.arange(len(queries))[:, None], candidates]
             return picked
@@ -148,7 +164,7 @@ class BM25Index:
             scores: FloatArray = sums[:, :-1]
             bounds = sums[:, -1] + terms.unknown * unseen_bound
         else:
-            scores = self._score_postings(terms.ids, terms.counts)
+            scores = self._split_scores(terms, candidates)
             owner = np.repeat(np.arange(len(queries)), terms.counts)
             known_idf = np.bincount(owner, weights=self.idf[terms.ids], minlength=len(queries))
             bounds = known_idf * (self.k1 + 1.0) + terms.unknown * unseen_bound
@@ -167,13 +183,42 @@ class BM25Index:
         counts = np.bincount(owner[known], minlength=len(queries))
         return _QueryTerms(looked_up[known], counts, lengths - counts)
 
-    def _score_postings(
-        self, ids: NDArray[np.int64], counts: NDArray[np.int64]
+    def _split_scores(
+        self, terms: _QueryTerms, candidates: NDArray[np.int64] | None
     ) -> NDArray[np.float64]:
-        n_queries, n_docs = len(counts), self.n_documents
+        """Raw BM25 of the scored routes: rare words from postings, common ones from rows."""
+        n_queries = len(terms.counts)
+        owner = np.repeat(np.arange(n_queries), terms.counts)
+        slots = self._common_slot[terms.ids]
+        common = slots >= 0
+        scores = self._score_postings(terms.ids[~common], owner[~common], n_queries)
+        if candidates is not None:
+            scores = scores[np.arange(n_queries)[:, None], candidates]
+        if not common.any():
+            return scores
+        slots, owner = slots[common], owner[common]
+        if candidates is None and n_queries == 1:
+            scores += self._common_rows.take(slots, axis=0).sum(axis=0)
+            return scores
+        if candidates is None:
+            from scipy.sparse import csr_matrix
+
+            ones = np.ones(len(slots))
+            counts = csr_matrix((ones, (owner, slots)), shape=(n_queries, len(self._common_rows)))
+            scores += np.asarray(counts @ self._common_rows)
+            return scores
+        k = candidates.shape[1]
+        gathered = self._common_rows[slots[:, None], candidates[owner]]  # (common words, k)
+        cells = (owner[:, None] * k + np.arange(k)).ravel()
+        scores += np.bincount(cells, gathered.ravel(), minlength=n_queries * k).reshape(-1, k)
+        return scores
+
+    def _score_postings(
+        self, ids: NDArray[np.int64], owner: NDArray[np.int64], n_queries: int
+    ) -> NDArray[np.float64]:
+        n_docs = self.n_documents
         if len(ids) == 0:
             return np.zeros((n_queries, n_docs), dtype=np.float64)
-        owner = np.repeat(np.arange(n_queries, dtype=np.int64), counts)
         starts, ends = self.indptr[ids], self.indptr[ids + 1]
         lengths = ends - starts
         total = int(lengths.sum())

@@ -69,19 +69,24 @@ def test_normalized_is_a_fraction_of_the_attainable_maximum() -> None:
     )
 
 
-@pytest.mark.parametrize("table", [True, False], ids=["float32 table", "float64 postings"])
+@pytest.mark.parametrize(
+    ("cells", "table", "common_rows"),
+    [(None, True, False), (0, False, False), (1000, False, True)],
+    ids=["float32 table", "postings only", "postings + dense rows of common words"],
+)
 def test_normalized_batch_equals_single_and_exact_scores(
-    table: bool, monkeypatch: pytest.MonkeyPatch
+    cells: int | None, table: bool, common_rows: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from stratarouter_core.scoring import sparse
 
-    if not table:
-        monkeypatch.setattr(sparse, "_DENSE_MAX_CELLS", 0)
+    if cells is not None:  # the memory budget decides which layouts the index keeps
+        monkeypatch.setattr(sparse, "_DENSE_MAX_CELLS", cells)
     rng = random.Random(11)
     vocabulary = [f"w{i}" for i in range(50)]
     docs = [[rng.choice(vocabulary) for _ in range(rng.randint(1, 25))] for _ in range(30)]
     index = BM25Index(docs)
     assert (index._table is not None) is table
+    assert (len(index._common_rows) > 0) is common_rows
     queries = [
         [rng.choice([*vocabulary, "oov"]) for _ in range(rng.randint(1, 7))] for _ in range(40)
     ]
