@@ -68,6 +68,7 @@ FaultKind = Literal[
     "truncate_stream",
     "hold_stream",
     "malformed",
+    "prompt_blocked",
 ]
 _STREAM_ONLY = frozenset({"slow_stream", "break_stream", "truncate_stream", "hold_stream"})
 _GEMINI_PATH = re.compile(
@@ -163,6 +164,11 @@ class Fault:
     def malformed(cls, body: str | None = None, *, api: Api | None = None) -> Fault:
         """Answer 200 with a body that is not valid JSON (or a stream with a broken event)."""
         return cls("malformed", body=body, api=api)
+
+    @classmethod
+    def prompt_blocked(cls, reason: str = "SAFETY") -> Fault:
+        """Gemini refuses the prompt itself: `promptFeedback.blockReason`, no candidates."""
+        return cls("prompt_blocked", message=reason, api="gemini")
 
     def release(self) -> None:
         """Let a held stream go on."""
@@ -570,6 +576,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(fault.status, _error_body(call.api, fault), headers)
         elif call.api == "embeddings":
             self._embeddings(call, fault)
+        elif fault is not None and fault.kind == "prompt_blocked":
+            blocked = json.dumps(_gemini_blocked(call, fault.message))
+            if call.stream:
+                self._send(200, _sse(blocked), "text/event-stream")
+            else:
+                self._send(200, blocked.encode(), "application/json")
         elif fault is not None and fault.kind == "malformed" and not call.stream:
             self._send(
                 200, (fault.body or '{"id": "broken", "choices": [').encode(), "application/json"
@@ -741,6 +753,15 @@ def _gemini_chunk(
         if call.cached_tokens:
             chunk["usageMetadata"]["cachedContentTokenCount"] = call.cached_tokens
     return chunk
+
+
+def _gemini_blocked(call: _Call, reason: str) -> dict[str, Any]:
+    tokens = call.prompt_tokens
+    return {
+        "promptFeedback": {"blockReason": reason},
+        "usageMetadata": {"promptTokenCount": tokens, "totalTokenCount": tokens},
+        "modelVersion": call.model,
+    }
 
 
 def _events(call: _Call, text: str, cut: bool, fault: Fault | None) -> Iterator[tuple[bool, bytes]]:

@@ -665,3 +665,23 @@ async def test_fake_embeddings_in_float_and_base64_agree(server):
     assert cosine(floats[0], floats[1]) > cosine(floats[0], floats[2])
     assert len(sized.data[0].embedding) == 16
     assert plain.usage.prompt_tokens == 10
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["complete", "stream"])
+async def test_google_blocked_prompt_is_a_content_filter_finish_not_an_error(server, streamed):
+    client = _google(server)
+    server.add_faults(Fault.prompt_blocked("SAFETY"))
+    request = CompletionRequest.from_text("gemini-2.0-flash", "something it refuses")
+    try:
+        if streamed:
+            stream = client.stream(request, timeout=10)
+            assert [chunk async for chunk in stream] == []
+            response = stream.result
+        else:
+            response = await client.complete(request, timeout=10)
+    finally:
+        await client.aclose()
+    assert response is not None and response.text == ""
+    assert response.finish_reason == "content_filter"
+    assert response.usage is not None and response.usage.completion_tokens == 0
+    assert server.count() == 1  # a refusal is an answer: never retried

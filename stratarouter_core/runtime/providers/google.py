@@ -146,10 +146,7 @@ class GoogleClient(SDKClient["GenerateContentResponse", "GenerateContentResponse
         )
 
     def _read_response(self, response: GenerateContentResponse, reported: Reported) -> str:
-        text = self._read_event(response, reported)
-        if reported.finish_reason is None and not response.candidates and response.prompt_feedback:
-            reported.finish_reason = "content_filter"  # the prompt itself was blocked
-        return text
+        return self._read_event(response, reported)
 
     async def _events(
         self, request: CompletionRequest, timeout: float
@@ -173,6 +170,8 @@ class GoogleClient(SDKClient["GenerateContentResponse", "GenerateContentResponse
         # Each chunk's usageMetadata holds running totals: the last one is final.
         reported.usage = _usage(event.usage_metadata) or reported.usage
         reported.model = text_or_none(event.model_version) or reported.model
+        if finish is None and not event.candidates and event.prompt_feedback:
+            finish = "content_filter"  # the prompt itself was blocked: no answer will follow
         if finish is not None:
             reported.finish_reason, reported.ended = finish, True
         return text
