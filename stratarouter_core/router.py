@@ -389,18 +389,14 @@ class Router:
         """Every score part of the scored routes (candidates, or every route when None).
 
         `dense`, `sparse` and `rule` are aligned with the scored routes; `rule` None means none
-        fired, `dense` None that the cosines are still to compute.
+        fired; `dense` is None exactly when every route is scored (candidates None).
         """
         # sparse_rel is relative to the query's best BM25 among the scored routes; a row whose
         # best is 0 is all zeros, and dividing by a tiny floor keeps it 0.
         sparse_rel = sparse / np.maximum(sparse.max(axis=1, keepdims=True), 1e-12)
         head = built.model.head
-        if dense is None:
-            dense = (
-                vectors @ built.prototypes.T
-                if candidates is None
-                else gathered_dot(built.prototypes, candidates, vectors)
-            )
+        if dense is None:  # every route is scored: no index computed the cosines
+            dense = vectors @ built.prototypes.T
         logits = None if head is None else head.logits(vectors, candidates)
         return Features(dense, sparse, sparse_rel, rule, logits)
 

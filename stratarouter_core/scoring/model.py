@@ -123,11 +123,7 @@ class ConfidenceModel:
 
     def probability(self, log_p: FloatArray, dense: FloatArray, sparse: FloatArray) -> FloatArray:
         """Calibrated P(correct): the raw score through the isotonic calibrator."""
-        calibrator, raw = self.calibrator, self.raw(log_p, dense, sparse)
-        if not calibrator.is_fitted:
-            return calibrator.transform(raw)
-        probability: FloatArray = np.interp(raw, calibrator.x_, calibrator.y_)  # hot path
-        return probability
+        return self.calibrator.transform(self.raw(log_p, dense, sparse))
 
     def probability_of_one(
         self, log_p: list[float], dense: list[float], sparse: list[float]
@@ -138,11 +134,7 @@ class ConfidenceModel:
             log_p_weight * lp + dense_weight * d + sparse_weight * s + bias
             for lp, d, s in zip(log_p, dense, sparse)
         ]
-        calibrator = self.calibrator
-        if not calibrator.is_fitted:
-            return calibrator.transform([raw])
-        probability: FloatArray = np.interp(raw, calibrator.x_, calibrator.y_)[None, :]
-        return probability
+        return self.calibrator.transform([raw])
 
     def to_dict(self) -> dict[str, Any]:
         """Serialisable state."""
@@ -245,8 +237,9 @@ class FusedScorer:
     """
 
     matrix: NDArray[np.float32]  # (n_routes, dimension): w_dense * prototypes + w_head * head
-    head_matrix: NDArray[np.float32] | None  # (n_routes, dimension): w_head * head weights
     offset: NDArray[np.float32] | None  # (n_routes,): w_head * head bias
+    head: LinearHead | None  # the learned head, for candidates (None when unused)
+    head_weight: float
     dense_weight: float
     sparse_weight: float
     sparse_rel_weight: float
@@ -259,14 +252,14 @@ class FusedScorer:
     @classmethod
     def compile(cls, model: ScoringModel, prototypes: NDArray[np.float32]) -> FusedScorer:
         """Fold `model`'s weights, head and the route `prototypes` into one scorer."""
-        dense, sparse, sparse_rel, rule, head = model.weights.tolist()
-        matrix, head_matrix, offset = dense * prototypes, None, None
-        if model.head is not None and head:
-            head_matrix = np.ascontiguousarray(head * model.head.weights, dtype=np.float32)
-            matrix = matrix + head_matrix
-            offset = (head * model.head.bias).astype(np.float32)
+        dense, sparse, sparse_rel, rule, head_weight = model.weights.tolist()
+        head = model.head if head_weight else None
+        matrix, offset = dense * prototypes, None
+        if head is not None:
+            matrix = matrix + head_weight * head.weights
+            offset = (head_weight * head.bias).astype(np.float32)
         matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        return cls(matrix, head_matrix, offset, dense, sparse, sparse_rel, rule)
+        return cls(matrix, offset, head, head_weight, dense, sparse, sparse_rel, rule)
 
     def fuse(
         self,
@@ -292,9 +285,8 @@ class FusedScorer:
         else:
             assert dense is not None
             fused = dense * self.dense_weight
-            if self.head_matrix is not None and self.offset is not None:
-                fused += gathered_dot(self.head_matrix, candidates, vectors)
-                fused += self.offset[candidates]
+            if self.head is not None:
+                fused += self.head_weight * self.head.logits(vectors, candidates)
         if self.sparse_weight or self.sparse_rel_weight:
             # sparse_rel is sparse over the query's best BM25 among the scored routes; a row
             # whose best is 0 is all zeros, so a tiny floor keeps it 0.

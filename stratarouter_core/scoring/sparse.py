@@ -20,7 +20,6 @@ from .model import FloatArray
 
 __all__ = ["BM25Index"]
 
-_EMPTY_IDS = np.zeros(0, dtype=np.int64)
 _DENSE_MAX_CELLS = 4_000_000
 _COMMON_SHARE = 16  # a term in more than 1/16 of the route documents is "common"
 
@@ -109,12 +108,6 @@ class BM25Index:
         floor = self.epsilon * (sum(raw.values()) / len(raw)) if raw else 0.0
         return {t: (value if value >= 0 else floor) for t, value in raw.items()}
 
-    def term_ids(self, tokens: Sequence[str]) -> NDArray[np.int64]:
-        """Ids of the known tokens, repeated as often as they occur (BM25 sums per occurrence)."""
-        vocabulary = self.vocabulary
-        ids = [vocabulary[t] for t in tokens if t in vocabulary]
-        return np.array(ids, dtype=np.int64) if ids else _EMPTY_IDS
-
     def upper_bound(self, tokens: Sequence[str]) -> float:
         """The largest BM25 score any document could give these tokens."""
         vocabulary, idf = self.vocabulary, self.idf
@@ -134,8 +127,7 @@ class BM25Index:
     def score_many(self, queries: Sequence[Sequence[str]]) -> NDArray[np.float64]:
         """Raw BM25 scores, shape (len(queries), n_documents), in one vectorised pass."""
         terms = self._query_terms(queries)
-        owner = np.repeat(np.arange(len(queries)), terms.counts)
-        return self._score_postings(terms.ids, owner, len(queries))
+        return self._score_postings(terms.ids, terms.owner, len(queries))
 
     def normalized_many(
         self, queries: Sequence[Sequence[str]], candidates: NDArray[np.int64] | None = None
@@ -160,13 +152,14 @@ class BM25Index:
             return single
         terms = self._query_terms(queries)
         if table is not None:
-            sums = np.asarray(_query_term_matrix(terms, len(table)) @ table)
+            occurrences = _occurrences(terms.owner, terms.ids, (len(queries), len(table)))
+            sums = np.asarray(occurrences @ table)
             scores: FloatArray = sums[:, :-1]
             bounds = sums[:, -1] + terms.unknown * unseen_bound
         else:
             scores = self._split_scores(terms, candidates)
-            owner = np.repeat(np.arange(len(queries)), terms.counts)
-            known_idf = np.bincount(owner, weights=self.idf[terms.ids], minlength=len(queries))
+            idf = self.idf[terms.ids]
+            known_idf = np.bincount(terms.owner, weights=idf, minlength=len(queries))
             bounds = known_idf * (self.k1 + 1.0) + terms.unknown * unseen_bound
         # A query of unknown words only has a positive bound and zero scores: it stays 0.
         normalized: FloatArray = scores / np.maximum(bounds, 1e-12)[:, None]
@@ -179,16 +172,15 @@ class BM25Index:
             [vocabulary.get(t, -1) for tokens in queries for t in tokens], dtype=np.int64
         )
         known = looked_up >= 0
-        owner = np.repeat(np.arange(len(queries)), lengths)
-        counts = np.bincount(owner[known], minlength=len(queries))
-        return _QueryTerms(looked_up[known], counts, lengths - counts)
+        owner = np.repeat(np.arange(len(queries)), lengths)[known]
+        counts = np.bincount(owner, minlength=len(queries))
+        return _QueryTerms(looked_up[known], owner, counts, lengths - counts)
 
     def _split_scores(
         self, terms: _QueryTerms, candidates: NDArray[np.int64] | None
     ) -> NDArray[np.float64]:
         """Raw BM25 of the scored routes: rare words from postings, common ones from rows."""
-        n_queries = len(terms.counts)
-        owner = np.repeat(np.arange(n_queries), terms.counts)
+        n_queries, owner = len(terms.counts), terms.owner
         slots = self._common_slot[terms.ids]
         common = slots >= 0
         scores = self._score_postings(terms.ids[~common], owner[~common], n_queries)
@@ -201,11 +193,8 @@ class BM25Index:
             scores += self._common_rows.take(slots, axis=0).sum(axis=0)
             return scores
         if candidates is None:
-            from scipy.sparse import csr_matrix
-
-            ones = np.ones(len(slots))
-            counts = csr_matrix((ones, (owner, slots)), shape=(n_queries, len(self._common_rows)))
-            scores += np.asarray(counts @ self._common_rows)
+            occurrences = _occurrences(owner, slots, (n_queries, len(self._common_rows)))
+            scores += np.asarray(occurrences @ self._common_rows)
             return scores
         k = candidates.shape[1]
         gathered = self._common_rows[slots[:, None], candidates[owner]]  # (common words, k)
@@ -235,14 +224,15 @@ class _QueryTerms(NamedTuple):
     """Known term ids of a batch of queries, concatenated, with per-query counts."""
 
     ids: NDArray[np.int64]  # known term ids, query after query, repeated per occurrence
+    owner: NDArray[np.int64]  # the query of each id
     counts: NDArray[np.int64]  # known terms per query
     unknown: NDArray[np.int64]  # tokens per query absent from every document
 
 
-def _query_term_matrix(terms: _QueryTerms, n_terms: int) -> Any:
-    """The (n_queries, n_terms) sparse matrix of term occurrences (duplicates add up)."""
+def _occurrences(
+    rows: NDArray[np.int64], columns: NDArray[np.int64], shape: tuple[int, int]
+) -> Any:
+    """The sparse matrix counting each (row, column) pair (repeated pairs add up)."""
     from scipy.sparse import csr_matrix
 
-    indptr = np.concatenate(([0], np.cumsum(terms.counts)))
-    ones = np.ones(len(terms.ids), dtype=np.float32)
-    return csr_matrix((ones, terms.ids, indptr), shape=(len(terms.counts), n_terms))
+    return csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, columns)), shape=shape)
