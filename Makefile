@@ -19,7 +19,7 @@ demo: install
 	$(PY) examples/quickstart.py
 
 install-dev: install
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -e '.[dev,bench]'  # bench: the semantic-router comparison test
 	$(PIP) install --quiet $(foreach p,$(dir $(ADAPTERS)),-e "$(p)[test]")  # one resolve: crewai, autogen and ag2 pins agree
 
 test: install-dev

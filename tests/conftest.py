@@ -1,7 +1,8 @@
 """Shared fixtures: datasets beside the project, real services on 127.0.0.1.
 
-Outside CI a missing dataset or service skips the tests that need it, with the reason;
-in CI (CI=true) it fails them, so a broken environment can never pass silently.
+Outside CI a missing dataset, service or optional extra skips the tests that need it, with
+the reason; in CI (CI=true) every skip fails the run, so a broken environment (a service down,
+an extra not installed) can never pass silently.
 """
 
 from __future__ import annotations
@@ -71,3 +72,32 @@ def postgres_dsn() -> str:
     if not _port_open("127.0.0.1", 5432):
         missing("PostgreSQL is not running on 127.0.0.1:5432")
     return POSTGRES_DSN
+
+
+@pytest.hookimpl(tryfirst=True)  # before the session and the terminal count the report
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """In CI, a test module skipped at import (a missing extra) is a failure."""
+    _fail_skips_in_ci(report)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """In CI, a skipped test is a failure."""
+    _fail_skips_in_ci(report)
+
+
+def _fail_skips_in_ci(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if IN_CI and report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI (CI=true requires every test to run): {reason}"
+        _SKIPPED_IN_CI.append(report.nodeid)
+
+
+_SKIPPED_IN_CI: list[str] = []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The session counts failures before these hooks turn skips into failures: set the status."""
+    if _SKIPPED_IN_CI:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -25,7 +25,7 @@ from stratarouter_core.encoders.base import BaseEncoder
 from stratarouter_core.errors import ConfigError
 from stratarouter_core.runtime import RuntimeConfig
 
-pytest.importorskip("openai")
+pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
 
 DIM = 64
 INTENTS = [f"intent_{i}" for i in range(6)]

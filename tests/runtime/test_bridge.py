@@ -23,7 +23,7 @@ from stratarouter_core.runtime.testing import FakeProviderServer, Fault
 from stratarouter_core.testing import HashingEncoder
 from stratarouter_core.types import RouteResult
 
-pytest.importorskip("openai")
+pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
 
 from stratarouter_core.runtime.providers import OpenAIClient
 

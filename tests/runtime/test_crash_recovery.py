@@ -29,7 +29,7 @@ from stratarouter_core.runtime.config import RuntimeConfig
 from stratarouter_core.runtime.state import open_state_store
 from stratarouter_core.runtime.testing import FakeProviderServer, Fault
 
-pytest.importorskip("openai")
+pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
 
 from stratarouter_core.runtime.providers import OpenAIClient
 
@@ -79,7 +79,7 @@ def state_settings(request, tmp_path):
     dsn = request.getfixturevalue("postgres_dsn")
     schema = f"sr_crash_{uuid.uuid4().hex[:12]}"
     yield {"state_backend": "postgresql", "database_url": dsn, "database_schema": schema}
-    psycopg = pytest.importorskip("psycopg")
+    psycopg = pytest.importorskip("psycopg", reason="PostgreSQL state needs the [postgres] extra (make test installs it)")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 

@@ -41,7 +41,8 @@ def _client(name, server):
     """A real SDK client of provider `name`, pointed at the fake server."""
     from stratarouter_core.runtime import providers as p
 
-    pytest.importorskip({"local": "openai", "google": "google.genai"}.get(name, name))
+    sdk = {"local": "openai", "google": "google.genai"}.get(name, name)
+    pytest.importorskip(sdk, reason=f"the {name} client needs its SDK extra (make test installs it)")
     if name == "openai":
         return p.OpenAIClient(api_key="k", base_url=server.openai_base_url)
     if name == "local":

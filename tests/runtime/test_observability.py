@@ -23,8 +23,8 @@ from stratarouter_core.runtime.observability import (
     configure_logging,
 )
 
-pytest.importorskip("prometheus_client")
-pytest.importorskip("opentelemetry.sdk")
+pytest.importorskip("prometheus_client", reason="metrics need the [observability] extra (make test installs it)")
+pytest.importorskip("opentelemetry.sdk", reason="traces need the [observability] extra (make test installs it)")
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -286,7 +286,7 @@ def test_otlp_endpoint_exports_spans_over_http():
 
 @pytest.fixture
 async def observed_bridge(tracer_provider):
-    pytest.importorskip("openai")
+    pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
     from stratarouter_core import Route, Router, RouterConfig
     from stratarouter_core.runtime.bridge import CoreRuntimeBridge
     from stratarouter_core.runtime.providers import OpenAIClient

@@ -45,7 +45,7 @@ EXPECTED = f"echo: {PROMPT}"
 
 
 def _openai(server, **kw):
-    pytest.importorskip("openai")
+    pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
     from stratarouter_core.runtime.providers import OpenAIClient
 
     kw.setdefault("api_key", "test-key")
@@ -53,21 +53,21 @@ def _openai(server, **kw):
 
 
 def _local(server, **kw):
-    pytest.importorskip("openai")
+    pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
     from stratarouter_core.runtime.providers import LocalClient
 
     return LocalClient(server.openai_base_url, **kw)
 
 
 def _anthropic(server, **kw):
-    pytest.importorskip("anthropic")
+    pytest.importorskip("anthropic", reason="the Anthropic client needs the [anthropic] extra (make test installs it)")
     from stratarouter_core.runtime.providers import AnthropicClient
 
     return AnthropicClient(api_key="test-key", base_url=server.base_url, **kw)
 
 
 def _google(server, **kw):
-    pytest.importorskip("google.genai")
+    pytest.importorskip("google.genai", reason="the Gemini client needs the [google] extra (make test installs it)")
     from stratarouter_core.runtime.providers import GoogleClient
 
     kw.setdefault("api_key", "test-key")
@@ -473,10 +473,10 @@ def test_missing_api_keys_are_config_errors(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
     endpoint = _Endpoint(_closed_port())
-    pytest.importorskip("openai")
+    pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
     with pytest.raises(ConfigError, match="api_key"):
         _openai(endpoint, api_key=None)
-    pytest.importorskip("google.genai")
+    pytest.importorskip("google.genai", reason="the Gemini client needs the [google] extra (make test installs it)")
     with pytest.raises(ConfigError):
         _google(endpoint, api_key=None)
 
@@ -638,7 +638,7 @@ def test_missing_sdk_names_the_extra(monkeypatch, module, client, extra):
 
 
 async def test_fake_embeddings_in_float_and_base64_agree(server):
-    pytest.importorskip("openai")
+    pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
     import openai
 
     client = openai.AsyncOpenAI(api_key="k", base_url=server.openai_base_url, max_retries=0)

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("encoder", ["default", "hashing"])
 def test_runtime_quickstart_shows_cache_batch_retry_and_breaker(encoder):
-    pytest.importorskip("openai")
+    pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if encoder == "hashing":
         env["STRATAROUTER_EXAMPLE_ENCODER"] = "hashing"

@@ -26,7 +26,7 @@ from stratarouter_core.runtime.state import (
 
 
 def _drop_schema(dsn: str, schema: str) -> None:
-    psycopg = pytest.importorskip("psycopg")
+    psycopg = pytest.importorskip("psycopg", reason="PostgreSQL state needs the [postgres] extra (make test installs it)")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
@@ -376,7 +376,7 @@ async def test_postgres_migrations_are_recorded_and_concurrent_starts_are_safe(
     stores = [PostgresStateStore(postgres_dsn, schema=pg_schema) for _ in range(4)]
     await asyncio.gather(*(s.start() for s in stores))
     try:
-        psycopg = pytest.importorskip("psycopg")
+        psycopg = pytest.importorskip("psycopg", reason="PostgreSQL state needs the [postgres] extra (make test installs it)")
         async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
             sql = f"SELECT component, version FROM {pg_schema}.schema_version"
             cursor = await conn.execute(sql)

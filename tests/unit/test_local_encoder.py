@@ -289,14 +289,14 @@ def test_encodes_in_a_forked_child(encoder):
 
 
 def test_blas_thread_limits_are_restored(encoder):
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="threadpoolctl comes with scikit-learn, a core dependency")
     before = [info["num_threads"] for info in threadpoolctl.threadpool_info()]
     encoder.encode([f"sentence number {i}" for i in range(100)])  # the parallel path
     assert [info["num_threads"] for info in threadpoolctl.threadpool_info()] == before
 
 
 def test_numpy_erf_fallback_is_accurate(encoder):
-    special = pytest.importorskip("scipy.special")
+    from scipy import special  # a core dependency
     x = np.linspace(-8, 8, 200_001, dtype=np.float32)
     error = np.abs(local._numpy_erf(x).astype(np.float64) - special.erf(x.astype(np.float64)))
     assert error.max() < 1e-7

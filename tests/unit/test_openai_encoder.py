@@ -23,7 +23,7 @@ from stratarouter_core.errors import (
     MissingDependencyError,
 )
 
-openai = pytest.importorskip("openai")
+openai = pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
 
 
 NATIVE = {
