@@ -3,7 +3,13 @@
 Because BM25 only depends on (term, document), every term's contribution to every route is
 computed once at build time and stored as a CSR matrix (term -> routes). Scoring a query is then
 a gather of the query terms' rows and a `bincount` into the route axis: no loop over documents.
-The weights reproduce `rank_bm25.BM25Okapi` exactly (same idf floor for very common terms).
+
+The term weights are Okapi BM25's (the same saturation and length normalisation as
+`rank_bm25.BM25Okapi`) with a non-negative idf, ``log(1 + (N - df + 0.5) / (df + 0.5))`` (as in
+Lucene): Okapi's ``log((N - df + 0.5) / (df + 0.5))`` is zero or negative for a word in half
+the documents or more, which with two or three routes is most words, and its floor for those
+(a share of the mean idf) turns negative too. Function words are left out (see
+`stratarouter_core.text.ENGLISH_STOP_WORDS`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from ..text import ENGLISH_STOP_WORDS
 from .model import FloatArray
 
 __all__ = ["BM25Index"]
@@ -25,13 +32,15 @@ _COMMON_SHARE = 16  # a term in more than 1/16 of the route documents is "common
 
 
 class BM25Index:
-    """Okapi BM25 of queries against route documents.
+    """Okapi BM25 of queries against route documents, normalised to [0, 1).
 
-    `score` returns raw BM25 per route; `normalized` divides by the query's attainable maximum
-    (every query term saturated in a document: idf * (k1 + 1)), so the sparse signal lies in
-    [0, 1) and means "how much of the query's information this route explains". Terms unseen in
-    any document count with the idf of a term in no document: a query of unknown words is far
-    from every route, not close to all of them.
+    `score` returns raw BM25 per route; `normalized` divides by what the query could attain:
+    every query term saturated in a document (idf * (k1 + 1)), and at least what one word
+    found in a single document would attain. So the sparse signal means "how much of the
+    query's information this route explains", and a query of common words alone cannot score
+    high. Terms unseen in any document count with the idf of a term in no document: a query
+    of unknown words is far from every route, not close to all of them. Every score is finite
+    and non-negative at any number of routes, one included.
 
     Example:
         >>> index = BM25Index([["refund", "invoice"], ["reset", "password"], ["weather", "today"]])
@@ -46,11 +55,12 @@ class BM25Index:
         *,
         k1: float = 1.5,
         b: float = 0.75,
-        epsilon: float = 0.25,
+        stop_words: frozenset[str] = ENGLISH_STOP_WORDS,
     ) -> None:
-        """Index `documents` (one token list per route)."""
-        self.k1, self.b, self.epsilon = k1, b, epsilon
+        """Index `documents` (one token list per route); `stop_words` are left out."""
+        self.k1, self.b, self.stop_words = k1, b, stop_words
         self.n_documents = len(documents)
+        documents = [self.content_words(doc) for doc in documents]
         counts = [Counter(doc) for doc in documents]
         lengths = np.array([len(doc) for doc in documents], dtype=np.float64)
         average_length = float(lengths.mean()) if len(lengths) and lengths.sum() else 1.0
@@ -58,9 +68,12 @@ class BM25Index:
         for doc_counts in counts:
             document_frequency.update(doc_counts.keys())
         self.vocabulary: dict[str, int] = {t: i for i, t in enumerate(sorted(document_frequency))}
-        idf = self._idf(document_frequency)
-        self.idf = np.array([idf[t] for t in self.vocabulary], dtype=np.float64)
-        self.unseen_idf = math.log((self.n_documents + 0.5) / 0.5)
+        self.idf = np.array(
+            [self.idf_of(document_frequency[t]) for t in self.vocabulary], dtype=np.float64
+        )
+        self.unseen_idf = self.idf_of(0)
+        # The least a query's bound can be: one word found in a single document, saturated.
+        self.min_bound = self.idf_of(1) * (k1 + 1.0)
 
         length_norm = k1 * (1.0 - b + b * lengths / average_length)
         rows: list[list[tuple[int, float]]] = [[] for _ in self.vocabulary]
@@ -100,19 +113,22 @@ class BM25Index:
             postings = slice(self.indptr[term_id], self.indptr[term_id + 1])
             self._common_rows[slot, self.indices[postings]] = self.data[postings]
 
-    def _idf(self, document_frequency: Counter[str]) -> dict[str, float]:
-        n = self.n_documents
-        raw = {
-            t: math.log(n - df + 0.5) - math.log(df + 0.5) for t, df in document_frequency.items()
-        }
-        floor = self.epsilon * (sum(raw.values()) / len(raw)) if raw else 0.0
-        return {t: (value if value >= 0 else floor) for t, value in raw.items()}
+    def idf_of(self, document_frequency: int) -> float:
+        """Inverse document frequency of a term found in `document_frequency` documents (> 0)."""
+        n, df = self.n_documents, document_frequency
+        return math.log1p((n - df + 0.5) / (df + 0.5))
+
+    def content_words(self, tokens: Sequence[str]) -> list[str]:
+        """`tokens` without the stop words: what BM25 indexes and scores."""
+        stop = self.stop_words
+        return [t for t in tokens if t not in stop]
 
     def upper_bound(self, tokens: Sequence[str]) -> float:
-        """The largest BM25 score any document could give these tokens."""
+        """What `normalized` divides by: the largest score these tokens could attain, or more."""
         vocabulary, idf = self.vocabulary, self.idf
-        total = sum(idf[vocabulary[t]] if t in vocabulary else self.unseen_idf for t in tokens)
-        return float(total) * (self.k1 + 1.0)
+        words = self.content_words(tokens)
+        total = sum(idf[vocabulary[t]] if t in vocabulary else self.unseen_idf for t in words)
+        return max(float(total) * (self.k1 + 1.0), self.min_bound)
 
     def score(self, tokens: Sequence[str]) -> NDArray[np.float64]:
         """Raw BM25 score of every route document for one tokenised query."""
@@ -126,7 +142,7 @@ class BM25Index:
 
     def score_many(self, queries: Sequence[Sequence[str]]) -> NDArray[np.float64]:
         """Raw BM25 scores, shape (len(queries), n_documents), in one vectorised pass."""
-        terms = self._query_terms(queries)
+        terms = self._query_terms([self.content_words(q) for q in queries])
         return self._score_postings(terms.ids, terms.owner, len(queries))
 
     def normalized_many(
@@ -139,6 +155,7 @@ class BM25Index:
         large ones from the exact float64 postings.
         """
         table, unseen_bound = self._table, self.unseen_idf * (self.k1 + 1.0)
+        queries = [self.content_words(q) for q in queries]
         if candidates is not None and table is not None:
             every = self.normalized_many(queries)
             picked: FloatArray = every[np.arange(len(queries))[:, None], candidates]
@@ -148,7 +165,7 @@ class BM25Index:
             ids = [vocabulary[t] for t in queries[0] if t in vocabulary]
             sums = table.take(ids, axis=0).sum(axis=0, keepdims=True)  # take: cheapest gather
             bound = float(sums[0, -1]) + (len(queries[0]) - len(ids)) * unseen_bound
-            single: FloatArray = sums[:, :-1] / max(bound, 1e-12)
+            single: FloatArray = sums[:, :-1] / max(bound, self.min_bound)
             return single
         terms = self._query_terms(queries)
         if table is not None:
@@ -162,7 +179,7 @@ class BM25Index:
             known_idf = np.bincount(terms.owner, weights=idf, minlength=len(queries))
             bounds = known_idf * (self.k1 + 1.0) + terms.unknown * unseen_bound
         # A query of unknown words only has a positive bound and zero scores: it stays 0.
-        normalized: FloatArray = scores / np.maximum(bounds, 1e-12)[:, None]
+        normalized: FloatArray = scores / np.maximum(bounds, self.min_bound)[:, None]
         return normalized
 
     def _query_terms(self, queries: Sequence[Sequence[str]]) -> _QueryTerms:

@@ -1,10 +1,13 @@
-"""Our vectorised BM25 reproduces rank_bm25.BM25Okapi exactly."""
+"""Our vectorised BM25: rank_bm25's Okapi weights with a non-negative idf, sane at any size."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 
 from stratarouter_core.scoring import BM25Index
@@ -26,9 +29,47 @@ CORPUS = [
 ]
 
 
+NO_STOP_WORDS: frozenset[str] = frozenset()
+
+
+def _okapi_with_our_idf(docs: list[list[str]], **params: float) -> object:
+    """rank_bm25's Okapi scorer with its idf replaced by ours (its tf and length terms kept)."""
+    oracle = rank_bm25.BM25Okapi(docs, **params)
+    n = len(docs)
+    frequencies = _document_frequencies(docs).items()
+    oracle.idf = {t: math.log1p((n - df + 0.5) / (df + 0.5)) for t, df in frequencies}
+    return oracle
+
+
+def _document_frequencies(docs: list[list[str]]) -> dict[str, int]:
+    frequencies: dict[str, int] = {}
+    for doc in docs:
+        for term in set(doc):
+            frequencies[term] = frequencies.get(term, 0) + 1
+    return frequencies
+
+
+def test_scores_equal_rank_bm25_where_its_idf_is_positive() -> None:
+    # Terms in fewer than half the documents: Okapi's idf is positive, and the whole Okapi
+    # definition applies; ours differs only by log(1 + x) against log(x) in the idf.
+    docs = [[f"w{d}", f"w{d}", f"s{d % 3}", f"t{d}"][: 2 + d % 3] for d in range(12)]
+    oracle = rank_bm25.BM25Okapi(docs)
+    assert min(oracle.idf.values()) > 0
+    ours = BM25Index(docs, stop_words=NO_STOP_WORDS)
+    for query in (["w1"], ["s0", "t4"], ["w3", "w3", "zz"]):
+        expected = np.zeros(len(docs))
+        for term in query:
+            if term in oracle.idf:
+                okapi_idf = oracle.idf[term]
+                df = _document_frequencies(docs)[term]
+                ratio = math.log1p((len(docs) - df + 0.5) / (df + 0.5)) / okapi_idf
+                expected += ratio * np.asarray(oracle.get_scores([term]))
+        np.testing.assert_allclose(ours.score(query), expected, rtol=1e-9, atol=1e-12)
+
+
 def test_scores_match_rank_bm25_on_a_small_corpus() -> None:
     docs = [tokenize(d) for d in CORPUS]
-    ours, oracle = BM25Index(docs), rank_bm25.BM25Okapi(docs)
+    ours, oracle = BM25Index(docs, stop_words=NO_STOP_WORDS), _okapi_with_our_idf(docs)
     for query in [
         "refund invoice",
         "paris rain",
@@ -46,7 +87,8 @@ def test_scores_match_rank_bm25_on_random_corpora_in_batch() -> None:
     rng = random.Random(7)
     vocabulary = [f"w{i}" for i in range(60)]
     docs = [[rng.choice(vocabulary) for _ in range(rng.randint(1, 30))] for _ in range(40)]
-    ours, oracle = BM25Index(docs, k1=1.2, b=0.6), rank_bm25.BM25Okapi(docs, k1=1.2, b=0.6)
+    ours = BM25Index(docs, k1=1.2, b=0.6, stop_words=NO_STOP_WORDS)
+    oracle = _okapi_with_our_idf(docs, k1=1.2, b=0.6)
     queries = [
         [rng.choice([*vocabulary, "oov"]) for _ in range(rng.randint(1, 8))] for _ in range(50)
     ]
@@ -101,3 +143,58 @@ def test_normalized_batch_equals_single_and_exact_scores(
     picked = index.normalized_many(queries, candidates)
     expected = batch[np.arange(len(queries))[:, None], candidates]
     np.testing.assert_allclose(picked, expected, rtol=1e-5, atol=1e-7)
+
+
+TINY_CORPORA = {
+    "one route": [["refund"]],
+    "two routes sharing every word": [["weather", "today"], ["today", "weather"]],
+    "duplicate examples": [["reset", "password", "reset", "password"], ["reset", "password"]],
+    "all words shared by three": [["a1", "b1"], ["a1", "b1"], ["b1", "a1", "a1"]],
+    "stop words only": [["what", "is", "the"], ["how", "are", "you"]],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY_CORPORA))
+def test_tiny_route_sets_give_finite_scores_in_unit_interval(name: str) -> None:
+    docs = TINY_CORPORA[name]
+    index = BM25Index(docs)
+    assert np.all(index.idf > 0)
+    queries = [*docs, ["refund"], ["zebra"], ["my"], ["what", "is", "the", "weather"], []]
+    batch = index.normalized_many(queries)
+    assert np.all(np.isfinite(batch)) and batch.min() >= 0.0 and batch.max() < 1.0
+    for row, query in enumerate(queries):
+        np.testing.assert_allclose(index.normalized(query), batch[row], rtol=1e-5, atol=1e-7)
+
+
+def test_one_route_matches_its_own_example() -> None:
+    index = BM25Index([["refund"]])
+    assert index.normalized(["refund"])[0] > 0.2
+
+
+def test_stop_word_queries_score_nothing_and_common_words_little() -> None:
+    docs = [tokenize(d) for d in CORPUS]
+    index = BM25Index(docs)
+    assert index.normalized(tokenize("my")).max() == 0.0
+    assert index.normalized(tokenize("what is my")).max() == 0.0
+    # "account" is in two of ten documents: it explains less than a word found in one.
+    assert index.normalized(["account"]).max() < index.normalized(["refund"]).max()
+    # A word in every document cannot make a query look explained.
+    shared = BM25Index([["card", "lost"], ["card", "limit"], ["card", "pin"]])
+    assert shared.normalized(["card"]).max() < 0.3
+    assert shared.normalized(["pin"])[2] > 2 * shared.normalized(["card"])[2]
+
+
+@given(
+    st.lists(
+        st.lists(st.sampled_from(["a", "b", "c", "the", "d"]), min_size=0, max_size=6),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(st.sampled_from(["a", "b", "c", "the", "zz"]), min_size=0, max_size=6),
+)
+@settings(max_examples=200, deadline=None)
+def test_any_small_corpus_gives_bounded_scores(docs: list[list[str]], query: list[str]) -> None:
+    index = BM25Index(docs)
+    scores = index.normalized_many([query])
+    assert np.all(np.isfinite(scores)) and scores.min() >= 0.0 and scores.max() < 1.0
+    assert np.all(index.score(query) >= 0.0)
