@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .calibration import IsotonicCalibrator
 from .config import FusionWeights, IndexConfig, RouterConfig
+from .decisions import DecisionLog, RoutingDecision
 from .encoders.base import BaseEncoder, CachedEncoder
 from .errors import (
     ConfigError,
@@ -25,10 +26,13 @@ from .errors import (
     EncoderError,
     IndexNotBuiltError,
     InvalidQueryError,
+    InvalidResultError,
     MissingDependencyError,
+    NoRouteError,
     NotFittedError,
     PersistenceError,
     RouteNotFoundError,
+    RoutesFileError,
     RouteValidationError,
     StrataRouterError,
 )
@@ -46,6 +50,7 @@ __all__ = [
     "CachedEncoder",
     "Candidate",
     "ConfigError",
+    "DecisionLog",
     "DimensionMismatchError",
     "DuplicateRouteError",
     "EncoderError",
@@ -53,8 +58,10 @@ __all__ = [
     "IndexConfig",
     "IndexNotBuiltError",
     "InvalidQueryError",
+    "InvalidResultError",
     "IsotonicCalibrator",
     "MissingDependencyError",
+    "NoRouteError",
     "NotFittedError",
     "PersistenceError",
     "Route",
@@ -63,6 +70,8 @@ __all__ = [
     "RouteValidationError",
     "Router",
     "RouterConfig",
+    "RoutesFileError",
+    "RoutingDecision",
     "StrataRouterError",
     "__version__",
     "simd_enabled",

@@ -5,10 +5,13 @@ builtin a caller would naturally catch (`ValueError`, `KeyError`, `ImportError`,
 
     StrataRouterError
     ├── ConfigError(ValueError)               bad arguments, config or routes file
-    │   └── RouteValidationError              a Route that cannot be routed to (no text, bad regex)
+    │   ├── RouteValidationError              a Route that cannot be routed to (no text, bad regex)
+    │   └── RoutesFileError                   a bad routes file; names the file, route and line
     ├── InvalidQueryError(ValueError)         empty / non-str query, NaN or zero-norm embedding
     │   └── DimensionMismatchError            embedding or encoder dimension != index dimension
+    ├── InvalidResultError(ValueError)        a RouteResult built with impossible values
     ├── RouteNotFoundError(KeyError)          a route name the router does not know
+    ├── NoRouteError(LookupError)             an adapter's router abstained and it has no fallback
     ├── DuplicateRouteError(ValueError)       two routes with the same name
     ├── IndexNotBuiltError(RuntimeError)      route() before build_index()
     ├── NotFittedError(RuntimeError)          a learned component used before fit()
@@ -26,11 +29,14 @@ __all__ = [
     "EncoderError",
     "IndexNotBuiltError",
     "InvalidQueryError",
+    "InvalidResultError",
     "MissingDependencyError",
+    "NoRouteError",
     "NotFittedError",
     "PersistenceError",
     "RouteNotFoundError",
     "RouteValidationError",
+    "RoutesFileError",
     "StrataRouterError",
 ]
 
@@ -47,6 +53,21 @@ class RouteValidationError(ConfigError):
     """A route definition that cannot be used (no examples nor description, invalid regex...)."""
 
 
+class RoutesFileError(ConfigError):
+    """A routes file that cannot be used; the message names the file, the route and the line.
+
+    Attributes:
+        path: The file.
+        line: 1-based line of the offending node, when known.
+    """
+
+    def __init__(self, message: str, *, path: str, line: int | None = None) -> None:
+        """`message` is complete (it already names the file and line)."""
+        super().__init__(message)
+        self.path = path
+        self.line = line
+
+
 class InvalidQueryError(StrataRouterError, ValueError):
     """A query or query embedding that cannot be routed."""
 
@@ -55,11 +76,19 @@ class DimensionMismatchError(InvalidQueryError):
     """A vector whose dimension differs from the one the router was built with."""
 
 
+class InvalidResultError(StrataRouterError, ValueError):
+    """A `RouteResult` built with impossible values, such as a non-finite confidence."""
+
+
 class RouteNotFoundError(StrataRouterError, KeyError):
     """A route name the router does not know."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ""
+
+
+class NoRouteError(StrataRouterError, LookupError):
+    """A framework adapter's router abstained and the adapter was given nothing to fall back on."""
 
 
 class DuplicateRouteError(StrataRouterError, ValueError):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from .errors import RouteValidationError
+from .errors import InvalidResultError, RouteValidationError
 
 __all__ = ["Candidate", "Route", "RouteResult"]
 
@@ -17,10 +17,10 @@ _NAME = re.compile(r"^[^\s].*$")
 
 
 def _strings(value: Sequence[str] | str, what: str, route: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        raise RouteValidationError(
-            f"route {route!r}: {what} must be a list of strings, not a string"
-        )
+    # A mapping would iterate as its keys and a str as its characters: both are mistakes.
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        kind = "a string" if isinstance(value, str) else f"{type(value).__name__} {value!r:.40}"
+        raise RouteValidationError(f"route {route!r}: {what} must be a list of strings, not {kind}")
     items = tuple(value)
     for item in items:
         if not isinstance(item, str):
@@ -154,4 +154,4 @@ class RouteResult:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.confidence):
-            raise ValueError("confidence must be finite")
+            raise InvalidResultError(f"confidence must be finite, got {self.confidence!r}")

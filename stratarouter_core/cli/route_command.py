@@ -1,9 +1,15 @@
-"""`stratarouter route --routes FILE "query" ...`: print the decision for each query."""
+"""`stratarouter route --routes FILE "query" ...`: print the decision for each query.
+
+With no query, or the single query `-`, queries are read from standard input, one per line
+(blank lines are skipped), and each decision is printed as soon as its line is read.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 __all__ = ["register"]
@@ -13,7 +19,9 @@ def register(commands: Any) -> None:
     """Add the `route` subcommand."""
     parser = commands.add_parser("route", help="route queries with the routes of a YAML/JSON file")
     parser.add_argument("--routes", required=True, help="routes file (YAML or JSON)")
-    parser.add_argument("queries", nargs="+", help="queries to route")
+    parser.add_argument(
+        "queries", nargs="*", help="queries to route; none, or '-', reads them from stdin"
+    )
     parser.add_argument("--explain", action="store_true", help="show every candidate's scores")
     parser.add_argument("--json", action="store_true", help="print one JSON object per query")
     parser.set_defaults(run=run)
@@ -27,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     routes, config = load_routes_file(args.routes)
     router = Router(config=config, routes=routes)
     router.build_index()
-    for query in args.queries:
+    for query in _queries(args.queries):
         if args.explain:
             print(router.explain(query), end="\n\n")
             continue
@@ -49,4 +57,16 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             print(f"{result.route_id or '(none)'}\t{result.confidence:.3f}\t{query}")
+        sys.stdout.flush()  # a pipe sees each decision when its line was routed
     return 0
+
+
+def _queries(given: Sequence[str]) -> Iterator[str]:
+    """The queries of the command line, or stdin's non-blank lines for none or `-`."""
+    if list(given) not in ([], ["-"]):
+        yield from given
+        return
+    for line in sys.stdin:
+        query = line.rstrip("\r\n")
+        if query.strip():
+            yield query
