@@ -1,4 +1,8 @@
-"""Shared fixtures: datasets beside the project, real services on 127.0.0.1.
+"""Shared fixtures of every test folder (core, runtime, benchmarks, adapters).
+
+Datasets beside the project, real services on 127.0.0.1. It sits at the repository root so
+that `tests/`, `runtime/tests/`, `benchmarks/tests/` and `integrations/*/tests/` share one
+copy of the fixtures and of the CI policy below, however pytest is pointed at them.
 
 Outside CI a missing dataset, service or optional extra skips the tests that need it, with
 the reason; in CI (CI=true) every skip fails the run, so a broken environment (a service down,
@@ -14,7 +18,7 @@ from pathlib import Path
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+DATASETS = Path(__file__).resolve().parent.parent / "shared" / "datasets"
 REDIS_URL = os.environ.get("STRATAROUTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_DSN = os.environ.get(
     "STRATAROUTER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"

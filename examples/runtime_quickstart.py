@@ -21,16 +21,17 @@ import os
 import tempfile
 from pathlib import Path
 
-from stratarouter_core import BaseEncoder, Route, Router, RouterConfig
-from stratarouter_core.runtime import (
+from stratarouter_runtime import (
     CircuitOpenError,
     CoreRuntimeBridge,
     OpenAIClient,
     RetryExhaustedError,
     RuntimeConfig,
 )
-from stratarouter_core.runtime.observability import PrometheusMetrics
-from stratarouter_core.runtime.testing import FakeProviderServer, Fault
+from stratarouter_runtime.observability import PrometheusMetrics
+from stratarouter_runtime.testing import FakeProviderServer, Fault
+
+from stratarouter_core import BaseEncoder, Route, Router, RouterConfig
 from stratarouter_core.testing import HashingEncoder
 
 ROUTES = [

@@ -1,7 +1,7 @@
 """Runtime: execute routing decisions against LLM providers, safely and cheaply.
 
 The core router never imports this package. Provider SDKs are imported only when a client that
-needs them is built, so `import stratarouter_core.runtime` works with no extra installed.
+needs them is built, so `import stratarouter_runtime` works with no extra installed.
 """
 
 from __future__ import annotations

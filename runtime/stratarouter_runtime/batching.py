@@ -24,8 +24,8 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
+from stratarouter_core.errors import ConfigError
 
-from ..errors import ConfigError
 from .cache import DEFAULT_GUARD, _unit, _VectorBlock, normalise_query
 from .guard import QueryGuard
 

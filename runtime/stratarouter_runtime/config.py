@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import ConfigError
+from stratarouter_core.errors import ConfigError
 
 __all__ = ["RuntimeConfig", "parse_target_spec"]
 

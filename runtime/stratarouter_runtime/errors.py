@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..errors import StrataRouterError
+from stratarouter_core.errors import StrataRouterError
 
 __all__ = [
     "CircuitOpenError",

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import ConfigError
+from stratarouter_core.errors import ConfigError
+
 from .errors import (
     CircuitOpenError,
     MalformedResponseError,
@@ -224,8 +225,8 @@ class Executor:
 
     Example:
         >>> import asyncio
-        >>> from stratarouter_core.runtime.errors import ProviderServerError
-        >>> from stratarouter_core.runtime.providers import CompletionResponse, Usage
+        >>> from stratarouter_runtime.errors import ProviderServerError
+        >>> from stratarouter_runtime.providers import CompletionResponse, Usage
         >>> class Flaky(ProviderClient):  # fails once with a 503, then answers
         ...     name, calls = "flaky", 0
         ...     async def complete(self, request, *, timeout):

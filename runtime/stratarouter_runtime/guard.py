@@ -15,7 +15,7 @@ cache hit on general, domain-independent evidence:
 
 then, when the caller gives the embedding cosine, weighs the softer evidence (rarity-weighted
 word overlap and difference, against the cosine) with a small logistic model,
-`stratarouter_core.runtime.guard_model.SoftModel`. Its numbers were fitted by
+`stratarouter_runtime.guard_model.SoftModel`. Its numbers were fitted by
 `stratarouter bench cache --fit` on one half of a public paraphrase set; see
 `stratarouter_core.cli.bench_cache`.
 """
@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache, partial
 
-from ..errors import ConfigError
+from stratarouter_core.errors import ConfigError
+
 from .guard_model import DEFAULT_MODEL, SoftModel, lexicon, near_stem, pair_features
 
 __all__ = [

@@ -138,7 +138,9 @@ def lexicon() -> Lexicon | None:
 
 
 def _load_lexicon() -> Lexicon | None:
-    from ..encoders.local import _default_model_dir  # the encoder's own lookup of its files
+    from stratarouter_core.encoders.local import (
+        _default_model_dir,  # the encoder's own lookup of its files
+    )
 
     model_dir = _default_model_dir()
     if model_dir is None:
@@ -167,7 +169,7 @@ def pair_features(
     """The `FEATURES` of one pair of analysed queries whose embeddings are at `cosine`.
 
     Example:
-        >>> from stratarouter_core.runtime.guard import analyse
+        >>> from stratarouter_runtime.guard import analyse
         >>> lex = Lexicon({"the": 0, "in": 1, "best": 2, "restaurants": 3})
         >>> cosine, overlap, differing = pair_features(
         ...     analyse("best restaurants in Vancouver"),

@@ -19,9 +19,9 @@ out no-op objects and neither ``prometheus_client`` nor ``opentelemetry`` is imp
       stratarouter_deduplicated_requests_total                      served by another's call
       stratarouter_recovered_executions_total{outcome}              finished | resumed | failed
 
-- Spans (tracer ``stratarouter_core.runtime``): ``stratarouter.execute`` with the children
+- Spans (tracer ``stratarouter_runtime``): ``stratarouter.execute`` with the children
   ``stratarouter.route`` -> ``stratarouter.cache`` -> ``stratarouter.provider``.
-- Logs: logger ``stratarouter_core.runtime``; `JsonFormatter` writes one JSON object per line
+- Logs: logger ``stratarouter_runtime``; `JsonFormatter` writes one JSON object per line
   with the fields passed as ``extra`` (execution_id, route, latency_ms, ...).
 """
 
@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from .._deps import require
+from stratarouter_runtime._deps import require
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
@@ -56,7 +56,7 @@ __all__ = [
     "configure_logging",
 ]
 
-LOGGER_NAME = "stratarouter_core.runtime"
+LOGGER_NAME = "stratarouter_runtime"
 STAGES = ("route", "cache", "batch", "provider", "total")
 BREAKER_STATES = {"closed": 0.0, "half_open": 1.0, "half-open": 1.0, "open": 2.0}
 _LATENCY_BUCKETS = (
@@ -369,7 +369,9 @@ class _Tracing:
 
 def _otlp_tracer_provider(endpoint: str) -> SdkTracerProvider:
     """An SDK tracer provider exporting to `endpoint` over OTLP/HTTP in batches."""
-    install = "pip install 'stratarouter[observability]' opentelemetry-exporter-otlp-proto-http"
+    install = (
+        "pip install 'stratarouter-runtime[observability]' opentelemetry-exporter-otlp-proto-http"
+    )
     require("opentelemetry.sdk.trace", install=install)
     exporter_module = require(
         "opentelemetry.exporter.otlp.proto.http.trace_exporter", install=install
@@ -431,7 +433,7 @@ def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> l
     """Set the runtime logger's level and give it a JSON handler if it has no handler yet.
 
     With an explicit `stream`, the JSON handler writes there (replacing one installed earlier).
-    Otherwise an application that attached its own handler to ``stratarouter_core.runtime``
+    Otherwise an application that attached its own handler to ``stratarouter_runtime``
     keeps full control; with no handler at all, JSON lines go to stderr. Records that reach
     the JSON handler do not propagate to the root logger.
 
@@ -498,7 +500,7 @@ class Observability:
         log_stream: Stream for the JSON log lines (default: stderr).
 
     Example:
-        >>> from stratarouter_core.runtime.config import RuntimeConfig
+        >>> from stratarouter_runtime.config import RuntimeConfig
         >>> obs = Observability(RuntimeConfig(state_backend="memory"))
         >>> obs.metrics.enabled, obs.tracing_enabled
         (False, False)

@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import ConfigError
+from stratarouter_core.errors import ConfigError
+
 from .errors import ProviderError
 
 __all__ = [

@@ -6,9 +6,9 @@ import asyncio
 
 import numpy as np
 import pytest
-
 from stratarouter_core.errors import ConfigError
-from stratarouter_core.runtime.batching import BatchCoordinator, BatchResult
+
+from stratarouter_runtime.batching import BatchCoordinator, BatchResult
 
 DIM = 16
 

@@ -6,26 +6,26 @@ import asyncio
 import uuid
 
 import pytest
-
 from stratarouter_core import Route, Router, RouterConfig
 from stratarouter_core.errors import ConfigError, InvalidQueryError, RouteNotFoundError
-from stratarouter_core.runtime.bridge import CoreRuntimeBridge, ExecutionResult, HandlerError
-from stratarouter_core.runtime.config import RuntimeConfig
-from stratarouter_core.runtime.errors import (
+from stratarouter_core.testing import HashingEncoder
+from stratarouter_core.types import RouteResult
+
+from stratarouter_runtime.bridge import CoreRuntimeBridge, ExecutionResult, HandlerError
+from stratarouter_runtime.config import RuntimeConfig
+from stratarouter_runtime.errors import (
     CircuitOpenError,
     ProviderConnectionError,
     ProviderRequestError,
     RetryExhaustedError,
 )
-from stratarouter_core.runtime.providers import DEFAULT_PRICES, Usage
-from stratarouter_core.runtime.state import MemoryStateStore
-from stratarouter_core.runtime.testing import FakeProviderServer, Fault
-from stratarouter_core.testing import HashingEncoder
-from stratarouter_core.types import RouteResult
+from stratarouter_runtime.providers import DEFAULT_PRICES, Usage
+from stratarouter_runtime.state import MemoryStateStore
+from stratarouter_runtime.testing import FakeProviderServer, Fault
 
 pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
 
-from stratarouter_core.runtime.providers import OpenAIClient
+from stratarouter_runtime.providers import OpenAIClient
 
 BILLING = {
     "provider": "openai",

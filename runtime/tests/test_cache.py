@@ -12,14 +12,15 @@ import uuid
 
 import numpy as np
 import pytest
-
 from stratarouter_core.errors import (
     ConfigError,
     DimensionMismatchError,
     InvalidQueryError,
     StrataRouterError,
 )
-from stratarouter_core.runtime.cache import (
+from stratarouter_core.testing import HashingEncoder
+
+from stratarouter_runtime.cache import (
     CacheBackendError,
     MemoryCacheBackend,
     RedisCacheBackend,
@@ -28,8 +29,7 @@ from stratarouter_core.runtime.cache import (
     normalise_query,
     params_digest,
 )
-from stratarouter_core.runtime.guard import QueryGuard
-from stratarouter_core.testing import HashingEncoder
+from stratarouter_runtime.guard import QueryGuard
 
 TARGET = "openai:gpt-4o-mini"
 DIM = 32
@@ -414,7 +414,7 @@ _STORE_IN_CHILD = textwrap.dedent(
     """
     import asyncio, json, sys
     import numpy as np
-    from stratarouter_core.runtime.cache import RedisCacheBackend, SemanticCache
+    from stratarouter_runtime.cache import RedisCacheBackend, SemanticCache
 
     async def main():
         url, prefix, vector = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])

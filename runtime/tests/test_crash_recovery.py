@@ -24,23 +24,23 @@ from pathlib import Path
 
 import pytest
 
-from stratarouter_core.runtime.bridge import CoreRuntimeBridge
-from stratarouter_core.runtime.config import RuntimeConfig
-from stratarouter_core.runtime.state import open_state_store
-from stratarouter_core.runtime.testing import FakeProviderServer, Fault
+from stratarouter_runtime.bridge import CoreRuntimeBridge
+from stratarouter_runtime.config import RuntimeConfig
+from stratarouter_runtime.state import open_state_store
+from stratarouter_runtime.testing import FakeProviderServer, Fault
 
 pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
 
-from stratarouter_core.runtime.providers import OpenAIClient
+from stratarouter_runtime.providers import OpenAIClient
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERY = "please refund my last invoice"
 WORKER = r"""
 import asyncio, json, sys
-from stratarouter_core.runtime.bridge import CoreRuntimeBridge
-from stratarouter_core.runtime.config import RuntimeConfig
-from stratarouter_core.runtime.providers import OpenAIClient
-from stratarouter_core.runtime.state import open_state_store
+from stratarouter_runtime.bridge import CoreRuntimeBridge
+from stratarouter_runtime.config import RuntimeConfig
+from stratarouter_runtime.providers import OpenAIClient
+from stratarouter_runtime.state import open_state_store
 from stratarouter_core.types import RouteResult
 
 spec = json.loads(sys.argv[1])

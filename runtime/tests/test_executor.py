@@ -6,9 +6,9 @@ import asyncio
 from contextlib import aclosing
 
 import pytest
-
 from stratarouter_core.errors import ConfigError
-from stratarouter_core.runtime.errors import (
+
+from stratarouter_runtime.errors import (
     CircuitOpenError,
     MalformedResponseError,
     ProviderError,
@@ -17,16 +17,16 @@ from stratarouter_core.runtime.errors import (
     ProviderTimeoutError,
     RetryExhaustedError,
 )
-from stratarouter_core.runtime.executor import Attempt, Executor, Target
-from stratarouter_core.runtime.providers import (
+from stratarouter_runtime.executor import Attempt, Executor, Target
+from stratarouter_runtime.providers import (
     DEFAULT_PRICES,
     CompletionRequest,
     CompletionResponse,
     ProviderClient,
     Usage,
 )
-from stratarouter_core.runtime.resilience import BreakerRegistry, RetryPolicy
-from stratarouter_core.runtime.testing import FakeProviderServer, Fault
+from stratarouter_runtime.resilience import BreakerRegistry, RetryPolicy
+from stratarouter_runtime.testing import FakeProviderServer, Fault
 
 MODELS = {
     "openai": "gpt-4o-mini",
@@ -39,7 +39,7 @@ WIRE = {"openai": "openai", "local": "openai", "anthropic": "anthropic", "google
 
 def _client(name, server):
     """A real SDK client of provider `name`, pointed at the fake server."""
-    from stratarouter_core.runtime import providers as p
+    from stratarouter_runtime import providers as p
 
     sdk = {"local": "openai", "google": "google.genai"}.get(name, name)
     pytest.importorskip(sdk, reason=f"the {name} client needs its SDK extra (make test installs it)")

@@ -8,10 +8,10 @@ all of them, whatever the embedding similarity (many sit above 0.95 with all-Min
 from __future__ import annotations
 
 import pytest
-
 from stratarouter_core.errors import ConfigError
-from stratarouter_core.runtime import guard_model
-from stratarouter_core.runtime.guard import (
+
+from stratarouter_runtime import guard_model
+from stratarouter_runtime.guard import (
     CHECKS,
     MODEL_CHECK,
     GuardVerdict,
@@ -19,7 +19,7 @@ from stratarouter_core.runtime.guard import (
     analyse,
     stem,
 )
-from stratarouter_core.runtime.guard_model import (
+from stratarouter_runtime.guard_model import (
     DEFAULT_MODEL,
     Lexicon,
     SoftModel,

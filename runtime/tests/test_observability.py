@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from stratarouter_core.runtime.config import RuntimeConfig
-from stratarouter_core.runtime.observability import (
+from stratarouter_runtime.config import RuntimeConfig
+from stratarouter_runtime.observability import (
     LOGGER_NAME,
     JsonFormatter,
     NoopMetrics,
@@ -224,8 +224,8 @@ def test_disabled_mode_is_noop():
 def test_disabled_mode_imports_neither_prometheus_nor_opentelemetry():
     code = (
         "import sys\n"
-        "from stratarouter_core.runtime.config import RuntimeConfig\n"
-        "from stratarouter_core.runtime.observability import Observability\n"
+        "from stratarouter_runtime.config import RuntimeConfig\n"
+        "from stratarouter_runtime.observability import Observability\n"
         "obs = Observability(RuntimeConfig(state_backend='memory'))\n"
         "with obs.span('x'), obs.stage('cache'):\n"
         "    obs.metrics.cache_lookup(hit=True)\n"
@@ -288,10 +288,11 @@ def test_otlp_endpoint_exports_spans_over_http():
 async def observed_bridge(tracer_provider):
     pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
     from stratarouter_core import Route, Router, RouterConfig
-    from stratarouter_core.runtime.bridge import CoreRuntimeBridge
-    from stratarouter_core.runtime.providers import OpenAIClient
-    from stratarouter_core.runtime.testing import FakeProviderServer
     from stratarouter_core.testing import HashingEncoder
+
+    from stratarouter_runtime.bridge import CoreRuntimeBridge
+    from stratarouter_runtime.providers import OpenAIClient
+    from stratarouter_runtime.testing import FakeProviderServer
 
     router = Router(encoder=HashingEncoder(), config=RouterConfig(threshold=0.2))
     router.add_routes(
@@ -380,8 +381,8 @@ async def test_bridge_writes_one_json_line_per_execution(observed_bridge):
 def test_disabled_bridge_imports_neither_prometheus_nor_opentelemetry():
     code = (
         "import asyncio, sys\n"
-        "from stratarouter_core.runtime.bridge import CoreRuntimeBridge\n"
-        "from stratarouter_core.runtime.config import RuntimeConfig\n"
+        "from stratarouter_runtime.bridge import CoreRuntimeBridge\n"
+        "from stratarouter_runtime.config import RuntimeConfig\n"
         "from stratarouter_core.types import RouteResult\n"
         "bridge = CoreRuntimeBridge(RuntimeConfig(state_backend='memory', log_level='error'),\n"
         "                           handlers={'tools': lambda q, c: 'ok'})\n"

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
-
 from stratarouter_core.errors import ConfigError, MissingDependencyError
-from stratarouter_core.runtime.errors import (
+
+from stratarouter_runtime.errors import (
     MalformedResponseError,
     ProviderConnectionError,
     ProviderError,
@@ -23,7 +23,7 @@ from stratarouter_core.runtime.errors import (
     RateLimitError,
     RetryExhaustedError,
 )
-from stratarouter_core.runtime.providers import (
+from stratarouter_runtime.providers import (
     DEFAULT_PRICES,
     ChatMessage,
     CompletionRequest,
@@ -32,12 +32,12 @@ from stratarouter_core.runtime.providers import (
     PriceTable,
     Usage,
 )
-from stratarouter_core.runtime.providers._sdk import (
+from stratarouter_runtime.providers._sdk import (
     error_from_status,
     normalize_finish_reason,
     parse_retry_after,
 )
-from stratarouter_core.runtime.testing import FakeProviderServer, Fault
+from stratarouter_runtime.testing import FakeProviderServer, Fault
 
 PROMPT = "what is the weather in Paris"
 SYSTEM = "Be brief."
@@ -46,7 +46,7 @@ EXPECTED = f"echo: {PROMPT}"
 
 def _openai(server, **kw):
     pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
-    from stratarouter_core.runtime.providers import OpenAIClient
+    from stratarouter_runtime.providers import OpenAIClient
 
     kw.setdefault("api_key", "test-key")
     return OpenAIClient(base_url=server.openai_base_url, **kw)
@@ -54,21 +54,21 @@ def _openai(server, **kw):
 
 def _local(server, **kw):
     pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
-    from stratarouter_core.runtime.providers import LocalClient
+    from stratarouter_runtime.providers import LocalClient
 
     return LocalClient(server.openai_base_url, **kw)
 
 
 def _anthropic(server, **kw):
     pytest.importorskip("anthropic", reason="the Anthropic client needs the [anthropic] extra (make test installs it)")
-    from stratarouter_core.runtime.providers import AnthropicClient
+    from stratarouter_runtime.providers import AnthropicClient
 
     return AnthropicClient(api_key="test-key", base_url=server.base_url, **kw)
 
 
 def _google(server, **kw):
     pytest.importorskip("google.genai", reason="the Gemini client needs the [google] extra (make test installs it)")
-    from stratarouter_core.runtime.providers import GoogleClient
+    from stratarouter_runtime.providers import GoogleClient
 
     kw.setdefault("api_key", "test-key")
     return GoogleClient(base_url=server.base_url, **kw)
@@ -610,7 +610,7 @@ def test_provider_errors_survive_pickling():
 
 def test_importing_the_runtime_imports_no_sdk():
     code = (
-        "import sys, stratarouter_core.runtime, stratarouter_core.runtime.testing\n"
+        "import sys, stratarouter_runtime, stratarouter_runtime.testing\n"
         "loaded = [m for m in ('openai', 'anthropic', 'google.genai') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
@@ -627,10 +627,10 @@ def test_importing_the_runtime_imports_no_sdk():
     ],
 )
 def test_missing_sdk_names_the_extra(monkeypatch, module, client, extra):
-    from stratarouter_core.runtime import providers
+    from stratarouter_runtime import providers
 
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
-    with pytest.raises(MissingDependencyError, match=rf"stratarouter\[{extra}\]"):
+    with pytest.raises(MissingDependencyError, match=rf"stratarouter-runtime\[{extra}\]"):
         getattr(providers, client)(base_url="http://127.0.0.1:9")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
-
 from stratarouter_core.errors import ConfigError
-from stratarouter_core.runtime.errors import (
+
+from stratarouter_runtime.errors import (
     CircuitOpenError,
     MalformedResponseError,
     ProviderConnectionError,
@@ -16,7 +16,7 @@ from stratarouter_core.runtime.errors import (
     ProviderTimeoutError,
     RateLimitError,
 )
-from stratarouter_core.runtime.resilience import BreakerRegistry, CircuitBreaker, RetryPolicy
+from stratarouter_runtime.resilience import BreakerRegistry, CircuitBreaker, RetryPolicy
 
 
 class Clock:

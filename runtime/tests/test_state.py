@@ -9,10 +9,10 @@ import time
 import uuid
 
 import pytest
-
 from stratarouter_core.errors import ConfigError, MissingDependencyError
-from stratarouter_core.runtime.config import RuntimeConfig
-from stratarouter_core.runtime.state import (
+
+from stratarouter_runtime.config import RuntimeConfig
+from stratarouter_runtime.state import (
     ExecutionRecord,
     MemoryStateStore,
     PostgresStateStore,

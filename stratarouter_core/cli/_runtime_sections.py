@@ -22,12 +22,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
+from stratarouter_runtime import CoreRuntimeBridge, Observability, OpenAIClient, RuntimeConfig
+from stratarouter_runtime.testing import FakeProviderServer
 
 from .._deps import require
 from ..encoders.base import BaseEncoder
 from ..errors import ConfigError, StrataRouterError
-from ..runtime import CoreRuntimeBridge, Observability, OpenAIClient, RuntimeConfig
-from ..runtime.testing import FakeProviderServer
 from ..types import RouteResult
 from ._runtime_workload import REQUEST_KINDS, Labels, Workload
 
@@ -47,7 +47,7 @@ REPLY_PREFIX = "answer to: "
 _DECISION = RouteResult(route_id="chat", confidence=1.0, candidates=(), latency_us=0.0)
 WARMUP = 20
 _T = TypeVar("_T")
-_RUNTIME_LOGGER = "stratarouter_core.runtime"
+_RUNTIME_LOGGER = "stratarouter_runtime"
 _EXAMPLES = 20  # wrong and unlabelled hits listed in the report, for reading
 
 

@@ -13,7 +13,7 @@ configuration on each half, beside plain cosine and the lexical checks alone.
 ``--json`` prints one object whose ``cache`` key holds the default configuration's precision and
 recall over all pairs.
 
-``--fit`` learns the guard's soft model (`stratarouter_core.runtime.guard_model`) on the even
+``--fit`` learns the guard's soft model (`stratarouter_runtime.guard_model`) on the even
 half only: a logistic regression (L2, C=1, standardised features) over the pairs with cosine
 >= 0.88 that pass the lexical checks, then the operating point — the cache threshold and the
 model's `min_probability` — with the highest fit-half precision among those keeping fit-half
@@ -39,12 +39,12 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from stratarouter_runtime.cache import DEFAULT_GUARD, DEFAULT_SIMILARITY_THRESHOLD
+from stratarouter_runtime.guard import QueryGuard, analyse
+from stratarouter_runtime.guard_model import FEATURES, SoftModel, lexicon, pair_features
 
 from ..encoders.base import BaseEncoder
 from ..errors import ConfigError
-from ..runtime.cache import DEFAULT_GUARD, DEFAULT_SIMILARITY_THRESHOLD
-from ..runtime.guard import QueryGuard, analyse
-from ..runtime.guard_model import FEATURES, SoftModel, lexicon, pair_features
 
 __all__ = [
     "GuardFit", "PairSet", "evaluate", "fit_guard", "fit_threshold", "load_pairs", "register",

@@ -46,12 +46,12 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from stratarouter_runtime import RuntimeConfig
+from stratarouter_runtime.testing import FakeProviderServer
 
 from ..benchmarks.datasets import PrecomputedEncoder, Split, load_intent_dataset
 from ..encoders.base import BaseEncoder
 from ..errors import ConfigError, DimensionMismatchError
-from ..runtime import RuntimeConfig
-from ..runtime.testing import FakeProviderServer
 from . import _runtime_sections as sections
 from ._runtime_workload import REQUEST_KINDS, Workload, build_workload, bursts
 from .bench_cache import DEFAULT_CACHE_DIR, load_pairs

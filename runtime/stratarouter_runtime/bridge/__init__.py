@@ -51,7 +51,7 @@ class CoreRuntimeBridge(ExecutePipeline, StreamPipeline):
 
     Example:
         >>> import asyncio
-        >>> from stratarouter_core.runtime.config import RuntimeConfig
+        >>> from stratarouter_runtime.config import RuntimeConfig
         >>> from stratarouter_core.types import RouteResult
         >>> config = RuntimeConfig(state_backend="memory", log_level="warning")
         >>> bridge = CoreRuntimeBridge(config, handlers={"greet": lambda q, ctx: "hello!"})

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from stratarouter_core.errors import StrataRouterError
 
-from ...errors import StrataRouterError
 from ..cache import (
     CacheBackendError,
     CacheHit,
@@ -24,7 +24,7 @@ from .targets import Resolved
 
 __all__ = ["build_cache", "cache_lookup", "cache_store"]
 
-logger = logging.getLogger("stratarouter_core.runtime")
+logger = logging.getLogger("stratarouter_runtime")
 
 
 def build_cache(config: RuntimeConfig) -> SemanticCache | None:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
+from stratarouter_core.errors import ConfigError, InvalidQueryError, StrataRouterError
+from stratarouter_core.types import RouteResult
 
-from ...errors import ConfigError, InvalidQueryError, StrataRouterError
-from ...types import RouteResult
 from ..batching import BatchCoordinator
 from ..cache import CacheHit, SemanticCache
 from ..config import RuntimeConfig, parse_target_spec
@@ -38,12 +38,12 @@ from .results import ExecutionResult, provider_payload
 from .targets import Resolved, build_request, providers_from_config, resolve_target
 
 if TYPE_CHECKING:
-    from ...encoders.base import BaseEncoder
-    from ...router import Router
+    from stratarouter_core.encoders.base import BaseEncoder
+    from stratarouter_core.router import Router
 
 __all__ = ["BridgeCore", "check_query"]
 
-logger = logging.getLogger("stratarouter_core.runtime")
+logger = logging.getLogger("stratarouter_runtime")
 _T = TypeVar("_T")
 
 

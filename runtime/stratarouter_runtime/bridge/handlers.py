@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from ...errors import ConfigError, StrataRouterError
+from stratarouter_core.errors import ConfigError, StrataRouterError
+
 from .results import NO_USAGE
 
 __all__ = ["Handler", "HandlerError", "HandlerOutput", "HandlerRegistry", "handler_payload"]

@@ -9,7 +9,8 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ...errors import ConfigError, StrataRouterError
+from stratarouter_core.errors import ConfigError, StrataRouterError
+
 from ..state import ExecutionRecord, RecoveryReport, recover_executions
 from .core import BridgeCore
 from .targets import Resolved
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BridgeLifecycle"]
 
-logger = logging.getLogger("stratarouter_core.runtime")
+logger = logging.getLogger("stratarouter_runtime")
 
 
 class BridgeLifecycle(BridgeCore):

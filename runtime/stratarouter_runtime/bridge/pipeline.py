@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from stratarouter_core.errors import ConfigError, StrataRouterError
+from stratarouter_core.types import RouteResult
 
-from ...errors import ConfigError, StrataRouterError
-from ...types import RouteResult
 from ..cache import params_digest
 from ..executor import Attempt
 from ..state import ExecutionRecord

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ...errors import StrataRouterError
+from stratarouter_core.errors import StrataRouterError
+
 from ..executor import Attempt, ExecutionOutcome
 from ..observability import Metrics
 from ..state import ExecutionRecord, StateStore
@@ -15,7 +16,7 @@ from .results import ExecutionResult
 
 __all__ = ["AttemptLog", "count_usage", "record_failure", "report_success"]
 
-logger = logging.getLogger("stratarouter_core.runtime")
+logger = logging.getLogger("stratarouter_runtime")
 
 
 class AttemptLog:

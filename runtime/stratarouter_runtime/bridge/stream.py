@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from stratarouter_core.types import RouteResult
 
-from ...types import RouteResult
 from ..state import ExecutionRecord, StreamCheckpointer
 from .core import check_query
 from .lifecycle import BridgeLifecycle

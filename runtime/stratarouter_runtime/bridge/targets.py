@@ -7,15 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ...errors import ConfigError, RouteNotFoundError
-from ...types import RouteResult
+from stratarouter_core.errors import ConfigError, RouteNotFoundError
+from stratarouter_core.types import RouteResult
+
 from ..config import RuntimeConfig
 from ..executor import Target
 from ..providers.base import CompletionRequest, ProviderClient
 from .handlers import HandlerRegistry
 
 if TYPE_CHECKING:
-    from ...router import Router
+    from stratarouter_core.router import Router
 
 __all__ = ["Resolved", "build_request", "providers_from_config", "resolve_target"]
 

@@ -8,8 +8,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-
-from ...errors import StrataRouterError
+from stratarouter_core.errors import StrataRouterError
 
 __all__ = [
     "CacheBackend", "CacheBackendError", "CacheEntry", "CacheHit", "CacheRecord", "CacheStats",

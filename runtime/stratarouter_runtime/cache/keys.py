@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from ...errors import ConfigError, InvalidQueryError, StrataRouterError
+from stratarouter_core.errors import ConfigError, InvalidQueryError, StrataRouterError
 
 __all__ = ["UncacheableResponseError", "normalise_query", "params_digest"]
 

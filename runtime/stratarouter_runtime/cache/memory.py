@@ -7,7 +7,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ...errors import ConfigError
+from stratarouter_core.errors import ConfigError
+
 from .base import F32, CacheEntry, CacheRecord
 from .vectors import _VectorBlock
 

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from stratarouter_core.errors import ConfigError
 
-from ..._deps import require
-from ...errors import ConfigError
+from stratarouter_runtime._deps import require
+
 from .base import F32, CacheBackendError, CacheEntry, CacheRecord
 from .vectors import _VectorBlock
 

@@ -7,8 +7,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
-from ...encoders.base import BaseEncoder
-from ...errors import ConfigError
+from stratarouter_core.encoders.base import BaseEncoder
+from stratarouter_core.errors import ConfigError
+
 from ..guard import QueryGuard
 from .base import F32, CacheBackend, CacheEntry, CacheHit, CacheRecord, CacheStats
 from .keys import _check_namespace, _check_query, _digest, _encode_response, params_digest
@@ -42,7 +43,7 @@ class SemanticCache:
 
     Example:
         >>> import asyncio, numpy as np
-        >>> from stratarouter_core.runtime.cache import MemoryCacheBackend
+        >>> from stratarouter_runtime.cache import MemoryCacheBackend
         >>> cache = SemanticCache(MemoryCacheBackend())
         >>> v = np.ones(4, dtype=np.float32) / 2
         >>> asyncio.run(cache.store("Cancel my order", v, target_key="openai:gpt-4o-mini",

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from stratarouter_core.errors import DimensionMismatchError, InvalidQueryError
 
-from ...errors import DimensionMismatchError, InvalidQueryError
 from .base import F32
 
 _BLOCK_ROWS = 1024

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, cast
 
-from ..._deps import require
-from ...errors import ConfigError
+from stratarouter_core.errors import ConfigError
+
+from stratarouter_runtime._deps import require
+
 from ..errors import ProviderError
 from ._sdk import Reported, SDKClient, normalize_finish_reason, stainless_error, text_or_none
 from .base import CompletionRequest, Usage
@@ -53,7 +55,7 @@ class AnthropicClient(SDKClient["Message", "RawMessageStreamEvent"]):
 
     Example:
         >>> import asyncio
-        >>> from stratarouter_core.runtime.testing import FakeProviderServer
+        >>> from stratarouter_runtime.testing import FakeProviderServer
         >>> with FakeProviderServer() as server:
         ...     async def main():
         ...         async with AnthropicClient(api_key="k", base_url=server.base_url) as llm:

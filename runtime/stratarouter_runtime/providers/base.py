@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from ...errors import ConfigError
+from stratarouter_core.errors import ConfigError
+
 from ..errors import ProviderTimeoutError
 
 if TYPE_CHECKING:

@@ -8,8 +8,10 @@ import re
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..._deps import require
-from ...errors import ConfigError
+from stratarouter_core.errors import ConfigError
+
+from stratarouter_runtime._deps import require
+
 from ..errors import ProviderConnectionError, ProviderError, ProviderRequestError, RateLimitError
 from ._sdk import (
     Reported,
@@ -54,7 +56,7 @@ class GoogleClient(SDKClient["GenerateContentResponse", "GenerateContentResponse
 
     Example:
         >>> import asyncio
-        >>> from stratarouter_core.runtime.testing import FakeProviderServer
+        >>> from stratarouter_runtime.testing import FakeProviderServer
         >>> with FakeProviderServer() as server:
         ...     async def main():
         ...         async with GoogleClient(api_key="k", base_url=server.base_url) as llm:

@@ -6,7 +6,8 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from ...errors import ConfigError
+from stratarouter_core.errors import ConfigError
+
 from .base import Usage
 
 __all__ = ["DEFAULT_PRICES", "CostEstimate", "ModelPrice", "PriceTable"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...errors import ConfigError
+from stratarouter_core.errors import ConfigError
+
 from .memory import MemoryStateStore
 from .postgres import PostgresStateStore
 from .records import StateStore
@@ -20,7 +21,7 @@ def open_state_store(config: RuntimeConfig) -> StateStore:
     """The store `config.state_backend` asks for (not started yet).
 
     Example:
-        >>> from stratarouter_core.runtime.config import RuntimeConfig
+        >>> from stratarouter_runtime.config import RuntimeConfig
         >>> type(open_state_store(RuntimeConfig(state_backend="memory"))).__name__
         'MemoryStateStore'
     """

@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..._deps import require
-from ...errors import ConfigError
+from stratarouter_core.errors import ConfigError
+
+from stratarouter_runtime._deps import require
+
 from .records import StateError
 from .sql import COLUMNS, OPEN, SqlStateStore, check_identifier, dumps
 

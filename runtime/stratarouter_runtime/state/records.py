@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from ...errors import StrataRouterError
+from stratarouter_core.errors import StrataRouterError
 
 __all__ = [
     "UNFINISHED",

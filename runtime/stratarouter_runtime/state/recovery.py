@@ -13,7 +13,7 @@ from .records import ExecutionRecord, StateStore
 
 __all__ = ["FinishFn", "RecoveryReport", "ResumeFn", "recover_executions"]
 
-logger = logging.getLogger("stratarouter_core.runtime.state")
+logger = logging.getLogger("stratarouter_runtime.state")
 
 
 @dataclass(frozen=True, slots=True)

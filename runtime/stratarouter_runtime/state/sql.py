@@ -7,7 +7,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ...errors import ConfigError
+from stratarouter_core.errors import ConfigError
+
 from .records import ExecutionRecord, StateError
 
 __all__ = ["COLUMNS", "OPEN", "SqlStateStore", "check_identifier", "dumps"]

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ...errors import ConfigError
+from stratarouter_core.errors import ConfigError
+
 from .records import StateError
 from .sql import OPEN, SqlStateStore, check_identifier, dumps
 
@@ -51,7 +52,7 @@ class SQLiteStateStore(SqlStateStore):
 
     Example:
         >>> import asyncio, tempfile, os
-        >>> from stratarouter_core.runtime.state import ExecutionRecord
+        >>> from stratarouter_runtime.state import ExecutionRecord
         >>> async def demo(path):
         ...     store = SQLiteStateStore(path)
         ...     await store.start()
