@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 from langchain_core.callbacks import AsyncCallbackManager, BaseCallbackManager, CallbackManager
 from langchain_core.messages import BaseMessage
 from langgraph.config import get_stream_writer
-from stratarouter_core import ConfigError, InvalidQueryError, Router, RouteResult
+from stratarouter_core import ConfigError, InvalidQueryError, Router, RoutingDecision
 
 __all__ = [
     "DECISION_EVENT", "TextFrom", "arecord", "complete_map", "decision_data", "record",
@@ -52,30 +52,28 @@ def complete_map(router: Router, mapping: Mapping[str, str] | None, fallback: st
                  owner: str) -> dict[str, str]:
     """Route name -> node for every route (default: same name), checked to be complete.
 
-    The router's configured `fallback_route`, when it is not a route, goes to `fallback`
-    unless `mapping` names it.
+    `mapping` may name only some routes: the others go to the node of the same name. The
+    router's configured `fallback_route`, when it is not a route, goes to `fallback` unless
+    `mapping` names it.
     """
     routes = router.route_names
     extra = router.config.fallback_route
-    result = dict(mapping) if mapping is not None else {r: r for r in routes}
-    unknown = [k for k in result if k not in routes and k != extra]
+    given = dict(mapping or {})
+    unknown = [k for k in given if k not in routes and k != extra]
     if unknown:
-        raise ConfigError(f"{owner}: {unknown} are not routes of the router "
+        raise ConfigError(f"{owner}: targets {unknown} are not routes of the router "
                           f"(routes: {list(routes)})")
-    missing = [r for r in routes if r not in result]
-    if missing:
-        raise ConfigError(f"{owner}: route(s) {missing} are not mapped to a node; a complete "
-                          f"mapping is required so no decision can end the graph silently")
+    result = {route: given.get(route, route) for route in routes}
+    if extra is not None and extra in given:
+        result[extra] = given[extra]
     if extra is not None:
         result.setdefault(extra, fallback)
     return result
 
 
-def decision_data(result: RouteResult, source: str, goto: Sequence[str]) -> dict[str, Any]:
-    """The decision as plain data."""
-    return {"source": source, "route": result.route_id, "confidence": result.confidence,
-            "is_fallback": result.is_fallback, "latency_us": result.latency_us,
-            "goto": list(goto)}
+def decision_data(decision: RoutingDecision, source: str, goto: Sequence[str]) -> dict[str, Any]:
+    """The decision as plain data: the `RoutingDecision` fields, the adapter and every node."""
+    return {**decision.to_dict(), "source": source, "goto": list(goto)}
 
 
 def _stream(data: dict[str, Any]) -> None:

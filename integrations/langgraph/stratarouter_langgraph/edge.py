@@ -2,68 +2,84 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable, Mapping
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph import END, START, StateGraph
-from stratarouter_core import ConfigError, Router, RouteResult
+from stratarouter_core import ConfigError, DecisionLog, Router, RouteResult
 
 from ._decision import TextFrom, arecord, complete_map, decision_data, record, state_text
 
-__all__ = ["ABSTAIN", "RouteEdge", "route_edge"]
-
-ABSTAIN = "__stratarouter_abstain__"
-"""Path key returned when the router abstains (no route); `path_map` sends it to `fallback`."""
+__all__ = ["RouteEdge", "route_edge"]
 
 
 class RouteEdge(Runnable[Any, str]):
-    """Path for `add_conditional_edges`: state -> route name (or `ABSTAIN`), plus its path map.
+    """Path for `add_conditional_edges`: state -> the name of the node to run next.
 
-    Build it with `route_edge`, then `edge.attach(graph, source)`, which checks that every
-    target is a node of the graph and passes the complete `path_map`: LangGraph would
-    otherwise end the graph silently on a name it does not know. Each decision is traced as a
-    run named `name` and emitted on the `custom` stream as `{"stratarouter_decision": {...}}`.
+    It returns node names (the routed node, or `fallback` when the router abstains), so it
+    works like any LangGraph path function: `graph.add_conditional_edges(START, edge)`,
+    with `edge.path_map`, or through `edge.attach(graph, source)`, which also checks that every
+    target is a node of the graph (a name LangGraph does not know would end the run
+    silently). It is callable (`edge(state)`) as well as a `Runnable`. Each decision is traced
+    as a run named `name`, emitted on the `custom` stream as `{"stratarouter_decision": {...}}`
+    and kept in `decisions`.
 
     Attributes:
-        path_map: Route name -> node, for every route, plus `ABSTAIN` -> fallback.
+        targets: Route name -> node, for every route.
+        path_map: Every node the path can return, as `add_conditional_edges` takes it.
+        decisions: The recent `RoutingDecision`s (target: the node returned).
     """
 
-    def __init__(self, router: Router, *, text_from: TextFrom = "messages",
-                 path_map: Mapping[str, str] | None = None, fallback: str = END,
-                 name: str = "stratarouter") -> None:
+    def __init__(self, router: Router, *, targets: Mapping[str, str] | None = None,
+                 fallback: str = END, text_from: TextFrom = "messages",
+                 name: str = "stratarouter", max_decisions: int = 1000) -> None:
         """See `route_edge`."""
         self.router = router
         self.text_from = text_from
         self.fallback = fallback
         self.name = name
-        self.path_map = {**complete_map(router, path_map, fallback, name), ABSTAIN: fallback}
+        self.targets = complete_map(router, targets, fallback, name)
+        self.decisions = DecisionLog(max_decisions)
 
-    def _key(self, result: RouteResult) -> str:
-        return result.route_id if result.route_id is not None else ABSTAIN
+    @property
+    def path_map(self) -> dict[Hashable, str]:
+        """Node -> node for every node the path can return (drawing and LangGraph's checks)."""
+        nodes = dict.fromkeys([*self.targets.values(), self.fallback])
+        return {node: node for node in nodes}
+
+    def _node(self, text: str, result: RouteResult, start: float) -> tuple[str, dict[str, Any]]:
+        node = self.targets[result.route_id] if result.route_id is not None else self.fallback
+        decision = self.decisions.record(text, result, node, start)
+        return node, decision_data(decision, self.get_name(), [node])
 
     def _path(self, state: Any, run_manager: CallbackManagerForChainRun) -> str:
-        result = self.router.route(state_text(state, self.text_from, self.get_name()))
-        key = self._key(result)
-        data = decision_data(result, self.get_name(), [self.path_map[key]])
+        start = time.perf_counter()
+        text = state_text(state, self.text_from, self.get_name())
+        node, data = self._node(text, self.router.route(text), start)
         record(data, run_manager.get_child())
-        return key
+        return node
 
     async def _apath(self, state: Any, run_manager: AsyncCallbackManagerForChainRun) -> str:
-        result = await self.router.aroute(state_text(state, self.text_from, self.get_name()))
-        key = self._key(result)
-        data = decision_data(result, self.get_name(), [self.path_map[key]])
+        start = time.perf_counter()
+        text = state_text(state, self.text_from, self.get_name())
+        node, data = self._node(text, await self.router.aroute(text), start)
         await arecord(data, run_manager.get_child())
-        return key
+        return node
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> str:
-        """Route the state; returns a key of `path_map`."""
+        """Route the state; returns the node to run next (or `END`)."""
         return self._call_with_config(self._path, input, config)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> str:
         """Async `invoke` (encodes without blocking the event loop)."""
         return await self._acall_with_config(self._apath, input, config)
+
+    def __call__(self, state: Any, config: RunnableConfig | None = None) -> str:
+        """`invoke`: a path function is called with the state (and optionally the config)."""
+        return self.invoke(state, config)
 
     def attach(
         self, graph: StateGraph[Any, Any, Any, Any], source: str = START
@@ -73,7 +89,7 @@ class RouteEdge(Runnable[Any, str]):
         Add the target nodes first.
 
         Raises:
-            ConfigError: `source` or a target of `path_map` is not a node of `graph`.
+            ConfigError: `source` or a target is not a node of `graph`.
         """
         nodes = set(graph.nodes)
         if source != START and source not in nodes:
@@ -82,27 +98,27 @@ class RouteEdge(Runnable[Any, str]):
         if missing:
             raise ConfigError(f"{self.name}: target(s) {missing} are not nodes of the graph "
                               f"(nodes: {sorted(nodes)}); add them before attach()")
-        path_map: dict[Hashable, str] = {key: node for key, node in self.path_map.items()}
-        return graph.add_conditional_edges(source, self, path_map)
+        return graph.add_conditional_edges(source, self, self.path_map)
 
 
-def route_edge(router: Router, *, text_from: TextFrom = "messages",
-               path_map: Mapping[str, str] | None = None, fallback: str = END,
-               name: str = "stratarouter") -> RouteEdge:
-    """Build the path function for `add_conditional_edges`, with a complete path map.
+def route_edge(router: Router, *, targets: Mapping[str, str] | None = None,
+               fallback: str = END, text_from: TextFrom = "messages",
+               name: str = "stratarouter", max_decisions: int = 1000) -> RouteEdge:
+    """Build the path function for `add_conditional_edges`.
 
     Args:
         router: A built `stratarouter_core.Router`.
+        targets: Route name -> node name, for routes whose node is not named like the route.
+            The router's `fallback_route`, if set and not a route, goes to `fallback` unless
+            mapped here.
+        fallback: Node (or `END`) taken when the router abstains.
         text_from: State key holding the query (str, message or message list: the last
             message is used), or a callable state -> str.
-        path_map: Route name -> node name; must cover every route. Default: each route goes
-            to the node of the same name. The router's `fallback_route`, if set and not a
-            route, goes to `fallback` unless mapped here.
-        fallback: Node (or `END`) taken when the router abstains.
         name: Run name in traces, and the branch name in the graph.
+        max_decisions: How many recent decisions `decisions` keeps.
 
     Raises:
-        ConfigError: `path_map` names an unknown route or misses one.
+        ConfigError: `targets` names an unknown route.
 
     Example:
         >>> from langgraph.graph import END, START, MessagesState, StateGraph
@@ -116,5 +132,8 @@ def route_edge(router: Router, *, text_from: TextFrom = "messages",
         >>> [list(u) for u in app.stream({"messages": [("user", "refund my last payment")]},
         ...                               stream_mode="updates")]
         [['billing']]
+        >>> edge({"messages": [("user", "recommend a lasagna recipe")]}) == END
+        True
     """
-    return RouteEdge(router, text_from=text_from, path_map=path_map, fallback=fallback, name=name)
+    return RouteEdge(router, targets=targets, fallback=fallback, text_from=text_from, name=name,
+                     max_decisions=max_decisions)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
-from langgraph.graph import MessagesState, StateGraph
+from langgraph.graph import END, MessagesState, StateGraph
 from langgraph.types import Command, Send
-from stratarouter_core import ConfigError, Router, RouteResult
+from stratarouter_core import ConfigError, DecisionLog, Router, RouteResult
 
 from ._decision import TextFrom, arecord, complete_map, decision_data, record, state_text
 
@@ -31,19 +32,20 @@ class RouterNode(Runnable[Any, Command[str]]):
     once (`Send`, each carrying its own `route`/`confidence`). Add it with `add_to`, which
     declares the destinations so the graph drawing shows the edges and `compile()` checks them.
     The decision is also emitted on the `custom` stream and as a `stratarouter_decision`
-    custom event of the node's run (the node opens no run of its own).
+    custom event of the node's run (the node opens no run of its own), and kept in
+    `decisions` (target: the node of the router's decision).
     """
 
-    def __init__(self, router: Router, *, fallback: str,
-                 destinations: Mapping[str, str] | None = None, text_from: TextFrom = "messages",
+    def __init__(self, router: Router, *, targets: Mapping[str, str] | None = None,
+                 fallback: str = END, text_from: TextFrom = "messages",
                  fan_out_top_k: int | None = None, min_confidence_for_fan_out: float = 0.5,
-                 name: str = "stratarouter") -> None:
+                 name: str = "stratarouter", max_decisions: int = 1000) -> None:
         """See `router_node`."""
         if fan_out_top_k is not None and fan_out_top_k < 1:
             raise ConfigError(f"{name}: fan_out_top_k must be >= 1 or None, got {fan_out_top_k}")
         self.router = router
         self.fallback = fallback
-        self.destinations = complete_map(router, destinations, fallback, name)
+        self.targets = complete_map(router, targets, fallback, name)
         self.text_from = text_from
         self.fan_out_top_k = fan_out_top_k
         if not 0.0 <= min_confidence_for_fan_out <= 1.0:
@@ -51,17 +53,18 @@ class RouterNode(Runnable[Any, Command[str]]):
                               f"got {min_confidence_for_fan_out!r}")
         self.min_confidence_for_fan_out = min_confidence_for_fan_out
         self.name = name
+        self.decisions = DecisionLog(max_decisions)
 
     def _command(self, state: Any, result: RouteResult) -> Command[str]:
         update = {"route": result.route_id, "confidence": result.confidence}
-        node = self.destinations[result.route_id] if result.route_id is not None else self.fallback
+        node = self.targets[result.route_id] if result.route_id is not None else self.fallback
         picks = [] if result.is_fallback or not self.fan_out_top_k else [
             c for c in result.candidates[: self.fan_out_top_k]
             if c.confidence >= self.min_confidence_for_fan_out
         ]
-        if len({self.destinations[c.route_id] for c in picks}) < 2:
+        if len({self.targets[c.route_id] for c in picks}) < 2:
             return Command(update=update, goto=node)
-        sends = [Send(self.destinations[c.route_id], _with_route(state, c.route_id, c.confidence))
+        sends = [Send(self.targets[c.route_id], _with_route(state, c.route_id, c.confidence))
                  for c in picks]
         return Command(update=update, goto=sends)
 
@@ -73,27 +76,34 @@ class RouterNode(Runnable[Any, Command[str]]):
     def invoke(self, input: Any, config: RunnableConfig | None = None,
                **kwargs: Any) -> Command[str]:
         """Route the state; returns the `Command`."""
+        start = time.perf_counter()
         config = ensure_config(config)
-        result = self.router.route(state_text(input, self.text_from, self.get_name()))
-        command = self._command(input, result)
-        data = decision_data(result, self.get_name(), self._goto_names(command))
+        text = state_text(input, self.text_from, self.get_name())
+        command, data = self._decide(input, text, self.router.route(text), start)
         record(data, config.get("callbacks"))
         return command
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None,
                       **kwargs: Any) -> Command[str]:
         """Async `invoke` (encodes without blocking the event loop)."""
+        start = time.perf_counter()
         config = ensure_config(config)
-        result = await self.router.aroute(state_text(input, self.text_from, self.get_name()))
-        command = self._command(input, result)
-        data = decision_data(result, self.get_name(), self._goto_names(command))
+        text = state_text(input, self.text_from, self.get_name())
+        command, data = self._decide(input, text, await self.router.aroute(text), start)
         await arecord(data, config.get("callbacks"))
         return command
 
+    def _decide(self, state: Any, text: str, result: RouteResult,
+                start: float) -> tuple[Command[str], dict[str, Any]]:
+        command = self._command(state, result)
+        node = self.targets[result.route_id] if result.route_id is not None else self.fallback
+        decision = self.decisions.record(text, result, node, start)
+        return command, decision_data(decision, self.get_name(), self._goto_names(command))
+
     @property
-    def targets(self) -> tuple[str, ...]:
+    def destinations(self) -> tuple[str, ...]:
         """Every node this node can go to (the route nodes and the fallback), deduplicated."""
-        return tuple(dict.fromkeys([*self.destinations.values(), self.fallback]))
+        return tuple(dict.fromkeys([*self.targets.values(), self.fallback]))
 
     def add_to(self, graph: StateGraph[Any, Any, Any, Any],
                node_name: str = "router") -> StateGraph[Any, Any, Any, Any]:
@@ -107,7 +117,7 @@ class RouterNode(Runnable[Any, Command[str]]):
         if missing:
             raise ConfigError(f"{self.name}: the graph state has no key(s) {missing}, so the "
                               f"decision would be dropped; use or extend RouterState")
-        return graph.add_node(node_name, self, destinations=self.targets)
+        return graph.add_node(node_name, self, destinations=self.destinations)
 
 
 def _with_route(state: Any, route: str, confidence: float) -> Any:
@@ -116,16 +126,16 @@ def _with_route(state: Any, route: str, confidence: float) -> Any:
     return state
 
 
-def router_node(router: Router, *, fallback: str, destinations: Mapping[str, str] | None = None,
-                text_from: TextFrom = "messages", fan_out_top_k: int | None = None,
-                min_confidence_for_fan_out: float = 0.5,
-                name: str = "stratarouter") -> RouterNode:
+def router_node(router: Router, *, targets: Mapping[str, str] | None = None,
+                fallback: str = END, text_from: TextFrom = "messages",
+                fan_out_top_k: int | None = None, min_confidence_for_fan_out: float = 0.5,
+                name: str = "stratarouter", max_decisions: int = 1000) -> RouterNode:
     """Build a router node returning `Command(update={"route", "confidence"}, goto=...)`.
 
     Args:
         router: A built `stratarouter_core.Router`.
+        targets: Route name -> node, for routes whose node is not named like the route.
         fallback: Node (or `END`) taken when the router abstains.
-        destinations: Route name -> node; must cover every route (default: same names).
         text_from: State key holding the query, or a callable state -> str.
         fan_out_top_k: If set, fan out with `Send` to the nodes of up to this many top
             candidates whose confidence reaches `min_confidence_for_fan_out`.
@@ -133,9 +143,10 @@ def router_node(router: Router, *, fallback: str, destinations: Mapping[str, str
             Once the router is `fit`, confidences are probabilities, so 0.5 means "more
             likely right than not"; an unfitted router may need a lower bar.
         name: Run name in traces.
+        max_decisions: How many recent decisions `decisions` keeps.
 
     Raises:
-        ConfigError: `destinations` names an unknown route or misses one.
+        ConfigError: `targets` names an unknown route.
 
     Example:
         >>> from langgraph.graph import END, START, StateGraph
@@ -148,6 +159,7 @@ def router_node(router: Router, *, fallback: str, destinations: Mapping[str, str
         >>> app.invoke({"messages": [("user", "refund my last payment")]})["route"]
         'billing'
     """
-    return RouterNode(router, fallback=fallback, destinations=destinations, text_from=text_from,
+    return RouterNode(router, targets=targets, fallback=fallback, text_from=text_from,
                       fan_out_top_k=fan_out_top_k,
-                      min_confidence_for_fan_out=min_confidence_for_fan_out, name=name)
+                      min_confidence_for_fan_out=min_confidence_for_fan_out, name=name,
+                      max_decisions=max_decisions)

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import logging
+import warnings
+
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langgraph.graph import END, START, MessagesState, StateGraph
@@ -7,7 +10,7 @@ from lg_helpers import ROUTES, add_agents, ran
 from stratarouter_core import ConfigError, InvalidQueryError
 from stratarouter_core.testing import AdapterContract
 
-from stratarouter_langgraph import ABSTAIN, route_edge
+from stratarouter_langgraph import RouteEdge, route_edge
 
 BILLING_Q = "refund my last payment"
 OFF_TOPIC = "recommend a good lasagna recipe"
@@ -32,20 +35,18 @@ def test_abstain_goes_to_fallback_node_or_end(router):
     assert ran(build(router, fallback=END), OFF_TOPIC) == []
 
 
-def test_path_map_is_complete_and_drawn(router):
-    edge = route_edge(router, path_map={"billing": "b", "tech_support": "t", "sales": "s"},
-                      fallback="human")
-    assert edge.path_map == {"billing": "b", "tech_support": "t", "sales": "s", ABSTAIN: "human"}
+def test_targets_and_path_map_are_complete_and_drawn(router):
+    edge = route_edge(router, targets={"billing": "b", "tech_support": "t"}, fallback="human")
+    assert edge.targets == {"billing": "b", "tech_support": "t", "sales": "sales"}
+    assert edge.path_map == {"b": "b", "t": "t", "sales": "sales", "human": "human"}
     app = build(router)
     targets = {e.target for e in app.get_graph().edges if e.source == START}
     assert targets == {*ROUTES, "human"}
 
 
-def test_missing_or_unknown_routes_in_path_map(router):
-    with pytest.raises(ConfigError, match=r"\['sales'\] are not mapped"):
-        route_edge(router, path_map={"billing": "billing", "tech_support": "tech_support"})
+def test_unknown_routes_in_targets(router):
     with pytest.raises(ConfigError, match="biling"):
-        route_edge(router, path_map={"biling": "billing", "tech_support": "t", "sales": "s"})
+        route_edge(router, targets={"biling": "billing"})
 
 
 def test_unknown_nodes_fail_at_build_time(router):
@@ -54,7 +55,7 @@ def test_unknown_nodes_fail_at_build_time(router):
         route_edge(router, fallback="human").attach(graph, START)
     with pytest.raises(ConfigError, match="source 'nope'"):
         route_edge(router, fallback=END,
-                   path_map={r: "billing" for r in ROUTES}).attach(graph, "nope")
+                   targets={r: "billing" for r in ROUTES}).attach(graph, "nope")
 
 
 def test_text_from_key_and_callable(router):
@@ -131,4 +132,56 @@ def test_bad_state_is_a_clear_error(router):
         edge.invoke({"messages": [42]})
     assert edge.invoke({"messages": [{"role": "user", "content": BILLING_Q}]}) == "billing"
     assert edge.invoke({"messages": BILLING_Q}) == "billing"
-    assert edge.invoke({"messages": [("user", OFF_TOPIC)]}) == ABSTAIN
+    assert edge.invoke({"messages": [("user", OFF_TOPIC)]}) == END
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.parametrize("wiring", ["attach", "plain", "path_map"])
+@pytest.mark.parametrize("fallback", [END, "human"])
+def test_abstain_writes_no_unknown_channel(router, wiring, fallback):
+    """Abstaining must not make LangGraph log "wrote to unknown channel ...", however wired."""
+    graph = add_agents(StateGraph(MessagesState))
+    edge = route_edge(router, fallback=fallback, targets={"billing": "human"})
+    if wiring == "attach":
+        edge.attach(graph, START)
+    elif wiring == "plain":  # like any path function: no path map at all
+        graph.add_conditional_edges(START, edge)
+    else:
+        graph.add_conditional_edges(START, edge, edge.path_map)
+    app = graph.compile()
+    records = _Records()
+    root = logging.getLogger()
+    root.addHandler(records)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            abstained = ran(app, OFF_TOPIC)
+            mapped = ran(app, BILLING_Q)
+            routed = ran(app, "the app crashes when I open it")
+    finally:
+        root.removeHandler(records)
+        root.setLevel(old_level)
+    assert not [m for m in records.messages if "unknown channel" in m], records.messages
+    assert abstained == ([] if fallback == END else [["human"]])
+    assert mapped == [["human"]] and routed == [["tech_support"]]
+    assert [d.target for d in edge.decisions] == [fallback, "human", "tech_support"]
+    assert edge.decisions[0].route is None and edge.decisions[1].route == "billing"
+
+
+def test_route_edge_is_callable_like_a_path_function(router):
+    edge = route_edge(router, fallback="human")
+    assert isinstance(edge, RouteEdge) and callable(edge)
+    assert edge({"messages": [("user", BILLING_Q)]}) == "billing"
+    assert edge({"messages": [("user", OFF_TOPIC)]}, {"tags": ["x"]}) == "human"
+    assert [d.target for d in edge.decisions] == ["billing", "human"]
+    assert edge.decisions[-1].text == OFF_TOPIC

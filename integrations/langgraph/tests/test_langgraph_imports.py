@@ -7,7 +7,7 @@ import sys
 
 import stratarouter_langgraph
 
-EXPECTED_ALL = ["ABSTAIN", "DECISION_EVENT", "RouteEdge", "RouterNode", "RouterState", "TextFrom",
+EXPECTED_ALL = ["DECISION_EVENT", "RouteEdge", "RouterNode", "RouterState", "TextFrom",
                 "route_edge", "router_node"]
 
 

@@ -59,10 +59,9 @@ def test_state_without_route_keys_is_rejected(router):
         router_node(router, fallback="human").add_to(StateGraph(MessagesState))
 
 
-def test_bad_destinations(router):
-    with pytest.raises(ConfigError, match=r"\['sales'\] are not mapped"):
-        router_node(router, fallback="human",
-                    destinations={"billing": "billing", "tech_support": "tech_support"})
+def test_bad_targets(router):
+    with pytest.raises(ConfigError, match=r"targets \['biling'\] are not routes"):
+        router_node(router, fallback="human", targets={"biling": "billing"})
     graph = StateGraph(RouterState)
     router_node(router, fallback="human").add_to(graph)
     add_agents(graph, names=("billing", "sales", "human"))  # no tech_support node
@@ -133,5 +132,15 @@ async def test_decision_event_async(router):
 
 
 def test_direct_call_outside_a_graph(router):
-    command = router_node(router, fallback="human").invoke({"messages": [("user", BILLING_Q)]})
+    node = router_node(router, fallback="human", targets={"sales": "human"})
+    command = node.invoke({"messages": [("user", BILLING_Q)]})
     assert command.goto == "billing" and command.update["route"] == "billing"
+    assert node.invoke({"messages": [("user", "what does the premium plan cost")]}).goto == "human"
+    assert [(d.route, d.target) for d in node.decisions] == [("billing", "billing"),
+                                                              ("sales", "human")]
+
+
+def test_default_fallback_is_end(router):
+    node = router_node(router)
+    assert node.invoke({"messages": [("user", OFF_TOPIC)]}).goto == END
+    assert node.decisions[-1].target == END and node.decisions[-1].route is None
