@@ -394,7 +394,7 @@ async def test_postgres_store_reports_an_unreachable_server():
 async def test_postgres_without_psycopg_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg", None)
     store = PostgresStateStore("postgresql://postgres@127.0.0.1:5432/test")
-    with pytest.raises(MissingDependencyError, match=r"stratarouter\[postgres\]"):
+    with pytest.raises(MissingDependencyError, match=r"stratarouter-runtime\[postgres\]"):
         await store.start()
 
 
