@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.prompts import ChatPromptTemplate
 from stratarouter_langchain import SemanticRouteDispatch
@@ -64,17 +63,6 @@ def team(name: str, reply: str) -> Any:
     return prompt | FakeListChatModel(responses=[reply], name=name)
 
 
-class DecisionLog(BaseCallbackHandler):
-    """Keeps the router's decisions (the `stratarouter_decision` custom events)."""
-
-    def __init__(self) -> None:
-        self.decisions: list[dict[str, Any]] = []
-
-    def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
-        if name == "stratarouter_decision":
-            self.decisions.append(data)
-
-
 def main() -> None:
     router = make_router()
     encoder = getattr(router.encoder, "inner", router.encoder)  # unwrap the encoding cache
@@ -86,15 +74,14 @@ def main() -> None:
             "tech_support": team("tech_support", "Tech support here: please reinstall the app."),
             "sales": team("sales", "Sales here: I will send you a quote for 200 seats."),
         },
-        default=team("human", "A human agent will get back to you shortly."),
+        fallback=team("human", "A human agent will get back to you shortly."),
         name="support_bot",
     )
-    log = DecisionLog()
     for query in QUERIES:
-        answer = bot.invoke({"input": query}, {"callbacks": [log]})
-        decision = log.decisions[-1]
-        handler = decision["route"] or "human (router abstained)"
-        print(f"{handler:26} confidence={decision['confidence']:.2f}  {query!r}")
+        answer = bot.invoke({"input": query})
+        decision = bot.decisions[-1]  # also sent as a `stratarouter_decision` custom event
+        handler = decision.route or "human (router abstained)"
+        print(f"{handler:26} confidence={decision.confidence:.2f}  {query!r}")
         print(f"{'':26} -> {answer.content}")
     chunks = [chunk.content for chunk in bot.stream({"input": QUERIES[0]})]
     print(f"streamed {len(chunks)} chunks from the billing chain: {''.join(chunks)!r}")

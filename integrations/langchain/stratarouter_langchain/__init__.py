@@ -1,13 +1,23 @@
 """StrataRouter for LangChain: route inside a Runnable chain.
 
 - `StrataRouterRunnable(router)`: a `Runnable` returning the `RouteResult`.
-- `SemanticRouteDispatch(router, branches, default)`: routes, then runs (or streams) the branch.
+- `SemanticRouteDispatch(router, targets, fallback=...)`: routes, then runs (or streams) the
+  target runnable; no route and no fallback raises `stratarouter_core.NoRouteError`.
+
+Both keep their recent `RoutingDecision`s in `.decisions` (the vocabulary every StrataRouter
+adapter shares).
 """
 
 from __future__ import annotations
 
 from ._text import RouterInput
-from .dispatch import NoBranchError, SemanticRouteDispatch
+from .dispatch import FALLBACK_TARGET, NoBranchError, SemanticRouteDispatch
 from .runnable import StrataRouterRunnable
 
-__all__ = ["NoBranchError", "RouterInput", "SemanticRouteDispatch", "StrataRouterRunnable"]
+__all__ = [
+    "FALLBACK_TARGET",
+    "NoBranchError",
+    "RouterInput",
+    "SemanticRouteDispatch",
+    "StrataRouterRunnable",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -14,17 +15,26 @@ from langchain_core.callbacks import (
 )
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
-from stratarouter_core import ConfigError, Router, RouteResult, StrataRouterError
+from stratarouter_core import (
+    ConfigError,
+    DecisionLog,
+    NoRouteError,
+    Router,
+    RouteResult,
+    RoutingDecision,
+)
 
 from ._text import RouterInput, to_text
 
-__all__ = ["NoBranchError", "SemanticRouteDispatch"]
+__all__ = ["FALLBACK_TARGET", "NoBranchError", "SemanticRouteDispatch"]
 
 DECISION_EVENT = "stratarouter_decision"
 
+FALLBACK_TARGET = "fallback"
+"""`RoutingDecision.target` when the `fallback` runnable ran."""
 
-class NoBranchError(StrataRouterError, LookupError):
-    """The router abstained (or chose a route without a branch) and there is no default."""
+NoBranchError = NoRouteError
+"""The name this package used before `stratarouter_core.NoRouteError`; the same class."""
 
 
 class SemanticRouteDispatch(Runnable[RouterInput, Any]):
@@ -34,21 +44,22 @@ class SemanticRouteDispatch(Runnable[RouterInput, Any]):
     `stratarouter_route`, `stratarouter_confidence`, `stratarouter_is_fallback` and
     `stratarouter_latency_us`; a `stratarouter_decision` custom event carries the same data.
     The router's decision picks the branch: `route_id` (which may be the router's configured
-    fallback route) runs its branch; no route (abstain), or a route without a branch, runs
-    `default`.
-    `stream`/`astream` stream the branch's own chunks.
+    fallback route) runs its target; no route (abstain), or a route without a target, runs
+    `fallback`, and with no `fallback` raises `stratarouter_core.NoRouteError`.
+    `stream`/`astream` stream the branch's own chunks. Every decision is kept in `decisions`.
 
     Args:
         router: A built `stratarouter_core.Router`.
-        branches: Route name -> runnable. Every name must be one of the router's routes or
+        targets: Route name -> runnable. Every name must be one of the router's routes or
             its configured `fallback_route`.
-        default: Runs on abstain and for routes without a branch.
+        fallback: Runs on abstain and for routes without a target.
         input_key: Key holding the query when the input is a dict.
         name: Run name shown in traces.
+        max_decisions: How many recent decisions `decisions` keeps.
 
     Raises:
-        ConfigError: A branch names an unknown route, or a route has no branch and there is
-            no default.
+        ConfigError: A target names an unknown route, or a route has no target and there is
+            no fallback.
 
     Example:
         >>> from langchain_core.runnables import RunnableLambda
@@ -57,76 +68,84 @@ class SemanticRouteDispatch(Runnable[RouterInput, Any]):
         >>> dispatch = SemanticRouteDispatch(
         ...     router,
         ...     {name: RunnableLambda(lambda x, n=name: n.upper()) for name in router.route_names},
-        ...     default=RunnableLambda(lambda x: "HUMAN"),
+        ...     fallback=RunnableLambda(lambda x: "HUMAN"),
         ... )
         >>> dispatch.invoke("refund my last payment"), dispatch.invoke("lasagna recipe")
         ('BILLING', 'HUMAN')
+        >>> [(d.route, d.target) for d in dispatch.decisions]
+        [('billing', 'billing'), (None, 'fallback')]
     """
 
     def __init__(
         self,
         router: Router,
-        branches: Mapping[str, Runnable[Any, Any]],
-        default: Runnable[Any, Any] | None = None,
+        targets: Mapping[str, Runnable[Any, Any]],
         *,
+        fallback: Runnable[Any, Any] | None = None,
         input_key: str = "input",
         name: str = "stratarouter_dispatch",
+        max_decisions: int = 1000,
     ) -> None:
-        """Check the branches against the router's routes and store them."""
-        fallback = router.config.fallback_route
+        """Check the targets against the router's routes and store them."""
+        fallback_route = router.config.fallback_route
         known = list(router.route_names)
-        if fallback is not None and fallback not in known:
-            known.append(fallback)
-        unknown = [b for b in branches if b not in known]
+        if fallback_route is not None and fallback_route not in known:
+            known.append(fallback_route)
+        unknown = [b for b in targets if b not in known]
         if unknown:
-            raise ConfigError(f"{type(self).__name__}: branch(es) {unknown} are not routes of the "
+            raise ConfigError(f"{type(self).__name__}: target(s) {unknown} are not routes of the "
                               f"router (routes: {known})")
-        missing = [r for r in known if r not in branches]
-        if missing and default is None:
-            raise ConfigError(f"{type(self).__name__}: route(s) {missing} have no branch and no "
-                              f"default was given; add branches or pass default=...")
+        missing = [r for r in known if r not in targets]
+        if missing and fallback is None:
+            raise ConfigError(f"{type(self).__name__}: route(s) {missing} have no target and no "
+                              f"fallback was given; add targets or pass fallback=...")
         self.router = router
-        self.branches = dict(branches)
-        self.default = default
+        self.targets = dict(targets)
+        self.fallback = fallback
         self.input_key = input_key
         self.name = name
+        self.decisions = DecisionLog(max_decisions)
 
-    def _pick(self, input: RouterInput, result: RouteResult) -> Runnable[Any, Any]:
-        """The branch for the router's decision: its route's branch, else the default."""
+    def _pick(self, text: str, result: RouteResult,
+              start: float) -> tuple[Runnable[Any, Any], RoutingDecision]:
+        """The runnable for the router's decision: its route's target, else the fallback."""
         route = result.route_id
-        branch = self.branches.get(route) if route is not None else None
-        if branch is None:
-            branch = self.default
-        if branch is None:
-            raise NoBranchError(f"{self.name}: router abstained on {input!r} (confidence "
-                                f"{result.confidence:.3f}) and no default runnable was given")
-        return branch
+        branch = self.targets.get(route) if route is not None else None
+        if branch is not None:
+            return branch, self.decisions.record(text, result, route, start)
+        decision = self.decisions.record(
+            text, result, FALLBACK_TARGET if self.fallback is not None else None, start
+        )
+        if self.fallback is None:
+            raise NoRouteError(f"{self.name}: router abstained on {text!r:.80} (confidence "
+                               f"{result.confidence:.3f}) and no fallback runnable was given")
+        return self.fallback, decision
 
     @staticmethod
-    def _child(result: RouteResult, config: RunnableConfig,
+    def _child(decision: RoutingDecision, config: RunnableConfig,
                callbacks: BaseCallbackManager) -> RunnableConfig:
         """The branch's config: our run's child callbacks plus the decision in tags/metadata."""
         child = patch_config(config, callbacks=callbacks)  # a fresh dict: safe to extend
-        child["tags"] = [*child.get("tags", []), f"route:{result.route_id}"]
+        child["tags"] = [*child.get("tags", []), f"route:{decision.route}"]
         child["metadata"] = {**child.get("metadata", {}),
-                             **{f"stratarouter_{k}": v for k, v in decision_data(result).items()}}
+                             **{f"stratarouter_{k}": v for k, v in decision.to_dict().items()}}
         return child
 
-    def _dispatch(self, input: RouterInput, result: RouteResult, config: RunnableConfig,
+    def _dispatch(self, text: str, result: RouteResult, start: float, config: RunnableConfig,
                   callbacks: CallbackManager) -> tuple[Runnable[Any, Any], RunnableConfig]:
-        branch = self._pick(input, result)
-        data = decision_data(result)
-        callbacks.on_custom_event(DECISION_EVENT, data, run_id=callbacks.parent_run_id)
-        return branch, self._child(result, config, callbacks)
+        branch, decision = self._pick(text, result, start)
+        callbacks.on_custom_event(DECISION_EVENT, decision.to_dict(),
+                                  run_id=callbacks.parent_run_id)
+        return branch, self._child(decision, config, callbacks)
 
     async def _adispatch(
-        self, input: RouterInput, result: RouteResult, config: RunnableConfig,
+        self, text: str, result: RouteResult, start: float, config: RunnableConfig,
         callbacks: AsyncCallbackManager,
     ) -> tuple[Runnable[Any, Any], RunnableConfig]:
-        branch = self._pick(input, result)
-        await callbacks.on_custom_event(DECISION_EVENT, decision_data(result),
+        branch, decision = self._pick(text, result, start)
+        await callbacks.on_custom_event(DECISION_EVENT, decision.to_dict(),
                                         run_id=callbacks.parent_run_id)
-        return branch, self._child(result, config, callbacks)
+        return branch, self._child(decision, config, callbacks)
 
     def _text(self, value: RouterInput) -> str:
         return to_text(value, self.input_key, type(self).__name__)
@@ -160,38 +179,35 @@ class SemanticRouteDispatch(Runnable[RouterInput, Any]):
 
     def _run(self, input: RouterInput, run_manager: CallbackManagerForChainRun,
              config: RunnableConfig, **kwargs: Any) -> Any:
-        result = self.router.route(self._text(input))
-        branch, child = self._dispatch(input, result, config, run_manager.get_child())
+        start, text = time.perf_counter(), self._text(input)
+        branch, child = self._dispatch(text, self.router.route(text), start, config,
+                                       run_manager.get_child())
         return branch.invoke(input, child, **kwargs)
 
     async def _arun(self, input: RouterInput, run_manager: AsyncCallbackManagerForChainRun,
                     config: RunnableConfig, **kwargs: Any) -> Any:
-        result = await self.router.aroute(self._text(input))
-        branch, child = await self._adispatch(input, result, config, run_manager.get_child())
+        start, text = time.perf_counter(), self._text(input)
+        branch, child = await self._adispatch(text, await self.router.aroute(text), start,
+                                              config, run_manager.get_child())
         return await branch.ainvoke(input, child, **kwargs)
 
     def _stream(self, inputs: Iterator[RouterInput], run_manager: CallbackManagerForChainRun,
                 config: RunnableConfig, **kwargs: Any) -> Iterator[Any]:
         input = next(inputs)
-        result = self.router.route(self._text(input))
-        branch, child = self._dispatch(input, result, config, run_manager.get_child())
+        start, text = time.perf_counter(), self._text(input)
+        branch, child = self._dispatch(text, self.router.route(text), start, config,
+                                       run_manager.get_child())
         yield from branch.stream(input, child, **kwargs)
 
     async def _astream(self, inputs: AsyncIterator[RouterInput],
                        run_manager: AsyncCallbackManagerForChainRun,
                        config: RunnableConfig, **kwargs: Any) -> AsyncIterator[Any]:
         input = await anext(inputs)
-        result = await self.router.aroute(self._text(input))
-        branch, child = await self._adispatch(input, result, config, run_manager.get_child())
+        start, text = time.perf_counter(), self._text(input)
+        branch, child = await self._adispatch(text, await self.router.aroute(text), start,
+                                              config, run_manager.get_child())
         async for chunk in branch.astream(input, child, **kwargs):
             yield chunk
-
-
-def decision_data(result: RouteResult) -> dict[str, Any]:
-    """The decision as plain data: route, confidence, is_fallback, latency_us."""
-    return {"route": result.route_id,
-            "confidence": result.confidence, "is_fallback": result.is_fallback,
-            "latency_us": result.latency_us}
 
 
 async def _aiter_one(value: RouterInput) -> AsyncIterator[RouterInput]:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from langchain_core.runnables import Runnable, RunnableConfig
-from stratarouter_core import Router, RouteResult, StrataRouterError
+from stratarouter_core import DecisionLog, Router, RouteResult, StrataRouterError
 
 from ._text import RouterInput, to_text
 
@@ -21,12 +21,15 @@ class StrataRouterRunnable(Runnable[RouterInput, RouteResult]):
 
     Every call goes through LangChain's callback machinery, so tracers and callback handlers
     see a run named `name` whose output is the decision. `batch`/`abatch` route all inputs
-    in one vectorised `route_batch` call while still opening one run per input.
+    in one vectorised `route_batch` call while still opening one run per input. Every
+    decision is kept in `decisions` (target: the route; it never raises on abstain, the
+    `RouteResult` says so).
 
     Args:
         router: A built `stratarouter_core.Router`.
         input_key: Key holding the query when the input is a dict.
         name: Run name shown in traces.
+        max_decisions: How many recent decisions `decisions` keeps.
 
     Example:
         >>> from stratarouter_core.testing import AdapterContract
@@ -35,20 +38,28 @@ class StrataRouterRunnable(Runnable[RouterInput, RouteResult]):
         'billing'
     """
 
-    def __init__(self, router: Router, *, input_key: str = "input", name: str = "stratarouter"):
+    def __init__(self, router: Router, *, input_key: str = "input", name: str = "stratarouter",
+                 max_decisions: int = 1000) -> None:
         """Wrap `router`."""
         self.router = router
         self.input_key = input_key
         self.name = name
+        self.decisions = DecisionLog(max_decisions)
 
     def _text(self, value: RouterInput) -> str:
         return to_text(value, self.input_key, type(self).__name__)
 
+    def _logged(self, text: str, result: RouteResult) -> RouteResult:
+        self.decisions.record(text, result, result.route_id)
+        return result
+
     def _route(self, value: RouterInput) -> RouteResult:
-        return self.router.route(self._text(value))
+        text = self._text(value)
+        return self._logged(text, self.router.route(text))
 
     async def _aroute(self, value: RouterInput) -> RouteResult:
-        return await self.router.aroute(self._text(value))
+        text = self._text(value)
+        return self._logged(text, await self.router.aroute(text))
 
     def invoke(
         self, input: RouterInput, config: RunnableConfig | None = None, **kwargs: Any
@@ -94,8 +105,8 @@ class StrataRouterRunnable(Runnable[RouterInput, RouteResult]):
         try:
             routed = iter(self.router.route_batch(valid))
         except StrataRouterError:  # one bad query: route one by one to blame only it
-            return [t if isinstance(t, Exception) else _safe(self.router.route, t) for t in texts]
-        return [t if isinstance(t, Exception) else next(routed) for t in texts]
+            return [t if isinstance(t, Exception) else _safe(self._route, t) for t in texts]
+        return [t if isinstance(t, Exception) else self._logged(t, next(routed)) for t in texts]
 
     async def _aroute_many(self, inputs: list[RouterInput]) -> list[RouteResult | Exception]:
         texts = self._texts(inputs)
@@ -103,8 +114,8 @@ class StrataRouterRunnable(Runnable[RouterInput, RouteResult]):
         try:
             routed = iter(await self.router.aroute_batch(valid))
         except StrataRouterError:
-            return [t if isinstance(t, Exception) else _safe(self.router.route, t) for t in texts]
-        return [t if isinstance(t, Exception) else next(routed) for t in texts]
+            return [t if isinstance(t, Exception) else _safe(self._route, t) for t in texts]
+        return [t if isinstance(t, Exception) else self._logged(t, next(routed)) for t in texts]
 
     def _texts(self, inputs: list[RouterInput]) -> list[str | Exception]:
         return [_safe(self._text, value) for value in inputs]

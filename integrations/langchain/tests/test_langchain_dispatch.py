@@ -8,7 +8,14 @@ from langchain_core.language_models.fake_chat_models import (
 from langchain_core.messages import AIMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableGenerator, RunnableLambda
-from stratarouter_core import ConfigError, Route, Router, RouterConfig
+from stratarouter_core import (
+    ConfigError,
+    NoRouteError,
+    Route,
+    Router,
+    RouterConfig,
+    StrataRouterError,
+)
 from stratarouter_core.testing import AdapterContract, HashingEncoder
 
 from stratarouter_langchain import NoBranchError, SemanticRouteDispatch
@@ -24,29 +31,44 @@ def models(router):
 
 def test_runs_the_routed_branch(router):
     dispatch = SemanticRouteDispatch(router, models(router),
-                                     default=FakeListChatModel(responses=["human answer"]))
+                                     fallback=FakeListChatModel(responses=["human answer"]))
     assert dispatch.invoke(BILLING_Q).content == "billing answer"
     assert dispatch.invoke("the app crashes when I open it").content == "tech_support answer"
     assert dispatch.invoke(OFF_TOPIC).content == "human answer"
 
 
-def test_abstain_without_default_is_a_clear_error(router):
+def test_abstain_without_fallback_is_a_clear_error(router):
     dispatch = SemanticRouteDispatch(router, models(router))
-    with pytest.raises(NoBranchError, match=r"abstained.*no default"):
+    with pytest.raises(NoRouteError, match=r"abstained.*no fallback") as info:
         dispatch.invoke(OFF_TOPIC)
+    assert isinstance(info.value, StrataRouterError) and NoBranchError is NoRouteError
+    assert dispatch.decisions[-1].route is None and dispatch.decisions[-1].target is None
+
+
+def test_decisions_are_logged(router):
+    dispatch = SemanticRouteDispatch(router, models(router),
+                                     fallback=FakeListChatModel(responses=["human answer"]),
+                                     max_decisions=2)
+    for query in (BILLING_Q, "the app crashes when I open it", OFF_TOPIC):
+        dispatch.invoke(query)
+    assert [(d.text, d.route, d.target) for d in dispatch.decisions] == [
+        ("the app crashes when I open it", "tech_support", "tech_support"),
+        (OFF_TOPIC, None, "fallback"),
+    ]
+    assert dispatch.decisions[-1].latency_us > 0
 
 
 def test_unknown_branch_name_is_rejected(router):
     with pytest.raises(ConfigError, match="biling"):
         SemanticRouteDispatch(router, {"biling": FakeListChatModel(responses=["x"])},
-                              default=FakeListChatModel(responses=["x"]))
+                              fallback=FakeListChatModel(responses=["x"]))
 
 
 def test_route_without_branch_needs_a_default(router):
-    with pytest.raises(ConfigError, match=r"\['tech_support', 'sales'\].*default"):
+    with pytest.raises(ConfigError, match=r"\['tech_support', 'sales'\].*fallback"):
         SemanticRouteDispatch(router, {"billing": FakeListChatModel(responses=["x"])})
     partial = SemanticRouteDispatch(router, {"billing": RunnableLambda(lambda x: "billing")},
-                                    default=RunnableLambda(lambda x: "default"))
+                                    fallback=RunnableLambda(lambda x: "default"))
     assert partial.invoke("what does the premium plan cost") == "default"
 
 
@@ -95,7 +117,7 @@ def test_callbacks_see_dispatch_decision_and_branch(router, recorder):
 def test_stream_yields_the_branch_tokens(router, recorder):
     streaming = GenericFakeChatModel(messages=iter([AIMessage(ANSWER)]))
     dispatch = SemanticRouteDispatch(router, {"billing": streaming},
-                                     default=FakeListChatModel(responses=["no"]))
+                                     fallback=FakeListChatModel(responses=["no"]))
     chunks = list(dispatch.stream(BILLING_Q, {"callbacks": [recorder]}))
     assert len(chunks) > 5
     assert "".join(c.content for c in chunks) == ANSWER
@@ -107,7 +129,7 @@ async def test_astream_yields_the_branch_tokens(router, recorder):
     streaming = GenericFakeChatModel(messages=iter([AIMessage(ANSWER)]))
     chain = ChatPromptTemplate.from_template("{input}") | streaming  # dict in, tokens out
     dispatch = SemanticRouteDispatch(router, {"billing": chain},
-                                     default=FakeListChatModel(responses=["no"]))
+                                     fallback=FakeListChatModel(responses=["no"]))
     chunks = [c async for c in dispatch.astream({"input": BILLING_Q}, {"callbacks": [recorder]})]
     assert len(chunks) > 5
     assert "".join(c.content for c in chunks) == ANSWER
@@ -116,14 +138,14 @@ async def test_astream_yields_the_branch_tokens(router, recorder):
 
 async def test_astream_default_on_abstain(router):
     default = GenericFakeChatModel(messages=iter([AIMessage("a human will call you back")]))
-    dispatch = SemanticRouteDispatch(router, models(router), default=default)
+    dispatch = SemanticRouteDispatch(router, models(router), fallback=default)
     chunks = [c async for c in dispatch.astream(OFF_TOPIC)]
     assert "".join(c.content for c in chunks) == "a human will call you back"
 
 
 async def test_ainvoke_and_abatch(router, recorder):
     dispatch = SemanticRouteDispatch(router, models(router),
-                                     default=FakeListChatModel(responses=["human answer"]))
+                                     fallback=FakeListChatModel(responses=["human answer"]))
     answer = await dispatch.ainvoke(BILLING_Q, {"callbacks": [recorder]})
     assert answer.content == "billing answer"
     assert recorder.events[0][1]["route"] == "billing"
@@ -134,7 +156,7 @@ async def test_ainvoke_and_abatch(router, recorder):
 def test_contract(router):
     dispatch = SemanticRouteDispatch(
         router, {n: RunnableLambda(lambda x, n=n: n) for n in router.route_names},
-        default=RunnableLambda(lambda x: None))
+        fallback=RunnableLambda(lambda x: None))
     AdapterContract.check(dispatch.invoke, router)
     expected = AdapterContract.expected(router)
     assert dispatch.batch(list(expected)) == list(expected.values())
@@ -152,7 +174,7 @@ def test_stream_is_incremental(router):
 
     dispatch = SemanticRouteDispatch(
         router, {n: RunnableGenerator(tokens) for n in router.route_names},
-        default=RunnableLambda(lambda x: "no"))
+        fallback=RunnableLambda(lambda x: "no"))
     stream = dispatch.stream(BILLING_Q)
     assert next(stream) == "0"
     assert produced == [0]  # the branch has not run ahead of the consumer

@@ -5,7 +5,13 @@ import sys
 
 import stratarouter_langchain
 
-EXPECTED_ALL = ["NoBranchError", "RouterInput", "SemanticRouteDispatch", "StrataRouterRunnable"]
+EXPECTED_ALL = [
+    "FALLBACK_TARGET",
+    "NoBranchError",
+    "RouterInput",
+    "SemanticRouteDispatch",
+    "StrataRouterRunnable",
+]
 
 
 def test_all():

@@ -67,10 +67,14 @@ def test_batch_routes_once_and_traces_each_input(router, recorder, monkeypatch):
     original = router.route_batch
     monkeypatch.setattr(router, "route_batch", lambda qs: calls.append(qs) or original(qs))
     queries = AdapterContract.queries()
-    results = StrataRouterRunnable(router).batch(queries, {"callbacks": [recorder]})
+    runnable = StrataRouterRunnable(router)
+    results = runnable.batch(queries, {"callbacks": [recorder]})
     assert calls == [queries]
     assert [r.route_id for r in results] == [router.route(q).route_id for q in queries]
     assert recorder.names() == ["stratarouter"] * len(queries)
+    assert [(d.text, d.target) for d in runnable.decisions] == [
+        (q, r.route_id) for q, r in zip(queries, results)
+    ]
 
 
 def test_batch_reports_errors_per_input(router):
