@@ -17,7 +17,7 @@ then, when the caller gives the embedding cosine, weighs the softer evidence (ra
 word overlap and difference, against the cosine) with a small logistic model,
 `stratarouter_runtime.guard_model.SoftModel`. Its numbers were fitted by
 `stratarouter bench cache --fit` on one half of a public paraphrase set; see
-`stratarouter_core.cli.bench_cache`.
+`stratarouter_bench.cache` (benchmarks/ of the repository).
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from stratarouter_bench.datasets import PrecomputedEncoder, Split, load_intent_dataset
 
 from stratarouter_core import Route, Router, RouterConfig
-from stratarouter_core.benchmarks.datasets import PrecomputedEncoder, Split, load_intent_dataset
 from stratarouter_core.calibration import expected_calibration_error
 from stratarouter_core.config import IndexConfig
 

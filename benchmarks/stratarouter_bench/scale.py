@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..benchmarks.datasets import PrecomputedEncoder, Split
+from .datasets import PrecomputedEncoder, Split
 
 __all__ = ["SCALES", "run_scale"]
 
@@ -45,10 +45,11 @@ def _synthetic(
 
 def run_scale(train: Split, test: Split, max_examples: int, plot_path: str) -> None:
     """Build each synthetic set, time build and route(), report memory; write a plot."""
-    from ..config import RouterConfig
-    from ..router import Router
-    from ..types import Route
-    from .bench_speed import _rss_mb
+    from stratarouter_core.config import RouterConfig
+    from stratarouter_core.router import Router
+    from stratarouter_core.types import Route
+
+    from .speed import _rss_mb
 
     assert test.vectors is not None
     print("\n| examples | routes | build_index() | route() P50 | route() P99 | memory added |")
@@ -81,7 +82,7 @@ def run_scale(train: Split, test: Split, max_examples: int, plot_path: str) -> N
 
 
 def _time_routes(router: Any, texts: list[str], vectors: Any, n: int) -> tuple[float, float, float]:
-    from .bench_speed import _percentiles, _time_each
+    from .speed import _percentiles, _time_each
 
     return _percentiles(
         _time_each(lambda i: router.route(texts[i % len(texts)], vectors[i % len(texts)]), n)

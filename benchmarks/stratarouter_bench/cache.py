@@ -39,12 +39,11 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from stratarouter_core.encoders.base import BaseEncoder
+from stratarouter_core.errors import ConfigError
 from stratarouter_runtime.cache import DEFAULT_GUARD, DEFAULT_SIMILARITY_THRESHOLD
 from stratarouter_runtime.guard import QueryGuard, analyse
 from stratarouter_runtime.guard_model import FEATURES, SoftModel, lexicon, pair_features
-
-from ..encoders.base import BaseEncoder
-from ..errors import ConfigError
 
 __all__ = [
     "GuardFit", "PairSet", "evaluate", "fit_guard", "fit_threshold", "load_pairs", "register",
@@ -95,7 +94,7 @@ def _thresholds(text: str) -> tuple[float, ...]:
 
 
 def _local_encoder() -> BaseEncoder:
-    from ..encoders.local import LocalEncoder
+    from stratarouter_core.encoders.local import LocalEncoder
 
     return LocalEncoder()
 

@@ -99,10 +99,11 @@ def _dir_size_mb(path: Path) -> float:
 
 def run(args: argparse.Namespace) -> int:
     """Measure and print one table."""
-    from ..benchmarks.datasets import PrecomputedEncoder, load_intent_dataset
-    from ..config import RouterConfig
-    from ..router import Router
-    from ..types import Route
+    from stratarouter_core.config import RouterConfig
+    from stratarouter_core.router import Router
+    from stratarouter_core.types import Route
+
+    from .datasets import PrecomputedEncoder, load_intent_dataset
 
     data = load_intent_dataset(args.dataset, args.embeddings)
     train, val, test = data.split("train"), data.split("val"), data.split("test")
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         rows = _compare(rows, by_label, train, test, ours, n)
     _print_table(rows, "semantic-router" in args.compare)
     if args.scale:
-        from .bench_scale import run_scale
+        from .scale import run_scale
 
         run_scale(train, test, args.scale_max, args.plot)
     return 0
@@ -182,9 +183,9 @@ def _time_router(
 def _encoder_rows(
     by_label: dict[str, list[str]], texts: Sequence[str]
 ) -> list[tuple[str, str, str]]:
-    from ..encoders.local import LocalEncoder
-    from ..router import Router
-    from ..types import Route
+    from stratarouter_core.encoders.local import LocalEncoder
+    from stratarouter_core.router import Router
+    from stratarouter_core.types import Route
 
     router = Router(
         encoder=LocalEncoder(), routes=[Route(name=n, examples=e[:10]) for n, e in by_label.items()]
@@ -209,7 +210,7 @@ def _compare(
     ours: tuple[float, float, float],
     n: int,
 ) -> list[tuple[str, str, str]]:
-    from ..benchmarks.semantic_router_baseline import SemanticRouterBaseline
+    from .semantic_router_baseline import SemanticRouterBaseline
 
     gc.collect()
     rss_before = _rss_mb()

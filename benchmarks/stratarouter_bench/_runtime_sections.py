@@ -22,13 +22,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
+from stratarouter_core._deps import require
+from stratarouter_core.encoders.base import BaseEncoder
+from stratarouter_core.errors import ConfigError, StrataRouterError
+from stratarouter_core.types import RouteResult
 from stratarouter_runtime import CoreRuntimeBridge, Observability, OpenAIClient, RuntimeConfig
 from stratarouter_runtime.testing import FakeProviderServer
 
-from .._deps import require
-from ..encoders.base import BaseEncoder
-from ..errors import ConfigError, StrataRouterError
-from ..types import RouteResult
 from ._runtime_workload import REQUEST_KINDS, Labels, Workload
 
 __all__ = [

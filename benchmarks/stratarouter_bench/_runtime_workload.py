@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-
-from ..errors import ConfigError
+from stratarouter_core.errors import ConfigError
 
 __all__ = ["REQUEST_KINDS", "Labels", "Verdict", "Workload", "build_workload", "bursts"]
 

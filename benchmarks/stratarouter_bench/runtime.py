@@ -46,15 +46,15 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from stratarouter_core.encoders.base import BaseEncoder
+from stratarouter_core.errors import ConfigError, DimensionMismatchError
 from stratarouter_runtime import RuntimeConfig
 from stratarouter_runtime.testing import FakeProviderServer
 
-from ..benchmarks.datasets import PrecomputedEncoder, Split, load_intent_dataset
-from ..encoders.base import BaseEncoder
-from ..errors import ConfigError, DimensionMismatchError
 from . import _runtime_sections as sections
 from ._runtime_workload import REQUEST_KINDS, Workload, build_workload, bursts
-from .bench_cache import DEFAULT_CACHE_DIR, load_pairs
+from .cache import DEFAULT_CACHE_DIR, load_pairs
+from .datasets import PrecomputedEncoder, Split, load_intent_dataset
 
 __all__ = ["register", "run"]
 
@@ -162,7 +162,7 @@ def _backends(text: str) -> tuple[str, ...]:
 
 
 def _local_encoder() -> BaseEncoder:
-    from ..encoders.local import LocalEncoder
+    from stratarouter_core.encoders.local import LocalEncoder
 
     return LocalEncoder()
 

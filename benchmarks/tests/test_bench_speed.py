@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from stratarouter_core.benchmarks.datasets import load_intent_dataset
-from stratarouter_core.cli.bench_scale import _synthetic
 from stratarouter_core.cli.main import main
+
+from stratarouter_bench.datasets import load_intent_dataset
+from stratarouter_bench.scale import _synthetic
 
 LABELS = ["billing", "weather", "travel", "music", "health", "sports"]
 DIMENSION = 32

@@ -43,9 +43,8 @@ from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-
-from .._deps import require
-from ..errors import ConfigError, EncoderError, InvalidQueryError
+from stratarouter_core._deps import require
+from stratarouter_core.errors import ConfigError, EncoderError, InvalidQueryError
 
 __all__ = [
     "SETTINGS",
@@ -53,6 +52,9 @@ __all__ = [
     "SemanticRouterBaseline",
     "measure_latency",
 ]
+
+# semantic-router is pinned by this distribution, not by an extra of the core
+_INSTALL = "pip install -e benchmarks  # stratarouter-bench pins semantic-router==1.1.*"
 
 SETTINGS: dict[str, dict[str, Any]] = {
     # IndexedRouter's own defaults
@@ -114,8 +116,8 @@ def _precomputed_encoder(vectors: dict[str, list[float]]) -> Any:
     The class is built here, not at module level, so that importing this module does not
     import semantic-router.
     """
-    encoders = require("semantic_router.encoders.base", extra="bench")
-    pydantic = require("pydantic", extra="bench")
+    encoders = require("semantic_router.encoders.base", install=_INSTALL)
+    pydantic = require("pydantic", install=_INSTALL)
 
     class _PrecomputedEncoder(encoders.DenseEncoder):  # type: ignore[misc, name-defined]
         name: str = "precomputed"
@@ -150,7 +152,7 @@ class SemanticRouterBaseline:
         router: The underlying `semantic_router.IndexedRouter`.
 
     Raises:
-        MissingDependencyError: semantic-router is not installed (`[bench]` extra).
+        MissingDependencyError: semantic-router is not installed (stratarouter-bench pins it).
         ConfigError: Unknown setting, no routes, or an utterance without a vector.
 
     Example:
@@ -174,7 +176,7 @@ class SemanticRouterBaseline:
             raise ConfigError(f"unknown setting {setting!r}; expected one of {sorted(SETTINGS)}")
         if not route_utterances or not any(route_utterances.values()):
             raise ConfigError("need at least one route with at least one utterance")
-        semantic_router = require("semantic_router", extra="bench")
+        semantic_router = require("semantic_router", install=_INSTALL)
         self.setting = setting
         start = time.perf_counter()
         vectors = _vector_table(utterance_vectors)

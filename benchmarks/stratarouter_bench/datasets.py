@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-
-from ..encoders.base import BaseEncoder
-from ..errors import ConfigError, EncoderError
+from stratarouter_core.encoders.base import BaseEncoder
+from stratarouter_core.errors import ConfigError, EncoderError
 
 __all__ = ["IntentDataset", "PrecomputedEncoder", "Split", "load_intent_dataset"]
 

@@ -87,9 +87,10 @@ def _step(description: str) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print one table."""
-    from ..benchmarks.datasets import PrecomputedEncoder, load_intent_dataset
-    from ..router import Router
-    from ..types import Route
+    from stratarouter_core.router import Router
+    from stratarouter_core.types import Route
+
+    from .datasets import PrecomputedEncoder, load_intent_dataset
 
     with _step("loading dataset"):
         data = load_intent_dataset(args.dataset, args.embeddings)
@@ -155,7 +156,7 @@ def _evaluate(method: str, router: Any, test: Any, *, thresholded: bool = True) 
 
 
 def _semantic_router_rows(by_label: dict[str, list[str]], train: Any, test: Any) -> list[Row]:
-    from ..benchmarks.semantic_router_baseline import SemanticRouterBaseline, measure_latency
+    from .semantic_router_baseline import SemanticRouterBaseline, measure_latency
 
     rows = []
     in_scope = np.array([label is not None for label in test.labels])

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from stratarouter_core.cli import _runtime_workload, bench_runtime
-from stratarouter_core.cli._runtime_workload import Labels, build_workload
 from stratarouter_core.cli.main import main
 from stratarouter_core.encoders.base import BaseEncoder
 from stratarouter_core.errors import ConfigError
-
 from stratarouter_runtime import RuntimeConfig
+
+from stratarouter_bench import _runtime_workload
+from stratarouter_bench import runtime as bench_runtime
+from stratarouter_bench._runtime_workload import Labels, build_workload
 
 pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
 

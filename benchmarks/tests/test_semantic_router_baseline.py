@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 
 pytest.importorskip(
-    "semantic_router", reason="semantic-router is an optional benchmark extra: stratarouter[bench]"
+    "semantic_router", reason="semantic-router is a dependency of stratarouter-bench: pip install -e benchmarks"
 )
 
-from stratarouter_core.benchmarks.semantic_router_baseline import (
+from stratarouter_core.errors import ConfigError, EncoderError
+
+from stratarouter_bench.semantic_router_baseline import (
     SETTINGS,
     SemanticRouterBaseline,
     measure_latency,
 )
-from stratarouter_core.errors import ConfigError, EncoderError
 
 ROUTES = {
     "weather": ["is it raining", "forecast for tomorrow"],

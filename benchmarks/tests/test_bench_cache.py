@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from stratarouter_core.cli import bench_cache
 from stratarouter_core.encoders.base import BaseEncoder
 from stratarouter_core.errors import ConfigError
-
 from stratarouter_runtime.guard import QueryGuard
+
+from stratarouter_bench import cache as bench_cache
 
 # (cached query q1, incoming query q2, is duplicate, cosine the fake encoder gives the pair)
 PAIRS = [
