@@ -1,6 +1,6 @@
 """A support crew in CrewAI: StrataRouter hands each ticket to the right agent, no manager LLM.
 
-Three ways in, one router (route names are the agents' roles):
+Three ways in, one router; `targets=` maps its route names to the agents' roles:
   1. sequential crew: `SemanticDelegator.assign` sets each task's agent before kickoff;
   2. hierarchical crew: `SemanticManagerAgent` delegates through CrewAI's own delegation tool,
      and lets its LLM decide only when the router abstains;
@@ -44,6 +44,7 @@ TICKETS = [
     "Can I get a quote for 50 enterprise seats?",
     "Can you recommend a good lasagna recipe?",
 ]
+ROLES = {"billing": "Billing Specialist", "tech_support": "Tech Support", "sales": "Account Exec"}
 KEYWORDS = {
     "billing": ["refund", "charged", "invoice", "payment"],
     "tech_support": ["crash", "crashes", "error", "log in"],
@@ -91,21 +92,21 @@ def make_router() -> Router:
 
 
 def make_agents(router: Router) -> list[BaseAgent]:
-    return [Agent(role=role, goal=f"Resolve {role} tickets", backstory=f"A {role} specialist",
-                  llm=CannedLLM(model="canned", answer=f"the {role} team resolved it"))
-            for role in router.route_names]
+    return [Agent(role=role, goal=f"Resolve {route} tickets", backstory=f"A {route} specialist",
+                  llm=CannedLLM(model="canned", answer=f"the {route} team resolved it"))
+            for route, role in ROLES.items()]
 
 
 def show(mode: str, ticket: str, handler: str, confidence: float) -> None:
-    print(f"{mode:<13} {ticket[:58]:<58} -> {handler:<16} confidence {confidence:.2f}")
+    print(f"{mode:<13} {ticket[:58]:<58} -> {handler:<18} confidence {confidence:.2f}")
 
 
 def sequential(router: Router) -> None:
     agents = make_agents(router)
     generalist = Agent(role="generalist", goal="Answer anything", backstory="Knows a bit",
                        llm=CannedLLM(model="canned", answer="a generalist answered"))
-    delegator = SemanticDelegator(router, agents, default_agent=generalist)
-    tasks = delegator.assign(Task(description=t, expected_output="A reply") for t in TICKETS)
+    delegator = SemanticDelegator(router, agents, targets=ROLES, fallback=generalist)
+    tasks = delegator.assign([Task(description=t, expected_output="A reply") for t in TICKETS])
     crew = Crew(agents=[*agents, generalist], tasks=tasks, process=Process.sequential)
     for output, decision in zip(crew.kickoff().tasks_output, delegator.decisions, strict=True):
         show("sequential", decision.text, output.agent, decision.confidence)
@@ -113,14 +114,14 @@ def sequential(router: Router) -> None:
 
 def hierarchical(router: Router) -> None:
     manager = SemanticManagerAgent(  # the LLM only answers when the router abstains
-        router=router, llm=CannedLLM(model="canned", answer="the manager answered itself"))
+        router, targets=ROLES, llm=CannedLLM(model="canned", answer="the manager answered"))
     for ticket in TICKETS:
         crew = Crew(agents=make_agents(router), process=Process.hierarchical,
                     tasks=[Task(description=ticket, expected_output="A reply")],
                     manager_agent=manager)
         crew.kickoff()
         decision = manager.decisions[-1]
-        show("hierarchical", ticket, decision.target or "manager LLM", decision.confidence)
+        show("hierarchical", ticket, decision.target or "(manager LLM)", decision.confidence)
 
 
 class TicketState(BaseModel):

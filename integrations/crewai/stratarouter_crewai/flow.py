@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from crewai.flow.flow import Flow
 from pydantic import BaseModel
-from stratarouter_core import ConfigError, Router, RouteResult
-
-from ._decision import RoutingDecision
+from stratarouter_core import ConfigError, DecisionLog, NoRouteError, Router, RouteResult
 
 __all__ = ["SemanticFlowRouter"]
 
@@ -24,11 +21,17 @@ class SemanticFlowRouter:
     constructor raises `ConfigError`. Each call writes the label and the confidence to the
     flow state (`state.route` and `state.confidence` by default).
 
+    CrewAI refuses a listener method named like the label it listens to (`@listen("billing")
+    def billing`: "infinite loop"), and it does so when the flow is created, before this
+    helper sees it. To keep such method names, map the route to another label:
+    `targets={"billing": "to_billing"}` with `@listen("to_billing") def billing(self)`.
+
     Args:
         router: A built router.
         flow: The flow instance whose `@router` step calls `route`.
-        fallback: Label returned when the router abstains.
-        labels: Label of each route, when it is not the route name itself.
+        targets: Label of each route, when it is not the route name itself.
+        fallback: Label returned when the router abstains; None raises `NoRouteError`
+            from the router step instead (the flow stops with that error).
         route_key: State field (or dict key) receiving the returned label.
         confidence_key: State field (or dict key) receiving the router's confidence.
         max_decisions: How many recent decisions `decisions` keeps.
@@ -63,8 +66,8 @@ class SemanticFlowRouter:
         router: Router,
         flow: Flow[Any],
         *,
-        fallback: str,
-        labels: Mapping[str, str] | None = None,
+        targets: Mapping[str, str] | None = None,
+        fallback: str | None = None,
         route_key: str = "route",
         confidence_key: str = "confidence",
         max_decisions: int = 1000,
@@ -75,9 +78,12 @@ class SemanticFlowRouter:
         self.fallback = fallback
         self.route_key = route_key
         self.confidence_key = confidence_key
-        self.labels = _labels(router, labels or {})
-        self.decisions: deque[RoutingDecision] = deque(maxlen=max_decisions)
-        _check_heard(flow, {**self.labels, "<fallback>": fallback})
+        self.targets = _labels(router, targets or {})
+        self.decisions = DecisionLog(max_decisions)
+        heard = dict(self.targets)
+        if fallback is not None:
+            heard["<fallback>"] = fallback
+        _check_heard(flow, heard)
         _check_state(flow.state, (route_key, confidence_key))
 
     def route(self, text: str) -> str:
@@ -91,8 +97,15 @@ class SemanticFlowRouter:
         return self._emit(text, await self.router.aroute(text), start)
 
     def _emit(self, text: str, result: RouteResult, start: float) -> str:
-        routed = self.labels.get(result.route_id) if result.route_id else None
+        routed = self.targets.get(result.route_id) if result.route_id else None
         label = routed if routed is not None else self.fallback
+        self.decisions.record(text, result, label, start)
+        if label is None:
+            raise NoRouteError(
+                f"{type(self.flow).__name__}: the router abstained on {text[:60]!r} "
+                f"(confidence {result.confidence:.2f}) and SemanticFlowRouter has no fallback "
+                "label: pass fallback=<label of a listener>"
+            )
         state = self.flow.state
         if isinstance(state, dict):
             state[self.route_key] = label
@@ -100,16 +113,6 @@ class SemanticFlowRouter:
         else:
             setattr(state, self.route_key, label)
             setattr(state, self.confidence_key, result.confidence)
-        self.decisions.append(
-            RoutingDecision(
-                text=text,
-                route=result.route_id,
-                target=label,
-                confidence=result.confidence,
-                latency_us=(time.perf_counter() - start) * 1e6,
-                result=result,
-            )
-        )
         return label
 
 
@@ -119,7 +122,8 @@ def _labels(router: Router, labels: Mapping[str, str]) -> dict[str, str]:
         known.add(router.config.fallback_route)
     unknown = sorted(set(labels) - known)
     if unknown:
-        raise ConfigError(f"labels given for unknown route(s) {unknown} (routes: {sorted(known)})")
+        raise ConfigError(f"targets given for unknown route(s) {unknown} "
+                          f"(routes: {sorted(known)})")
     return {name: labels.get(name, name) for name in sorted(known, key=str)}
 
 

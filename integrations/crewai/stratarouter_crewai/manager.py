@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from typing import Annotated, Any
 
 from crewai import Agent, Crew, Task
@@ -12,10 +11,9 @@ from crewai.agents.agent_builder.base_agent import BaseAgent
 from crewai.tools.agent_tools.delegate_work_tool import DelegateWorkTool
 from crewai.tools.base_tool import BaseTool
 from pydantic import ConfigDict, Field, PlainSerializer, PrivateAttr, model_validator
-from stratarouter_core import ConfigError, Router, RouteResult
+from stratarouter_core import ConfigError, DecisionLog, NoRouteError, Router, RouteResult
 
-from ._decision import NoRouteError, RoutingDecision, role_key
-from .delegator import agents_by_role
+from ._roles import agents_by_route, role_key
 
 __all__ = ["SemanticManagerAgent"]
 
@@ -27,19 +25,26 @@ def _describe_router(router: Router) -> dict[str, Any]:
 class SemanticManagerAgent(Agent):
     """`manager_agent` for `Process.hierarchical` that picks the coworker with the router.
 
-    Each task goes to the coworker whose role the router picks, through the `DelegateWorkTool`
-    CrewAI injects into the manager, so delegation events and the coworker's own execution are
-    CrewAI's usual ones; the manager's LLM is not called. When the router abstains, the
-    manager behaves as CrewAI's LLM manager (`Agent.execute_task`) if it was given an `llm`,
-    and raises `NoRouteError` otherwise. A task that already has an agent goes to that agent,
-    as CrewAI offers the manager only that coworker. Routes must match the crew's agent roles
-    (checked on the first task of each crew, before any coworker runs).
+    Each task goes to the coworker the router picks (the agent whose role is
+    `targets[route]`, or the route's own name), through the `DelegateWorkTool` CrewAI injects
+    into the manager, so delegation events and the coworker's own execution are CrewAI's usual
+    ones; the manager's LLM is not called. When the router abstains, the task goes to the
+    `fallback` coworker if one is named, else the manager behaves as CrewAI's LLM manager
+    (`Agent.execute_task`) if it was given an `llm`, else it raises `NoRouteError`. A task
+    that already has an agent goes to that agent, as CrewAI offers the manager only that
+    coworker. Every route must reach one of the crew's agents (checked on the first task of
+    each crew, before any coworker runs); crew agents without a route are left to the LLM
+    manager.
+
+    Built like the other adapters, `SemanticManagerAgent(router, targets=..., fallback=...)`
+    (the router may also be passed as `router=`).
 
     Example:
         >>> from stratarouter_core.testing import AdapterContract
-        >>> manager = SemanticManagerAgent(router=AdapterContract.build_router())
-        >>> manager.role, len(manager.decisions)
-        ('Semantic Manager', 0)
+        >>> manager = SemanticManagerAgent(AdapterContract.build_router(),
+        ...                                targets={"billing": "Billing Specialist"})
+        >>> manager.role, manager.targets, len(manager.decisions)
+        ('Semantic Manager', {'billing': 'Billing Specialist'}, 0)
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -55,13 +60,29 @@ class SemanticManagerAgent(Agent):
     backstory: str = Field(
         default="You dispatch work to the right specialist.", description="Manager backstory."
     )
+    targets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Route name -> coworker role, for routes not named after the role.",
+    )
+    fallback: str | None = Field(
+        default=None, description="Role of the coworker that takes the task on abstain."
+    )
     fallback_to_llm: bool | None = Field(
         default=None,
-        description="On abstain, let the LLM manager decide (None: whether llm= was given).",
+        description="On abstain with no fallback, let the LLM manager decide (None: whether "
+        "llm= was given).",
     )
     max_decisions: int = Field(default=1000, ge=1, description="Decisions kept in `decisions`.")
-    _decisions: deque[RoutingDecision] = PrivateAttr()
-    _by_role: tuple[tuple[int, ...], dict[str, BaseAgent]] | None = PrivateAttr(None)
+    _decisions: DecisionLog = PrivateAttr()
+    _by_route: tuple[tuple[int, ...], dict[str, BaseAgent]] | None = PrivateAttr(None)
+
+    def __init__(self, router: Router | None = None, /, **data: Any) -> None:
+        """`SemanticManagerAgent(router, **fields)`, like the other adapters, or `router=`."""
+        if router is not None:
+            if "router" in data:
+                raise ConfigError("router given twice: positionally and as router=")
+            data["router"] = router
+        super().__init__(**data)
 
     @model_validator(mode="before")
     @classmethod
@@ -75,10 +96,10 @@ class SemanticManagerAgent(Agent):
     def model_post_init(self, context: Any, /) -> None:
         """Set up the decision log."""
         super().model_post_init(context)
-        self._decisions = deque(maxlen=self.max_decisions)
+        self._decisions = DecisionLog(self.max_decisions)
 
     @property
-    def decisions(self) -> deque[RoutingDecision]:
+    def decisions(self) -> DecisionLog:
         """The most recent routing decisions, oldest first."""
         return self._decisions
 
@@ -126,34 +147,38 @@ class SemanticManagerAgent(Agent):
     def _routed(
         self, task: Task, delegate: DelegateWorkTool, result: RouteResult, start: float
     ) -> str | None:
-        by_role = self._coworkers(self._crew_agents(delegate))
-        agent = by_role.get(role_key(result.route_id)) if result.route_id else None
-        coworker = agent.role if agent is not None else None
-        self._decisions.append(
-            RoutingDecision(
-                text=task.description,
-                route=result.route_id,
-                target=coworker,
-                confidence=result.confidence,
-                latency_us=(time.perf_counter() - start) * 1e6,
-                result=result,
-            )
-        )
+        agents = self._crew_agents(delegate)
+        by_route = self._coworkers(agents)
+        agent = by_route.get(result.route_id) if result.route_id else None
+        coworker = agent.role if agent is not None else self._fallback_role(agents)
+        self._decisions.record(task.description, result, coworker, start)
         return coworker
+
+    def _fallback_role(self, agents: list[BaseAgent]) -> str | None:
+        if self.fallback is None:
+            return None
+        for agent in agents:
+            if role_key(agent.role) == role_key(self.fallback):
+                return agent.role
+        raise ConfigError(f"fallback {self.fallback!r} is not the role of a crew agent "
+                          f"({[a.role for a in agents]})")
 
     def _coworkers(self, agents: list[BaseAgent]) -> dict[str, BaseAgent]:
         ids = tuple(id(agent) for agent in agents)
-        cached = self._by_role  # one read: private attributes go through pydantic's __getattr__
+        cached = self._by_route  # one read: private attributes go through pydantic's __getattr__
         if cached is None or cached[0] != ids:
-            cached = self._by_role = (ids, agents_by_role(self.router, agents))
+            resolved = agents_by_route(self.router, agents, self.targets, every_agent=False)
+            self._fallback_role(agents)  # a wrong fallback fails before any coworker runs
+            cached = self._by_route = (ids, resolved)
         return cached[1]
 
     def _require_llm(self, task: Task) -> None:
         if not self.fallback_to_llm:
             raise NoRouteError(
                 f"the router abstained on task {task.description[:60]!r} and "
-                "SemanticManagerAgent has no llm to fall back on: pass llm=... to let the LLM "
-                "manager decide, or give the router a fallback_route naming a coworker"
+                "SemanticManagerAgent has no fallback coworker and no llm to fall back on: "
+                "pass fallback=<role>, llm=... to let the LLM manager decide, or give the "
+                "router a fallback_route naming a coworker"
             )
 
 

@@ -40,14 +40,19 @@ def test_abstain_keeps_the_task_agent_then_default_then_raises(router, make_agen
 
     delegator = SemanticDelegator(router, [billing, tech, sales])
     assert delegator.assign([task(off_topic, agent=sales)])[0].agent is sales
-    with pytest.raises(NoRouteError, match="default_agent"):
+    with pytest.raises(NoRouteError, match="fallback"):
         delegator.assign([task(off_topic)])
     assert delegator.decisions[-1].route is None
     assert delegator.decisions[-1].target is None
 
-    with_default = SemanticDelegator(router, [billing, tech, sales], default_agent=human)
+    with_default = SemanticDelegator(router, [billing, tech, sales], fallback=human)
     assert with_default.assign([task(off_topic)])[0].agent is human
     assert with_default.assign([task(off_topic, agent=tech)])[0].agent is tech
+    by_role = SemanticDelegator(router, [billing, tech, sales, human], fallback="Human")
+    assert by_role.assign(task(off_topic))[0].agent is human
+    assert by_role.decisions[-1].target is None  # the router's own pick: none
+    with pytest.raises(ConfigError, match="'nobody' is not the role"):
+        SemanticDelegator(router, [billing, tech, sales], fallback="nobody")
 
 
 def test_fallback_route_naming_an_agent_is_routed_to(make_agents):
@@ -94,3 +99,43 @@ def test_adapter_contract(router, make_agents):
         return agent.role if agent is not None else None
 
     AdapterContract.check(route, router)
+
+
+ROLES = {"billing": "Billing Specialist", "tech_support": "Tech Support Engineer",
+         "sales": "Account Executive"}
+
+
+def test_targets_map_routes_to_roles(router, make_agents):
+    agents = make_agents(ROLES.values())
+    delegator = SemanticDelegator(router, agents, targets=ROLES)
+    tasks = delegator.assign([task("refund my last payment"), task("the app crashes")])
+    assert [t.agent.role for t in tasks] == ["Billing Specialist", "Tech Support Engineer"]
+    assert [(d.route, d.target) for d in delegator.decisions] == [
+        ("billing", "Billing Specialist"), ("tech_support", "Tech Support Engineer")
+    ]
+    output = Crew(agents=agents, tasks=tasks, process=Process.sequential).kickoff()
+    assert [o.raw for o in output.tasks_output] == [
+        "Billing Specialist did it", "Tech Support Engineer did it"
+    ]
+    # partial mapping: the other routes keep their own names as roles
+    partial = make_agents(["Billing Specialist", "tech_support", "sales"])
+    assert SemanticDelegator(router, partial, targets={"billing": "billing specialist"}).select(
+        "refund my last payment") is partial[0]
+    unmapped = r"\['billing', 'tech_support', 'sales'\] have no agent.*targets="
+    with pytest.raises(ConfigError, match=unmapped):
+        SemanticDelegator(router, make_agents(ROLES.values()))
+    with pytest.raises(ConfigError, match="unknown route"):
+        SemanticDelegator(router, agents, targets={**ROLES, "legal": "Lawyer"})
+
+
+def test_assign_takes_one_task_or_a_list(router, make_agents):
+    delegator = SemanticDelegator(router, make_agents(router.route_names))
+    [one] = delegator.assign(task("refund my last payment"))
+    assert one.agent.role == "billing"
+    assert [t.agent.role for t in delegator.assign((task("the app crashes"),))] == [
+        "tech_support"
+    ]
+    with pytest.raises(ConfigError, match=r"Task or a list of Tasks.*\['str'\]"):
+        delegator.assign(["refund my last payment"])
+    with pytest.raises(ConfigError, match="Task or a list of Tasks, got int"):
+        delegator.assign(5)

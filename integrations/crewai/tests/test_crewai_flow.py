@@ -4,7 +4,7 @@ import pytest
 from crewai.flow.flow import Flow, listen, or_, start
 from crewai.flow.flow import router as flow_router
 from pydantic import BaseModel
-from stratarouter_core import ConfigError
+from stratarouter_core import ConfigError, NoRouteError
 from stratarouter_core.testing import AdapterContract
 
 from stratarouter_crewai import SemanticFlowRouter
@@ -103,7 +103,7 @@ async def test_async_router_step_with_dict_state_and_relabelled_routes(router):
 
     flow = DictFlow()
     flow.semantic = SemanticFlowRouter(
-        router, flow, fallback="nobody", labels={"billing": "money"},
+        router, flow, fallback="nobody", targets={"billing": "money"},
         route_key="route", confidence_key="score",
     )
     assert await flow.kickoff_async(inputs={"query": "refund my last payment"}) == "handled money"
@@ -129,7 +129,7 @@ def test_unheard_labels_are_a_clear_error(router, llms):
 def test_label_for_unknown_route_and_missing_state_field_are_errors(router, llms):
     flow = TicketFlow(router, llms)
     with pytest.raises(ConfigError, match="unknown route"):
-        SemanticFlowRouter(router, flow, fallback="escalate", labels={"legal": "billing"})
+        SemanticFlowRouter(router, flow, fallback="escalate", targets={"legal": "billing"})
     with pytest.raises(ConfigError, match=r"no field\(s\) \['why'\]"):
         SemanticFlowRouter(router, flow, fallback="escalate", confidence_key="why")
 
@@ -142,3 +142,62 @@ def test_adapter_contract(router, llms):
         return None if label == "escalate" else label
 
     AdapterContract.check(route, router)
+
+
+def test_crewai_refuses_a_listener_named_like_its_label_and_targets_avoid_it(router):
+    """CrewAI's own check, at flow creation; mapping the route to another label keeps the name."""
+    class SameName(Flow[dict]):
+        @start()
+        def receive(self):
+            return 1
+
+        @listen("billing")
+        def billing(self):
+            return "billing"
+
+    with pytest.raises(ValueError, match="infinite loop"):
+        SameName()
+
+    class Mapped(Flow[dict]):
+        @start()
+        def receive(self):
+            return self.state["query"]
+
+        @flow_router(receive)
+        def pick(self):
+            return self.semantic.route(self.state["query"])
+
+        @listen("to_billing")
+        def billing(self):
+            return "billing team"
+
+        @listen("to_tech_support")
+        def tech_support(self):
+            return "tech team"
+
+        @listen("to_sales")
+        def sales(self):
+            return "sales team"
+
+        @listen("to_human")
+        def human(self):
+            return "a human"
+
+    flow = Mapped()
+    flow.semantic = SemanticFlowRouter(
+        router, flow, targets={r: f"to_{r}" for r in router.route_names}, fallback="to_human"
+    )
+    assert flow.kickoff(inputs={"query": "refund my last payment"}) == "billing team"
+    assert flow.kickoff(inputs={"query": "recommend a good lasagna recipe"}) == "a human"
+    assert [(d.route, d.target) for d in flow.semantic.decisions] == [
+        ("billing", "to_billing"), (None, "to_human")
+    ]
+
+
+def test_no_fallback_raises_no_route_error(router, llms):
+    flow = TicketFlow(router, llms)
+    strict = SemanticFlowRouter(router, flow)  # no fallback label: "escalate" need not exist
+    assert strict.route("refund my last payment") == "billing"
+    with pytest.raises(NoRouteError, match="no fallback"):
+        strict.route("what is the capital of mongolia")
+    assert strict.decisions[-1].route is None and strict.decisions[-1].target is None

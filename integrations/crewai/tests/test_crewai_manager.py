@@ -105,3 +105,36 @@ def test_adapter_contract(router, make_agents, canned):
         return decision.target
 
     AdapterContract.check(route, router)
+
+
+def test_positional_router_targets_and_fallback_coworker(router, make_agents, canned):
+    roles = {"billing": "Billing Specialist", "tech_support": "Tech Support Engineer",
+             "sales": "Account Executive"}
+    agents = make_agents([*roles.values(), "Human Agent", "Summariser"])  # no route: fine
+    manager_llm = canned()
+    manager = SemanticManagerAgent(router, targets=roles, fallback="human agent",
+                                   llm=manager_llm)
+    crew = hierarchical(agents, manager, "refund my last payment",
+                        "recommend a good lasagna recipe")
+    output = crew.kickoff()
+    assert [o.raw for o in output.tasks_output] == [
+        "Billing Specialist did it", "Human Agent did it"
+    ]
+    assert manager_llm.calls == 0  # the fallback coworker took the abstained task
+    assert [(d.route, d.target) for d in manager.decisions] == [
+        ("billing", "Billing Specialist"), (None, "Human Agent")
+    ]
+    with pytest.raises(ConfigError, match="router given twice"):
+        SemanticManagerAgent(router, router=router)
+
+
+def test_wrong_targets_or_fallback_fail_before_any_coworker_runs(router, make_agents):
+    agents = make_agents(router.route_names)
+    crew = hierarchical(agents, SemanticManagerAgent(router, fallback="nobody"), "refund me")
+    with pytest.raises(ConfigError, match="'nobody' is not the role"):
+        crew.kickoff()
+    crew = hierarchical(agents, SemanticManagerAgent(router, targets={"billing": "Accounts"}),
+                        "refund me")
+    with pytest.raises(ConfigError, match=r"\['billing'\] have no agent"):
+        crew.kickoff()
+    assert [a.llm.calls for a in agents] == [0, 0, 0]
