@@ -4,8 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 ADAPTERS := $(wildcard integrations/*/pyproject.toml)
+# every distribution of the repository, each linted and type-checked with its own config
+PACKAGES := . runtime benchmarks $(patsubst %/,%,$(dir $(ADAPTERS)))
 
-.PHONY: demo test install install-dev lint typecheck bench clean
+.PHONY: demo test install install-dev lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,20 +21,19 @@ demo: install
 	$(PY) examples/quickstart.py
 
 install-dev: install
-	$(PIP) install --quiet -e '.[dev,bench]'  # bench: the semantic-router comparison test
-	$(PIP) install --quiet $(foreach p,$(dir $(ADAPTERS)),-e "$(p)[test]")  # one resolve: crewai, autogen and ag2 pins agree
+	$(PIP) install --quiet -e '.[dev]'
+	# one resolve for the runtime, the benchmarks and the adapters: crewai, autogen and ag2 pins agree
+	$(PIP) install --quiet -e 'runtime[all,test]' -e benchmarks $(foreach p,$(dir $(ADAPTERS)),-e "$(p)[test]")
 
 test: install-dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q  # testpaths: tests, runtime/tests, benchmarks/tests, integrations/*/tests
 
 lint: install-dev
-	$(VENV)/bin/ruff check stratarouter_core tests examples integrations
-	$(VENV)/bin/mypy
-	@for p in $(dir $(ADAPTERS)); do (cd $$p && ../../$(VENV)/bin/mypy) || exit 1; done
+	$(VENV)/bin/ruff check .  # each file under the config of its own distribution
+	@for p in $(PACKAGES); do echo "mypy --strict $$p"; (cd $$p && $(CURDIR)/$(VENV)/bin/mypy) || exit 1; done
 
-bench: install
-	$(PIP) install --quiet -e '.[bench]'
+bench: install-dev
 	$(PY) -m stratarouter_core.cli.main bench accuracy --dataset ../shared/datasets/clinc150.json --embeddings ../shared/datasets/clinc150.minilm.npz --compare semantic-router
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info */*.egg-info integrations/*/*.egg-info .pytest_cache .mypy_cache .ruff_cache
