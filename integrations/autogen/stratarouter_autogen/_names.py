@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from stratarouter_core import ConfigError, Router
 
-__all__ = ["Named", "agent_names", "check_routes"]
+__all__ = ["Named", "agent_names", "route_targets"]
 
 
 class Named(Protocol):
@@ -30,23 +30,28 @@ def agent_names(agents: Iterable[str | Named]) -> tuple[str, ...]:
     return names
 
 
-def check_routes(router: Router, names: tuple[str, ...], *, every_agent: bool) -> None:
-    """Every route must name an agent; with `every_agent`, every agent must have a route.
+def route_targets(router: Router, names: tuple[str, ...],
+                  targets: Mapping[str, str] | None) -> dict[str, str]:
+    """Route name -> agent name (`targets[route]`, else the route's name), for every route.
 
-    The router's `fallback_route` need not name an agent (abstaining then), and an agent
-    named like it needs no route of its own.
+    Every route must name an agent. The router's `fallback_route` is included when it is
+    mapped or names an agent; otherwise it stays an abstention. Agents no route names are
+    fine: they are left to the framework's own selection.
     """
-    unknown = [route for route in router.route_names if route not in names]
+    given = dict(targets or {})
+    fallback = router.config.fallback_route
+    known = [*router.route_names, *([fallback] if fallback else [])]
+    unknown_routes = [route for route in given if route not in known]
+    if unknown_routes:
+        raise ConfigError(f"targets given for unknown route(s) {unknown_routes} "
+                          f"(routes: {known})")
+    resolved = {route: given.get(route, route) for route in router.route_names}
+    unknown = [route for route, name in resolved.items() if name not in names]
     if unknown:
         raise ConfigError(
             f"route(s) {unknown} name no agent (agents: {list(names)}); route names must be "
-            "the agents' names"
+            "the agents' names, or map them: targets={'billing': 'billing_agent'}"
         )
-    if every_agent:
-        routed = {*router.route_names, router.config.fallback_route}
-        unrouted = [name for name in names if name not in routed]
-        if unrouted:
-            raise ConfigError(
-                f"agent(s) {unrouted} have no route, so the router can never pick them: add "
-                f"a Route(name=<agent name>, ...) for each (routes: {list(router.route_names)})"
-            )
+    if fallback and given.get(fallback, fallback) in names:
+        resolved[fallback] = given.get(fallback, fallback)
+    return resolved

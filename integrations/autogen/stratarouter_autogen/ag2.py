@@ -6,14 +6,12 @@ Nothing here imports ag2 at run time; the selector only calls the `GroupChat` it
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from stratarouter_core import ConfigError, Router
+from stratarouter_core import ConfigError, DecisionLog, Router
 
-from ._decision import RoutingDecision
-from ._names import Named, agent_names, check_routes
+from ._names import Named, agent_names, route_targets
 
 if TYPE_CHECKING:
     from autogen import Agent, GroupChat
@@ -28,7 +26,8 @@ class Ag2SpeakerSelector:
 
     ag2 calls it synchronously, even under `a_run_chat`, with `(last_speaker, groupchat)`. It
     routes the newest message (when `last_speaker` is one of `sources`) and returns the agent
-    named like the route. Otherwise (abstain, a turn not routed, an empty message) it returns
+    the route names (`targets[route]`, else the route's name). Otherwise (abstain, a turn not
+    routed, an empty message) it returns
     `fallback`: a built-in method name ("auto" needs an LLM on the manager; "round_robin",
     "random", "manual"), an agent name, or None, which ends the chat after the routed reply.
     Route names are checked against the group chat's agent names on every call that sees a
@@ -40,6 +39,7 @@ class Ag2SpeakerSelector:
         router: Router,
         *,
         agents: Sequence[str | Named] | None = None,
+        targets: Mapping[str, str] | None = None,
         fallback: str | None = "auto",
         sources: Collection[str] | None = None,
         max_decisions: int = 1000,
@@ -48,7 +48,9 @@ class Ag2SpeakerSelector:
         self.router = router
         self.fallback = fallback
         self.sources = None if sources is None else frozenset(sources)
-        self.decisions: deque[RoutingDecision] = deque(maxlen=max_decisions)
+        self.decisions = DecisionLog(max_decisions)
+        self._given_targets = dict(targets or {})
+        self.targets: dict[str, str] = {}
         self._checked: tuple[str, ...] | None = None
         if agents is not None:
             self._check(agent_names(agents))
@@ -63,21 +65,13 @@ class Ag2SpeakerSelector:
         if (self.sources is not None and last_speaker.name not in self.sources) or not text:
             return self._fallback(groupchat)
         result = self.router.route(text)
-        agent = groupchat.agent_by_name(result.route_id) if result.route_id else None
-        self.decisions.append(
-            RoutingDecision(
-                text=text,
-                route=result.route_id,
-                target=agent.name if agent is not None else None,
-                confidence=result.confidence,
-                latency_us=(time.perf_counter() - start) * 1e6,
-                result=result,
-            )
-        )
+        name = self.targets.get(result.route_id) if result.route_id else None
+        agent = groupchat.agent_by_name(name) if name is not None else None
+        self.decisions.record(text, result, agent.name if agent is not None else None, start)
         return agent if agent is not None else self._fallback(groupchat)
 
     def _check(self, names: tuple[str, ...]) -> None:
-        check_routes(self.router, names, every_agent=False)
+        self.targets = route_targets(self.router, names, self._given_targets)
         fallback = self.fallback
         if fallback is not None and fallback.lower() not in METHODS and fallback not in names:
             raise ConfigError(
@@ -96,19 +90,23 @@ def ag2_speaker_selection(
     router: Router,
     *,
     agents: Sequence[str | Named] | None = None,
+    targets: Mapping[str, str] | None = None,
     fallback: str | None = "auto",
     sources: Collection[str] | None = None,
+    max_decisions: int = 1000,
 ) -> Ag2SpeakerSelector:
     """Build a `speaker_selection_method` for ag2's `GroupChat` from a router.
 
     Args:
-        router: A built router whose route names are agent names of the group chat.
+        router: A built router.
         agents: The group chat's agents (or names), to check the routes now rather than on
             the first turn.
+        targets: Route name -> agent name, for routes not named after their agent.
         fallback: Returned when the router abstains or a turn is not routed: "auto" (the
             manager's LLM picks; needs `llm_config` on the `GroupChatManager`), another
             method name, an agent name, or None to end the chat.
         sources: Names of the speakers whose messages are routed; None routes every turn.
+        max_decisions: How many recent decisions `decisions` keeps.
 
     Returns:
         The callable to pass as `GroupChat(speaker_selection_method=...)`; its `decisions`
@@ -122,7 +120,8 @@ def ag2_speaker_selection(
         >>> select.fallback is None
         True
     """
-    return Ag2SpeakerSelector(router, agents=agents, fallback=fallback, sources=sources)
+    return Ag2SpeakerSelector(router, agents=agents, targets=targets, fallback=fallback,
+                              sources=sources, max_decisions=max_decisions)
 
 
 def _text(message: Mapping[str, Any]) -> str:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
-from stratarouter_core import ConfigError, Router, RouteResult
+from stratarouter_core import ConfigError, DecisionLog, Router, RouteResult
 
-from ._decision import RoutingDecision
-from ._names import Named, agent_names, check_routes
+from ._names import Named, agent_names, route_targets
 
 __all__ = ["SpeakerSelector"]
 
@@ -22,18 +20,23 @@ class SpeakerSelector:
 
     As `selector_func` (the instance itself, or `async_selector`), it routes the newest chat
     message when it comes from one of `sources` (the user, by default) and returns the routed
-    participant's name; it returns None, which hands the turn to the model selector, when the
-    router abstains or the turn is not a user turn. As `candidate_func`, it narrows the model's
-    choice to the router's `top_k` participants for the newest message from `sources`.
+    participant's name. When the router abstains it returns `fallback`; with no fallback (the
+    default) it returns None, which hands the turn to AutoGen's model selector, as it does for
+    turns it does not route. As `candidate_func`, it narrows the model's choice to the router's
+    `top_k` participants for the newest message from `sources`, plus every participant no
+    route names.
 
-    Route names must be the participants' names (valid Python identifiers, as AutoGen
-    requires); both directions are checked when the selector is built.
+    Each route names a participant: `targets[route]`, or the route's own name (AutoGen names
+    are Python identifiers). Participants no route names (a summariser, a critic) are fine:
+    the router never picks them and the model selector still can.
 
     Args:
-        router: A built router whose route names are the participants' names.
+        router: A built router.
         agents: The group chat's participants, or their names.
+        targets: Route name -> participant name, for routes not named after their agent.
+        fallback: Participant named when the router abstains; None lets the model choose.
         sources: Message sources whose turns are routed; None routes every chat message.
-        top_k: Most names `candidate_func` returns.
+        top_k: Most routed names `candidate_func` returns.
         max_decisions: How many recent decisions `decisions` keeps.
 
     Example:
@@ -51,23 +54,29 @@ class SpeakerSelector:
         router: Router,
         agents: Sequence[str | Named],
         *,
+        targets: Mapping[str, str] | None = None,
+        fallback: str | None = None,
         sources: Collection[str] | None = ("user",),
         top_k: int = 3,
         max_decisions: int = 1000,
     ) -> None:
-        """Check that route names and participant names match one to one."""
+        """Check that every route names a participant."""
         names = agent_names(agents)
         invalid = [name for name in names if not name.isidentifier()]
         if invalid:
             raise ConfigError(f"AutoGen agent names must be Python identifiers, got {invalid}")
-        check_routes(router, names, every_agent=True)
         if top_k < 1:
             raise ConfigError(f"top_k must be >= 1, got {top_k}")
+        if fallback is not None and fallback not in names:
+            raise ConfigError(f"fallback {fallback!r} is not a participant ({list(names)})")
         self.router = router
         self.names = names
+        self.targets = route_targets(router, names, targets)
+        self.fallback = fallback
+        self.unrouted = tuple(n for n in names if n not in self.targets.values())
         self.sources = None if sources is None else frozenset(sources)
         self.top_k = top_k
-        self.decisions: deque[RoutingDecision] = deque(maxlen=max_decisions)
+        self.decisions = DecisionLog(max_decisions)
 
     def __call__(self, thread: Thread) -> str | None:
         """Sync `selector_func`: the routed participant's name, or None to abstain."""
@@ -114,20 +123,14 @@ class SpeakerSelector:
         return None
 
     def _shortlist(self, result: RouteResult | None) -> list[str]:
-        ranked = [c.route_id for c in result.candidates] if result is not None else []
-        names = [name for name in ranked if name in self.names][: self.top_k]
-        return names or list(self.names)
+        if result is None:
+            return list(self.names)
+        ranked = [self.targets[c.route_id] for c in result.candidates if c.route_id in self.targets]
+        routed = list(dict.fromkeys(ranked))[: self.top_k]
+        return [*routed, *self.unrouted]  # the model may always pick an agent with no route
 
     def _record(self, text: str, result: RouteResult, start: float) -> str | None:
-        target = result.route_id if result.route_id in self.names else None
-        self.decisions.append(
-            RoutingDecision(
-                text=text,
-                route=result.route_id,
-                target=target,
-                confidence=result.confidence,
-                latency_us=(time.perf_counter() - start) * 1e6,
-                result=result,
-            )
-        )
+        routed = self.targets.get(result.route_id) if result.route_id is not None else None
+        target = routed if routed is not None else self.fallback
+        self.decisions.record(text, result, target, start)
         return target

@@ -15,17 +15,17 @@ from stratarouter_autogen import SpeakerSelector
 NAMES = ("billing", "tech_support", "sales")
 
 
-def participants():
+def participants(names=NAMES):
     return [
         AssistantAgent(name, model_client=ReplayChatCompletionClient([f"{name} here"] * 3),
                        description=f"handles {name} questions")
-        for name in NAMES
+        for name in names
     ]
 
 
-def team(selector_model, n_messages=2, **kwargs):
+def team(selector_model, n_messages=2, names=NAMES, **kwargs):
     return SelectorGroupChat(
-        participants(), model_client=selector_model,
+        participants(names), model_client=selector_model,
         termination_condition=MaxMessageTermination(n_messages), **kwargs,
     )
 
@@ -98,8 +98,10 @@ async def test_candidate_func_shortlists_the_routers_top_k(router):
 def test_bad_wiring_is_a_clear_error(router):
     with pytest.raises(ConfigError, match=r"route\(s\) \['sales'\] name no agent"):
         SpeakerSelector(router, ["billing", "tech_support"])
-    with pytest.raises(ConfigError, match=r"agent\(s\) \['legal'\] have no route"):
-        SpeakerSelector(router, [*NAMES, "legal"])
+    with pytest.raises(ConfigError, match="unknown route"):
+        SpeakerSelector(router, NAMES, targets={"legal": "billing"})
+    with pytest.raises(ConfigError, match="fallback 'human' is not a participant"):
+        SpeakerSelector(router, NAMES, fallback="human")
     with pytest.raises(ConfigError, match="unique"):
         SpeakerSelector(router, [*NAMES, "sales"])
     with pytest.raises(ConfigError, match="top_k"):
@@ -121,3 +123,42 @@ def test_accepts_agents_and_a_fallback_route_naming_one(router):
 def test_adapter_contract(router):
     selector = SpeakerSelector(router, participants())
     AdapterContract.check(lambda q: selector([user(q)]), router)
+
+
+TEAM_WITH_SUMMARISER = (*NAMES, "summariser")
+
+
+@pytest.mark.parametrize("shortlist", [False, True])
+async def test_agent_without_a_route_is_left_to_the_model(router, shortlist):
+    """A summariser has no route: it is accepted, and the model selector can still pick it."""
+    selector = SpeakerSelector(router, TEAM_WITH_SUMMARISER, top_k=1)
+    assert selector.unrouted == ("summariser",)
+    model = ReplayChatCompletionClient(["summariser"])
+    extra = {"candidate_func": selector.candidate_func} if shortlist else {}
+
+    result = await team(model, 3, names=TEAM_WITH_SUMMARISER, selector_func=selector,
+                        **extra).run(task="refund my last payment")
+
+    assert [m.source for m in result.messages] == ["user", "billing", "summariser"]
+    assert len(model.create_calls) == 1  # the routed turn needed no model; the follow-up did
+    assert [(d.route, d.target) for d in selector.decisions] == [("billing", "billing")]
+    offered = selector.candidate_func([user("refund my last payment")])
+    assert offered == ["billing", "summariser"]
+
+
+async def test_fallback_participant_takes_abstained_turns(router):
+    selector = SpeakerSelector(router, TEAM_WITH_SUMMARISER, fallback="summariser")
+    model = ReplayChatCompletionClient(["sales"])
+    result = await team(model, names=TEAM_WITH_SUMMARISER, selector_func=selector).run(
+        task="recommend a good lasagna recipe")
+    assert [m.source for m in result.messages] == ["user", "summariser"]
+    assert model.create_calls == []
+    assert selector.decisions[-1].route is None
+    assert selector.decisions[-1].target == "summariser"
+
+
+def test_targets_map_routes_to_agent_names(router):
+    selector = SpeakerSelector(router, ["billing_agent", "tech_support", "sales"],
+                               targets={"billing": "billing_agent"})
+    assert selector([user("refund my last payment")]) == "billing_agent"
+    assert selector.candidate_func([user("refund my last payment")])[0] == "billing_agent"
