@@ -117,21 +117,34 @@ _CONTRACT_CASES: tuple[tuple[str, str | None], ...] = (
 
 
 class AdapterContract:
-    """Shared conformance check: an adapter must route exactly as the router does.
+    """Shared conformance check: an adapter must route as the router does, and rightly.
 
     The router is deterministic (it uses `HashingEncoder`), so an adapter test can build it,
-    wrap it in the adapter, and check the adapter's decisions against `router.route`.
-    Out-of-scope queries are included so that abstain/fallback goes through the adapter too.
+    wrap it in the adapter, and let `check` compare the adapter's decisions with the router's
+    and with the expected label of every contract case. Out-of-scope queries are included so
+    that abstain/fallback goes through the adapter too.
+
+    The checks do not depend on exact confidence values (those belong to the router's
+    calibration): in-scope queries must be decided as their label says, and out-of-scope
+    queries must not be routed with high confidence, that is with a confidence of 0.5 or more
+    (more likely right than not) or at least as high as an in-scope query's.
 
     Example:
         >>> router = AdapterContract.build_router()
         >>> AdapterContract.check(lambda q: router.route(q).route_id, router)
         >>> sorted(set(AdapterContract.expected(router).values()), key=str)
         [None, 'billing', 'sales', 'tech_support']
+        >>> AdapterContract.check(lambda q: "billing", router)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        AssertionError: adapter does not keep the routing contract:
+        ...
     """
 
     routes: dict[str, tuple[str, ...]] = _CONTRACT_ROUTES
     cases: tuple[tuple[str, str | None], ...] = _CONTRACT_CASES
+    high_confidence: float = 0.5
+    """A confidence this high says "more likely right than not": out of scope must stay below."""
 
     @classmethod
     def route_names(cls) -> list[str]:
@@ -161,6 +174,11 @@ class AdapterContract:
         return [query for query, _ in cls.cases]
 
     @classmethod
+    def labels(cls) -> dict[str, str | None]:
+        """The expected route of every contract query (None: out of scope)."""
+        return dict(cls.cases)
+
+    @classmethod
     def expected(cls, router: Router | None = None) -> dict[str, str | None]:
         """The router's own decision (`route(q).route_id`) for every contract query."""
         router = router if router is not None else cls.build_router()
@@ -168,7 +186,12 @@ class AdapterContract:
 
     @classmethod
     def check(cls, route_fn: Callable[[str], str | None], router: Router | None = None) -> None:
-        """Assert `route_fn(q) == router.route(q).route_id` for every contract query.
+        """Assert that the adapter routes every contract query as the contract says.
+
+        For every query, the adapter's route must be the router's (`router.route(q).route_id`).
+        For in-scope queries it must also be the case's label. Out-of-scope queries must not
+        be routed with high confidence: below `high_confidence` and below the lowest
+        confidence of the in-scope queries, whatever the router then decided.
 
         Args:
             route_fn: Sends one query through the adapter and returns the route it chose
@@ -176,15 +199,30 @@ class AdapterContract:
             router: The router the adapter wraps; defaults to a fresh `build_router()`.
 
         Raises:
-            AssertionError: Listing every query on which the adapter and the router disagree.
+            AssertionError: Listing every query on which the contract is broken.
         """
-        expected = cls.expected(router)
-        mismatches = [
-            f"{query!r}: adapter={got!r} router={want!r}"
-            for query, want in expected.items()
-            if (got := route_fn(query)) != want
-        ]
-        if mismatches:
+        router = router if router is not None else cls.build_router()
+        results = {query: router.route(query) for query in cls.queries()}
+        problems = []
+        for query, label in cls.cases:
+            got, want = route_fn(query), results[query].route_id
+            if got != want:
+                problems.append(f"{query!r}: adapter={got!r} router={want!r}")
+            if label is not None and got != label:
+                problems.append(f"{query!r}: routed to {got!r}, expected {label!r}")
+        lowest_in_scope = min(results[q].confidence for q, label in cls.cases if label)
+        bar = min(cls.high_confidence, lowest_in_scope)
+        for query, label in cls.cases:
+            result = results[query]
+            if label is None and result.confidence >= bar:
+                best = result.top.route_id if result.top is not None else None
+                problems.append(
+                    f"{query!r} is out of scope but the router is confident: "
+                    f"{best!r} at "
+                    f"{result.confidence:.3f} (in-scope queries go as low as "
+                    f"{lowest_in_scope:.3f})"
+                )
+        if problems:
             raise AssertionError(
-                "adapter disagrees with router.route():\n  " + "\n  ".join(mismatches)
+                "adapter does not keep the routing contract:\n  " + "\n  ".join(problems)
             )
