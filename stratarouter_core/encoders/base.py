@@ -98,6 +98,26 @@ class CachedEncoder(BaseEncoder):
 
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Encode `texts`, calling the wrapped encoder only for texts not seen recently."""
+        out, missing = self._lookup(texts)
+        if missing:
+            self._store(out, missing, self.inner.encode(list(missing)))
+        return out
+
+    async def aencode(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Async `encode`: awaits the wrapped encoder's own `aencode` for texts not cached.
+
+        An encoder with a real async implementation (an HTTP API client) thus keeps it; only
+        the cache look-up, a few dictionary reads, runs on the event loop.
+        """
+        out, missing = self._lookup(texts)
+        if missing:
+            self._store(out, missing, await self.inner.aencode(list(missing)))
+        return out
+
+    def _lookup(
+        self, texts: Sequence[str]
+    ) -> tuple[NDArray[np.float32], dict[str, list[int]]]:
+        """The output array with cached rows filled in, and the rows of each uncached text."""
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         missing: dict[str, list[int]] = {}
         with self._lock:
@@ -110,20 +130,18 @@ class CachedEncoder(BaseEncoder):
                     out[i] = vector
             self.misses += len(missing)  # each distinct new text is encoded once
             self.hits += len(texts) - len(missing)
-        if missing:
-            new_texts = list(missing)
-            vectors = check_vectors(
-                self.inner.encode(new_texts),
-                len(new_texts),
-                self.dimension,
-                type(self.inner).__name__,
-            )
-            with self._lock:
-                for text, vector in zip(new_texts, vectors):
-                    out[missing[text]] = vector
-                    self._entries[text] = vector
-                    self._entries.move_to_end(text)
-                while len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
-        return out
+        return out, missing
 
+    def _store(
+        self, out: NDArray[np.float32], missing: dict[str, list[int]], encoded: object
+    ) -> None:
+        """Check the wrapped encoder's vectors, fill their rows of `out` and cache them."""
+        new_texts = list(missing)
+        vectors = check_vectors(encoded, len(new_texts), self.dimension, type(self.inner).__name__)
+        with self._lock:
+            for text, vector in zip(new_texts, vectors):
+                out[missing[text]] = vector
+                self._entries[text] = vector
+                self._entries.move_to_end(text)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)

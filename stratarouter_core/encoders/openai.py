@@ -50,8 +50,11 @@ class OpenAIEncoder(BaseEncoder):
         max_retries: Retries of a failed request, done by the SDK.
         timeout: Seconds allowed per request.
         client: An `openai.OpenAI` (used by `encode`; `aencode` then runs it in a thread) or an
-            `openai.AsyncOpenAI` (used by `aencode` only). The other arguments but `model`,
-            `dimension` and `batch_size` are then ignored, and the client is not closed by us.
+            `openai.AsyncOpenAI` (used by `aencode`; `encode`, which `Router.build_index` and
+            `Router.route` call, then uses a sync `openai.OpenAI` with the same key, base URL,
+            organization, project, headers, timeout and retries). The other arguments but
+            `model`, `dimension` and `batch_size` are then ignored, and the given client is
+            not closed by us.
 
     Raises:
         MissingDependencyError: The `openai` package is not installed.
@@ -94,14 +97,17 @@ class OpenAIEncoder(BaseEncoder):
             "timeout": timeout,
         }
         self._owns_clients = client is None
-        self._client: OpenAI | None = None
         self._async_client: AsyncOpenAI | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None  # the loop it was made in
         self._lock = threading.Lock()
+        self._owns_sync_client = client is None
+        self._client: OpenAI
         if client is None:
             self._client = self._build("OpenAI")
         elif inspect.iscoroutinefunction(client.embeddings.create):
             self._async_client = client  # type: ignore[assignment]
+            self._client = self._sync_twin(client)  # type: ignore[arg-type]
+            self._owns_sync_client = True  # the twin is ours, the caller's client is not
         else:
             self._client = client  # type: ignore[assignment]
 
@@ -119,19 +125,36 @@ class OpenAIEncoder(BaseEncoder):
         except self._openai.OpenAIError as exc:
             raise ConfigError(f"cannot create the OpenAI client: {exc}") from exc
 
+    def _sync_twin(self, client: AsyncOpenAI) -> OpenAI:
+        """A sync client configured like the caller's async one, for the sync code paths."""
+        # The SDK has no public accessor for the headers/query given at construction; they
+        # are carried over when present so a gateway that needs them sees them on both paths.
+        try:
+            twin: OpenAI = self._openai.OpenAI(
+                api_key=client.api_key,
+                organization=client.organization,
+                project=client.project,
+                base_url=client.base_url,
+                timeout=client.timeout,
+                max_retries=client.max_retries,
+                default_headers=dict(getattr(client, "_custom_headers", None) or {}) or None,
+                default_query=dict(getattr(client, "_custom_query", None) or {}) or None,
+            )
+        except self._openai.OpenAIError as exc:
+            raise ConfigError(f"cannot create a sync twin of the AsyncOpenAI client: {exc}") \
+                from exc
+        return twin
+
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Encode `texts` into unit-norm float32 vectors, one request per `batch_size` texts.
 
         Raises:
             EncoderError: A request failed (after the SDK's retries) or returned bad vectors.
             InvalidQueryError: A text is empty or not a string (the API rejects those).
-            ConfigError: The encoder was given only an async client.
         """
         batch_list = self._batches(texts)
         if not batch_list:
             return np.empty((0, self.dimension), dtype=np.float32)
-        if self._client is None:
-            raise ConfigError("this OpenAIEncoder holds an AsyncOpenAI client: use aencode()")
         parts = []
         for batch in batch_list:
             try:
@@ -176,7 +199,7 @@ class OpenAIEncoder(BaseEncoder):
 
     def close(self) -> None:
         """Close the HTTP connections of the sync client this encoder created."""
-        if self._owns_clients and self._client is not None:
+        if self._owns_sync_client:
             self._client.close()
 
     async def aclose(self) -> None:

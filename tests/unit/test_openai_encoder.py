@@ -274,13 +274,57 @@ def test_given_clients(fake):
         sync_client.close()
 
 
+def count_async_calls(client) -> list[list[str]]:
+    """Record the inputs of every embeddings call made through `client` itself."""
+    calls: list[list[str]] = []
+    original = client.embeddings.create
+
+    async def create(**kwargs):
+        calls.append(list(kwargs["input"]))
+        return await original(**kwargs)
+
+    client.embeddings.create = create
+    return calls
+
+
 async def test_given_async_client(fake):
-    client = openai.AsyncOpenAI(api_key="test", base_url=fake.base_url)
+    client = openai.AsyncOpenAI(api_key="test", base_url=fake.base_url,
+                                default_headers={"X-Gateway": "g1"})
+    calls = count_async_calls(client)
     try:
         encoder = OpenAIEncoder("fake-embedding", dimension=8, client=client)
         np.testing.assert_allclose(await encoder.aencode(TEXTS), expected(TEXTS, 8), atol=1e-6)
-        with pytest.raises(ConfigError, match="aencode"):
-            encoder.encode(TEXTS)
+        assert calls == [TEXTS]  # aencode used the caller's async client
+        # encode (what build_index and route call) works too, with a sync twin of the client
+        np.testing.assert_allclose(encoder.encode(TEXTS[:2]), expected(TEXTS[:2], 8), atol=1e-6)
+        assert calls == [TEXTS] and fake.attempts == 2
+        assert all(r["headers"].get("X-Gateway") == "g1" for r in fake.requests)
+        await encoder.aclose()  # closes the twin, not the caller's client
+        assert (await client.embeddings.create(input=["x"], model="m",
+                                               encoding_format="float")).data
+    finally:
+        await client.close()
+
+
+async def test_router_with_only_an_async_client(fake):
+    """`Router(encoder=OpenAIEncoder(client=AsyncOpenAI()))`: builds, routes, and awaits."""
+    from stratarouter_core import Route, Router, RouteResult
+
+    client = openai.AsyncOpenAI(api_key="test", base_url=fake.base_url)
+    calls = count_async_calls(client)
+    try:
+        router = Router(encoder=OpenAIEncoder("fake-embedding", dimension=8, client=client))
+        router.add_routes([Route(name="travel", examples=["book a flight"]),
+                           Route(name="orders", examples=["refund my order"])])
+        router.build_index()  # sync: through the twin
+        assert calls == []
+        result = await router.aroute("please book me a flight to Oslo")
+        assert isinstance(result, RouteResult)
+        assert calls == [["please book me a flight to Oslo"]]  # awaited, not run in a thread
+        await router.aroute("please book me a flight to Oslo")  # the router's cache answers
+        assert len(calls) == 1
+        assert isinstance(router.route("where is my refund"), RouteResult)
+        assert len(calls) == 1
     finally:
         await client.close()
 
