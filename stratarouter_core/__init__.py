@@ -3,9 +3,11 @@
 Example:
     >>> from stratarouter_core import Route, Router, RouterConfig
     >>> from stratarouter_core.testing import HashingEncoder
-    >>> router = Router(encoder=HashingEncoder(), config=RouterConfig(threshold=0.2))
-    >>> router.add_routes([Route(name="greet", examples=["hello there", "hi"]),
-    ...                    Route(name="bye", examples=["goodbye", "see you later"])])
+    >>> router = Router(encoder=HashingEncoder())
+    >>> router.add_routes([
+    ...     Route(name="greet", examples=["hello there", "hi there", "hello friend"]),
+    ...     Route(name="bye", examples=["goodbye", "see you later", "bye for now"]),
+    ... ])
     >>> router.build_index()
     >>> router.route("hello").route_id
     'greet'

@@ -9,7 +9,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from .errors import ConfigError
 
-__all__ = ["IsotonicCalibrator", "brier_score", "expected_calibration_error", "reliability_bins"]
+__all__ = [
+    "IsotonicCalibrator",
+    "SigmoidCalibrator",
+    "brier_score",
+    "calibrator_from_dict",
+    "expected_calibration_error", "reliability_bins"]
 
 
 class IsotonicCalibrator:
@@ -74,7 +79,7 @@ class IsotonicCalibrator:
 
     def to_dict(self) -> dict[str, Any]:
         """Serialisable state."""
-        return {"x": self.x_.tolist(), "y": self.y_.tolist()}
+        return {"kind": "isotonic", "x": self.x_.tolist(), "y": self.y_.tolist()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IsotonicCalibrator:
@@ -83,6 +88,42 @@ class IsotonicCalibrator:
         calibrator.x_ = np.asarray(data["x"], dtype=np.float64)
         calibrator.y_ = np.asarray(data["y"], dtype=np.float64)
         return calibrator
+
+
+class SigmoidCalibrator:
+    """The logistic map of a score that is already a log-odds (Platt scaling's output).
+
+    Used when too few samples back an isotonic fit: smooth, strictly increasing, and never
+    exactly 0 or 1 (clipped to [`EPSILON`, 1 - `EPSILON`]), so no decision looks certain.
+
+    Example:
+        >>> float(SigmoidCalibrator().transform([0.0])[0])
+        0.5
+    """
+
+    EPSILON = 1e-4
+
+    @property
+    def is_fitted(self) -> bool:
+        """Always True: the map has no parameters of its own."""
+        return True
+
+    def transform(self, scores: ArrayLike) -> NDArray[np.float64]:
+        """P(correct) for log-odds `scores` (any shape)."""
+        x = np.clip(np.asarray(scores, dtype=np.float64), -30.0, 30.0)
+        out: NDArray[np.float64] = np.clip(1.0 / (1.0 + np.exp(-x)), self.EPSILON, 1 - self.EPSILON)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialisable state."""
+        return {"kind": "sigmoid"}
+
+
+def calibrator_from_dict(data: dict[str, Any]) -> IsotonicCalibrator | SigmoidCalibrator:
+    """The calibrator saved by `to_dict` (either kind)."""
+    if data.get("kind") == "sigmoid":
+        return SigmoidCalibrator()
+    return IsotonicCalibrator.from_dict(data)
 
 
 def reliability_bins(

@@ -27,10 +27,12 @@ def _check_int(owner: str, name: str, value: object, low: int) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class FusionWeights:
-    """Weights of the three score parts before any `fit` (fit learns its own).
+    """The direction of the fusion of the three score parts.
 
-    Each part is on a comparable [0, 1] scale: dense = cosine to the route prototype (clipped
-    at 0), sparse = BM25 as a fraction of the query's attainable maximum, rule = 1 on a match.
+    dense = cosine to the route prototype (in [-1, 1]), sparse = BM25 as a fraction of the
+    query's attainable maximum (in [0, 1)), rule = 1 on a keyword or pattern match. Only the
+    ratios matter for ranking: `build_index` learns their scale (a softmax temperature) from
+    the route examples, and `fit` learns new weights only when none were configured.
     """
 
     dense: float = 0.64
@@ -67,11 +69,15 @@ class RouterConfig:
     """Everything that shapes a routing decision.
 
     Args:
-        threshold: Minimum confidence to accept the best route; below it the result is the
-            fallback route (or None).
+        threshold: Minimum confidence (a calibrated probability) to accept the best route;
+            below it the result is the fallback route (or None). None, the default: chosen from
+            the route examples at `build_index` (reject as much as possible while losing at
+            most 5% of the examples routed right), then by `fit`. A number always wins.
         fallback_route: Route returned when nothing is confident enough. It need not be one of
             the routes (e.g. "human").
-        weights: Fusion weights used until `fit` learns better ones.
+        weights: Fusion direction. None, the default: dense 0.64, sparse 0.29, rule 0.07,
+            which `fit` may replace by learned weights. Given weights are kept by `fit`
+            (only their scale is learned) unless `fit(..., learn_weights=True)`.
         top_k: Number of candidates returned in each result.
         max_candidates: Routes HNSW preselects per query, once the routes outnumber both this
             and `index.exact_max_routes`. Below, every route is scored: an exact search would
@@ -80,26 +86,33 @@ class RouterConfig:
         bm25_k1: BM25 term-frequency saturation.
         bm25_b: BM25 length normalisation.
         encoder_cache_size: Texts kept in the encoding cache (0 disables it).
-        enable_simd: Use numpy's vectorised kernels (reported by `stratarouter_core.simd_enabled`).
+        calibrate_from_routes: Learn the confidence map and default threshold from the route
+            examples at `build_index` (leave-one-out). False: confidence is the fused score
+            clipped to [0, 1] until `fit`, and the default threshold is 0.5.
+        expected_oos_rate: Share of out-of-scope traffic the calibration from the routes
+            assumes (0.5: as much as in scope). P(right) depends on it; state yours if you
+            know it (`fit` takes its own, or the labelled data's share).
 
     Example:
         >>> RouterConfig(threshold=0.6, fallback_route="human").threshold
         0.6
     """
 
-    threshold: float = 0.5
+    threshold: float | None = None
     fallback_route: str | None = None
-    weights: FusionWeights = field(default_factory=FusionWeights)
+    weights: FusionWeights | None = None
     top_k: int = 5
     max_candidates: int = 128
     index: IndexConfig = field(default_factory=IndexConfig)
     bm25_k1: float = 1.5
     bm25_b: float = 0.75
     encoder_cache_size: int = 10_000
-    enable_simd: bool = True
+    calibrate_from_routes: bool = True
+    expected_oos_rate: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_number("RouterConfig", "threshold", self.threshold, 0.0, 1.0)
+        if self.threshold is not None:
+            _check_number("RouterConfig", "threshold", self.threshold, 0.0, 1.0)
         if self.fallback_route is not None and (
             not isinstance(self.fallback_route, str) or not self.fallback_route.strip()
         ):
@@ -111,7 +124,7 @@ class RouterConfig:
             object.__setattr__(self, "weights", _build(FusionWeights, self.weights, "weights"))
         if isinstance(self.index, Mapping):
             object.__setattr__(self, "index", _build(IndexConfig, self.index, "index"))
-        if not isinstance(self.weights, FusionWeights):
+        if self.weights is not None and not isinstance(self.weights, FusionWeights):
             raise ConfigError(f"RouterConfig.weights must be FusionWeights, got {self.weights!r}")
         if not isinstance(self.index, IndexConfig):
             raise ConfigError(f"RouterConfig.index must be IndexConfig, got {self.index!r}")
@@ -120,8 +133,12 @@ class RouterConfig:
         _check_number("RouterConfig", "bm25_k1", self.bm25_k1, 0.0, 100.0)
         _check_number("RouterConfig", "bm25_b", self.bm25_b, 0.0, 1.0)
         _check_int("RouterConfig", "encoder_cache_size", self.encoder_cache_size, 0)
-        if not isinstance(self.enable_simd, bool):
-            raise ConfigError(f"RouterConfig.enable_simd must be a bool, got {self.enable_simd!r}")
+        _check_number("RouterConfig", "expected_oos_rate", self.expected_oos_rate, 0.0, 0.99)
+        if not isinstance(self.calibrate_from_routes, bool):
+            raise ConfigError(
+                "RouterConfig.calibrate_from_routes must be a bool, "
+                f"got {self.calibrate_from_routes!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict; `RouterConfig.from_dict` is its inverse."""

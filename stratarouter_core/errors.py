@@ -13,6 +13,8 @@ builtin a caller would naturally catch (`ValueError`, `KeyError`, `ImportError`,
     ├── RouteNotFoundError(KeyError)          a route name the router does not know
     ├── NoRouteError(LookupError)             an adapter's router abstained and it has no fallback
     ├── DuplicateRouteError(ValueError)       two routes with the same name
+    ├── ConfigError ── EmptyRouterError       build_index() with no routes
+    ├── ConfigError ── InfeasibleTargetError  fit(): no threshold meets the objective's target
     ├── IndexNotBuiltError(RuntimeError)      route() before build_index()
     ├── NotFittedError(RuntimeError)          a learned component used before fit()
     ├── EncoderError(RuntimeError)            an encoder failed to produce vectors
@@ -26,8 +28,10 @@ __all__ = [
     "ConfigError",
     "DimensionMismatchError",
     "DuplicateRouteError",
+    "EmptyRouterError",
     "EncoderError",
     "IndexNotBuiltError",
+    "InfeasibleTargetError",
     "InvalidQueryError",
     "InvalidResultError",
     "MissingDependencyError",
@@ -113,3 +117,11 @@ class MissingDependencyError(StrataRouterError, ImportError):
 
 class PersistenceError(StrataRouterError, OSError):
     """A saved router that cannot be read: missing files, other format version, other encoder."""
+
+
+class EmptyRouterError(ConfigError):
+    """`build_index()` on a router without routes: there is nothing to route to."""
+
+
+class InfeasibleTargetError(ConfigError):
+    """No threshold meets the requested precision, out-of-scope recall or in-scope loss."""

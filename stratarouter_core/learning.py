@@ -16,31 +16,82 @@ What is learned, in order (each step on data the previous one did not train on):
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .calibration import IsotonicCalibrator, expected_calibration_error
-from .errors import ConfigError, RouteNotFoundError
+from .calibration import IsotonicCalibrator, SigmoidCalibrator, expected_calibration_error
+from .config import FusionWeights
+from .errors import ConfigError, InfeasibleTargetError, RouteNotFoundError
+from .pipeline import RouterState, features, score_parts
 from .scoring.model import FEATURES, ConfidenceModel, LinearHead, ScoringModel
-from .text import tokenize
+from .validation import check_embeddings, check_query
 
 if TYPE_CHECKING:
-    from .router import Router, _Built
+    from .router import Router
 
 __all__ = [
+    "ISOTONIC_MIN_SAMPLES",
+    "CandidateScores",
     "FitReport",
     "HeldOut",
     "Objective",
     "choose_threshold",
+    "fit_confidence",
     "fit_router",
+    "fit_temperature",
     "train_linear_head",
 ]
 
 Objective = Literal["accuracy", "precision", "oos_recall", "in_scope_loss"]
+
+# scikit-learn's advice: isotonic regression overfits below about a thousand samples. Below,
+# the logistic confidence model's own probability (Platt scaling) is the calibrated output.
+ISOTONIC_MIN_SAMPLES = 1_000
+LOGISTIC_C = 1.0
+MIN_CALIBRATION_SAMPLES = 50  # fewer labelled queries than this: fit warns
+
+
+@dataclass(frozen=True)
+class CandidateScores:
+    """Score parts of each query's scored routes, and where the right route is among them.
+
+    Attributes:
+        features: (n, k, len(FEATURES)) score parts of each query's k scored routes.
+        candidates: (n, k) route ids of those columns.
+        target: (n,) column of the right route, -1 when it is not among them (or none is).
+        excluded: (n, k) True where a route must not be chosen (a held-out route), or None.
+    """
+
+    features: NDArray[np.float64]
+    candidates: NDArray[np.int64]
+    target: NDArray[np.int64]
+    excluded: NDArray[np.bool_] | None = None
+
+    def fused(self, weights: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Fused scores (n, k); excluded routes at -inf."""
+        scores: NDArray[np.float64] = self.features @ weights
+        if self.excluded is not None:
+            scores = np.where(self.excluded, -np.inf, scores)
+        return scores
+
+    def concatenate(self, other: CandidateScores) -> CandidateScores:
+        """Both sets of queries, in order (same number of columns)."""
+        def mask(part: CandidateScores) -> NDArray[np.bool_]:
+            if part.excluded is None:
+                return np.zeros(part.candidates.shape, dtype=bool)
+            return part.excluded
+
+        return CandidateScores(
+            np.concatenate([self.features, other.features]),
+            np.concatenate([self.candidates, other.candidates]),
+            np.concatenate([self.target, other.target]),
+            np.concatenate([mask(self), mask(other)]),
+        )
 
 
 @dataclass(frozen=True)
@@ -104,6 +155,7 @@ def fit_router(
     target: float | None = None,
     expected_oos_rate: float | None = None,
     learn_head: bool = True,
+    learn_weights: bool | None = None,
     folds: int = 2,
     l2: float = 1e-5,
     max_iter: int = 300,
@@ -128,19 +180,28 @@ def fit_router(
         expected_oos_rate: Share of out-of-scope traffic expected in production; weights
             the held-out out-of-scope queries (default: their share in the labelled data).
         learn_head: Learn the linear head (else only fusion weights, calibration, threshold).
+        learn_weights: Learn the fusion weights. Default: learn them unless
+            `RouterConfig.weights` was given, whose direction is then kept (only their scale,
+            a softmax temperature, is learned): fit never silently replaces them.
         folds: Cross-fitting folds when no `validation` set is given.
         l2: L2 penalty of the linear head.
         max_iter: L-BFGS iterations for the head.
         seed: Seed for fold assignment.
+
+    Raises:
+        InfeasibleTargetError: No threshold meets `target` on the held-out decisions.
     """
     started = time.perf_counter()
-    built = router._require_built()
+    state = router.state
     _check_objective(objective, target, expected_oos_rate)
-    vectors, y = _labelled(router, built, queries, labels, embeddings)
+    if learn_weights is None:
+        learn_weights = router.config.weights is None
+    vectors, y = _labelled(router, state, queries, labels, embeddings)
     if validation is not None:
-        v_vectors, v_y = _labelled(router, built, *_unpack(validation))
-        head = _train_head(built, vectors, y, l2, max_iter) if learn_head else None
-        held = _held_out_features(router, built, [validation[0]], [v_vectors], [head])
+        v_queries, v_labels, v_embeddings = _unpack(validation)
+        v_vectors, v_y = _labelled(router, state, v_queries, v_labels, v_embeddings)
+        head = _train_head(state, vectors, y, l2, max_iter) if learn_head else None
+        held = _held_out_scores(state, [v_queries], [v_vectors], [v_y], [head])
         held_y, method = v_y, "validation"
         final_head = head
     else:
@@ -148,37 +209,50 @@ def fit_router(
             raise ConfigError(f"folds must be >= 2 for cross-fitting, got {folds}")
         fold_of = np.random.default_rng(seed).permutation(len(y)) % folds
         heads = [
-            _train_head(built, vectors[fold_of != f], y[fold_of != f], l2, max_iter)
+            _train_head(state, vectors[fold_of != f], y[fold_of != f], l2, max_iter)
             if learn_head
             else None
             for f in range(folds)
         ]
         parts = [np.flatnonzero(fold_of == f) for f in range(folds)]
-        held = _held_out_features(
-            router,
-            built,
+        held = _held_out_scores(
+            state,
             [[queries[i] for i in p.tolist()] for p in parts],
             [vectors[p] for p in parts],
+            [y[p] for p in parts],
             heads,
         )
         held_y, method = np.concatenate([y[p] for p in parts]), f"{folds}-fold cross-fitting"
-        final_head = _train_head(built, vectors, y, l2, max_iter) if learn_head else None
+        final_head = _train_head(state, vectors, y, l2, max_iter) if learn_head else None
 
-    candidates, features = held
-    weights = _fit_fusion(features, candidates, held_y, has_head=final_head is not None)
+    if len(held_y) < MIN_CALIBRATION_SAMPLES:
+        warnings.warn(
+            f"fit: {len(held_y)} held-out queries calibrate the confidence; with fewer than "
+            f"{MIN_CALIBRATION_SAMPLES} it is coarse (a smooth logistic map is used)",
+            stacklevel=3,
+        )
+    prior = _prior_weights(router)
+    if learn_weights:
+        weights = fit_fusion(held, has_head=final_head is not None)
+    else:
+        weights = prior * fit_temperature(held, prior)
     oos_rate = float(np.mean(held_y < 0)) if expected_oos_rate is None else expected_oos_rate
     sample_weight = _oos_weights(held_y, oos_rate)
-    confidence_model, top_conf, correct = _fit_confidence(
-        features, candidates, held_y, weights, sample_weight
-    )
+    confidence_model, top_conf, correct = fit_confidence(held, held_y, weights, sample_weight)
     threshold = choose_threshold(top_conf, correct, held_y < 0, sample_weight, objective, target)
     model = ScoringModel(
         weights=weights,
         head=final_head,
         confidence_model=confidence_model,
-        metadata={"threshold": threshold, "objective": objective, "expected_oos_rate": oos_rate},
+        metadata={
+            "threshold": threshold,
+            "objective": objective,
+            "expected_oos_rate": oos_rate,
+            "calibrated_from": "labelled queries",
+            "weights_learned": bool(learn_weights),
+        },
     )
-    router._set_model(model)
+    router.install_model(model)
     in_scope = held_y >= 0
     return FitReport(
         n_queries=len(y),
@@ -195,6 +269,12 @@ def fit_router(
         },
         duration_s=time.perf_counter() - started,
     )
+
+
+def _prior_weights(router: Router) -> NDArray[np.float64]:
+    """The configured fusion direction (the default prior when none was configured)."""
+    given = router.config.weights or FusionWeights()
+    return np.array([given.dense, given.sparse, 0.0, given.rule, 0.0])
 
 
 def _check_objective(objective: str, target: float | None, oos_rate: float | None) -> None:
@@ -218,41 +298,43 @@ def _unpack(validation: tuple[Any, ...]) -> tuple[Sequence[str], Sequence[str | 
 
 def _labelled(
     router: Router,
-    built: _Built,
+    state: RouterState,
     queries: Sequence[str],
     labels: Sequence[str | None],
     embeddings: ArrayLike | None,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    from .router import _check_embeddings, _check_query
-
     if len(queries) != len(labels):
         raise ConfigError(f"{len(queries)} queries but {len(labels)} labels")
     if len(queries) < 2:
         raise ConfigError("fit needs at least 2 labelled queries")
     for query in queries:
-        _check_query(query)
-    index = {route.name: i for i, route in enumerate(built.routes)}
+        check_query(query)
+    index = {name: i for i, name in enumerate(state.names)}
     unknown = sorted({str(label) for label in labels if label is not None and label not in index})
     if unknown:
         raise RouteNotFoundError(f"labels name unknown route(s): {', '.join(unknown[:10])}")
     y = np.array([-1 if label is None else index[label] for label in labels], dtype=np.int64)
-    dimension = built.prototypes.shape[1]
+    dimension = state.prototypes.shape[1]
     if embeddings is None:
         vectors = router.encode(list(queries))
     else:
-        vectors = _check_embeddings(embeddings, dimension, single=False)
+        vectors = check_embeddings(embeddings, dimension, single=False)
         if len(vectors) != len(queries):
             raise ConfigError(f"{len(queries)} queries but {len(vectors)} embeddings")
     return vectors, y
 
 
 def _train_head(
-    built: _Built, vectors: NDArray[np.float32], y: NDArray[np.int64], l2: float, max_iter: int
+    state: RouterState,
+    vectors: NDArray[np.float32],
+    y: NDArray[np.int64],
+    l2: float,
+    max_iter: int,
 ) -> LinearHead:
     in_scope = y >= 0
-    x = np.vstack([built.utterance_vectors, vectors[in_scope]])
-    labels = np.concatenate([built.utterance_owner, y[in_scope]])
-    return train_linear_head(x, labels, len(built.routes), l2=l2, max_iter=max_iter)
+    x = np.vstack([state.utterance_vectors, vectors[in_scope]])
+    labels = np.concatenate([state.utterance_owner, y[in_scope]])
+    return train_linear_head(x, labels, len(state.routes), l2=l2, max_iter=max_iter)
 
 
 def train_linear_head(
@@ -296,62 +378,81 @@ def train_linear_head(
     )
 
 
-def _held_out_features(
-    router: Router,
-    built: _Built,
+def _held_out_scores(
+    state: RouterState,
     query_parts: Sequence[Sequence[str]],
     vector_parts: Sequence[NDArray[np.float32]],
+    label_parts: Sequence[NDArray[np.int64]],
     heads: Sequence[LinearHead | None],
-) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    from .router import _rule_columns
-
-    candidate_parts, feature_parts = [], []
-    for queries, vectors, head in zip(query_parts, vector_parts, heads):
-        scoped = replace(built, model=replace(built.model, head=head))
-        tokens = [tokenize(q) for q in queries]
-        fired = router._fired_rules(scoped, queries, tokens)
-        candidates, dense = router._candidates(scoped, vectors, fired)
-        sparse = scoped.bm25.normalized_many(tokens, candidates)
-        rule = _rule_columns(fired, candidates, len(queries), len(scoped.routes))
-        features = router._features(scoped, vectors, candidates, dense, sparse, rule)
-        candidate_parts.append(
-            np.tile(np.arange(len(scoped.routes)), (len(queries), 1))
-            if candidates is None
-            else candidates
+) -> CandidateScores:
+    """The pipeline's score parts of each part's queries, scored with that part's head."""
+    scored = []
+    for queries, vectors, y, head in zip(query_parts, vector_parts, label_parts, heads):
+        parts = score_parts(state, queries, vectors)
+        candidates = (
+            np.tile(np.arange(len(state.routes)), (len(queries), 1))
+            if parts.candidates is None
+            else parts.candidates
         )
-        feature_parts.append(features.stacked())
-    return np.concatenate(candidate_parts), np.concatenate(feature_parts)
+        hit = candidates == y[:, None]
+        target = np.where(hit.any(axis=1) & (y >= 0), hit.argmax(axis=1), -1)
+        stacked = features(state, vectors, parts, head).stacked().astype(np.float64)
+        scored.append(CandidateScores(stacked, candidates, target))
+    held = scored[0]
+    for more in scored[1:]:
+        held = held.concatenate(more)
+    return held
 
 
-def _fit_fusion(
-    features: NDArray[np.float64],
-    candidates: NDArray[np.int64],
-    y: NDArray[np.int64],
-    *,
-    has_head: bool,
-) -> NDArray[np.float64]:
+def _softmax_loss(
+    scores: NDArray[np.float64], target: NDArray[np.int64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per query: -log softmax(scores)[target] and the softmax itself."""
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    p = np.exp(shifted)
+    p /= p.sum(axis=1, keepdims=True)
+    return -np.log(p[np.arange(len(p)), target] + 1e-12), p
+
+
+def fit_temperature(samples: CandidateScores, weights: NDArray[np.float64]) -> float:
+    """The scale of `weights` under which the softmax over routes best predicts the right one.
+
+    The direction of the weights is kept: this is a one-parameter maximum likelihood fit.
+    """
+    from scipy.optimize import minimize_scalar
+
+    usable = samples.target >= 0
+    if not usable.any():
+        return 1.0
+    base = samples.fused(weights)[usable]
+    target = samples.target[usable]
+
+    def loss(log_scale: float) -> float:
+        return float(_softmax_loss(base * np.exp(log_scale), target)[0].mean())
+
+    result = minimize_scalar(loss, bounds=(np.log(0.1), np.log(1000.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def fit_fusion(samples: CandidateScores, *, has_head: bool) -> NDArray[np.float64]:
     """Weights maximising the likelihood of the true route among each query's candidates."""
     from scipy.optimize import minimize
 
-    position = (candidates == y[:, None]).argmax(axis=1)
-    usable = (y >= 0) & (candidates == y[:, None]).any(axis=1)
-    f, target = features[usable], position[usable]
+    usable = samples.target >= 0
     active = np.array([True, True, True, True, has_head])
     if not usable.any():
         return np.array([0.64, 0.29, 0.0, 0.07, 0.0])
+    f, target = samples.features[usable], samples.target[usable]
+    rows = np.arange(len(f))
 
     def loss_and_grad(w_active: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
         w = np.zeros(len(FEATURES))
         w[active] = w_active
-        z = f @ w
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        loss = -np.log(p[np.arange(len(f)), target] + 1e-12).mean() + 1e-4 * float(w @ w)
-        chosen = f[np.arange(len(f)), target]
+        losses, p = _softmax_loss(f @ w, target)
+        chosen = f[rows, target]
         expected = np.einsum("nk,nkf->nf", p, f)
         grad = (expected - chosen).mean(axis=0) + 2e-4 * w
-        return float(loss), grad[active]
+        return float(losses.mean()) + 1e-4 * float(w @ w), grad[active]
 
     start = np.array([10.0, 5.0, 1.0, 1.0, 1.0])[active]
     result = minimize(loss_and_grad, start, jac=True, method="L-BFGS-B")
@@ -370,31 +471,47 @@ def _oos_weights(y: NDArray[np.int64], oos_rate: float) -> NDArray[np.float64]:
     return weights
 
 
-def _fit_confidence(
-    features: NDArray[np.float64],
-    candidates: NDArray[np.int64],
-    y: NDArray[np.int64],
+def fit_confidence(
+    samples: CandidateScores,
+    labels: NDArray[np.int64],
     weights: NDArray[np.float64],
     sample_weight: NDArray[np.float64],
 ) -> tuple[ConfidenceModel, NDArray[np.float64], NDArray[np.float64]]:
+    """P(the best route is right) from its softmax probability, cosine and BM25 fraction.
+
+    A logistic model over those three, then isotonic regression on its score once there are
+    `ISOTONIC_MIN_SAMPLES` samples (below, the logistic probability itself). Returns the
+    model, each sample's calibrated confidence and whether its best route was right.
+    `labels` < 0 marks out-of-scope samples, whose best route is never right.
+    """
     from sklearn.linear_model import LogisticRegression
 
-    scores = features @ weights
+    scores = samples.fused(weights)
     top = scores.argmax(axis=1)  # same ranking as routing: fused score
-    rows = np.arange(len(y))
+    rows = np.arange(len(scores))
     shifted = scores - scores[rows, top][:, None]
     log_p_top = -np.log(np.exp(shifted).sum(axis=1))
-    x = np.column_stack([log_p_top, features[rows, top, 0], features[rows, top, 1]])
-    correct = (candidates[rows, top] == y).astype(np.float64)
+    x = np.column_stack(
+        [log_p_top, samples.features[rows, top, 0], samples.features[rows, top, 1]]
+    )
+    correct = ((labels >= 0) & (top == samples.target)).astype(np.float64)
     if correct.min() == correct.max():
         coefficients = np.array([1.0, 0.0, 0.0, 0.0])
     else:
-        logistic = LogisticRegression(C=10.0, max_iter=1000)
-        logistic.fit(x, correct, sample_weight=sample_weight)
-        coefficients = np.concatenate([logistic.coef_[0], logistic.intercept_])
-    placeholder = ConfidenceModel(coefficients, IsotonicCalibrator())
+        # Standardised features: the L2 penalty then treats every feature alike, whatever its
+        # range (a cosine spread of 0.1 needs a large coefficient to matter).
+        centre, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
+        logistic = LogisticRegression(C=LOGISTIC_C, max_iter=1000)
+        logistic.fit((x - centre) / scale, correct, sample_weight=sample_weight)
+        slope = logistic.coef_[0] / scale
+        coefficients = np.concatenate([slope, logistic.intercept_ - [slope @ centre]])
+    placeholder = ConfidenceModel(coefficients, SigmoidCalibrator())
     raw = placeholder.raw(x[:, 0], x[:, 1], x[:, 2])
-    calibrator = IsotonicCalibrator().fit(raw, correct, sample_weight=sample_weight)
+    calibrator: IsotonicCalibrator | SigmoidCalibrator
+    if len(raw) >= ISOTONIC_MIN_SAMPLES and correct.min() != correct.max():
+        calibrator = IsotonicCalibrator().fit(raw, correct, sample_weight=sample_weight)
+    else:
+        calibrator = SigmoidCalibrator()
     model = ConfidenceModel(coefficients, calibrator)
     return model, calibrator.transform(raw), correct
 
@@ -411,30 +528,39 @@ def choose_threshold(
 
     Accepting a query scores when its top route is right; rejecting scores when it is out of
     scope. Candidate thresholds are the observed confidences (ties resolved consistently).
+
+    Raises:
+        InfeasibleTargetError: No threshold that accepts anything meets `target` (precision,
+            out-of-scope recall), naming the best value that can be reached.
     """
     levels = np.unique(np.concatenate([[0.0], confidence, [1.0 + 1e-9]]))
     accept = confidence[None, :] >= levels[:, None]  # (levels, n)
     w = sample_weight[None, :]
     right_accepts = (accept * correct[None, :] * w).sum(axis=1)
     right_rejects = (~accept * out_of_scope[None, :] * w).sum(axis=1)
-    if objective == "accuracy":
+    if objective == "accuracy" or target is None:
         best = int(np.argmax(right_accepts + right_rejects))
         return float(min(levels[best], 1.0))
-    assert target is not None
+    accepted = (accept * w).sum(axis=1)
     if objective == "precision":
-        accepted = (accept * w).sum(axis=1)
-        precision = np.divide(
-            right_accepts, accepted, out=np.ones_like(accepted), where=accepted > 0
+        reached = np.divide(
+            right_accepts, accepted, out=np.zeros_like(accepted), where=accepted > 0
         )
-        feasible = np.flatnonzero(precision >= target)
-        index = int(feasible[0]) if len(feasible) else len(levels) - 1
     elif objective == "oos_recall":
         oos_total = float((out_of_scope * sample_weight).sum())
-        recall = right_rejects / oos_total if oos_total else np.ones(len(levels))
-        feasible = np.flatnonzero(recall >= target)
-        index = int(feasible[0]) if len(feasible) else len(levels) - 1
+        if not oos_total:
+            raise InfeasibleTargetError("oos_recall needs out-of-scope queries (label None)")
+        reached = np.where(accepted > 0, right_rejects / oos_total, 0.0)
     else:
         in_scope = ~out_of_scope
         lost = ((~accept) * (correct * in_scope)[None, :]).sum(axis=1) / max(int(in_scope.sum()), 1)
-        index = int(np.flatnonzero(lost <= target)[-1])
-    return float(min(levels[index], 1.0))
+        index = int(np.flatnonzero(lost <= target)[-1])  # level 0 rejects nothing: always there
+        return float(min(levels[index], 1.0))
+    feasible = np.flatnonzero(reached >= target)
+    if not len(feasible):
+        raise InfeasibleTargetError(
+            f"no threshold reaches {objective} {target:g} on the held-out queries while "
+            f"accepting any (best reachable: {float(reached.max()):.3f}); lower the target "
+            "or add labelled data"
+        )
+    return float(min(levels[int(feasible[0])], 1.0))

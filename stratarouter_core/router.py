@@ -6,12 +6,10 @@ candidates (prototype index) -> score parts (dense, BM25, rules, learned head)
 
 from __future__ import annotations
 
-import asyncio
-import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from itertools import repeat
 from pathlib import Path
@@ -20,29 +18,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .config import RouterConfig
+from .config import FusionWeights, RouterConfig
 from .encoders.base import BaseEncoder, CachedEncoder, check_vectors
 from .errors import (
     ConfigError,
-    DimensionMismatchError,
     DuplicateRouteError,
+    EmptyRouterError,
     IndexNotBuiltError,
     InvalidQueryError,
     RouteNotFoundError,
+    RouteValidationError,
 )
-from .index import CandidateIndex, build_index
-from .scoring.model import (
-    FEATURES,
-    Features,
-    FloatArray,
-    FusedScorer,
-    ScoringModel,
-    gathered_dot,
-)
+from .index import build_index
+from .pipeline import RouterState, features, score_parts
+from .scoring.model import FEATURES, Features, FloatArray, FusedScorer, ScoringModel, gathered_dot
 from .scoring.rules import RuleMatcher
 from .scoring.sparse import BM25Index
+from .self_calibration import calibrate_from_routes
 from .text import tokenize
 from .types import Candidate, Route, RouteResult
+from .validation import check_embeddings, check_query, normalise_rows
 
 if TYPE_CHECKING:
     from .evaluation import EvaluationReport
@@ -51,27 +46,10 @@ if TYPE_CHECKING:
 __all__ = ["Router"]
 
 _FULL_SORT_MAX = 1024
+_UNCALIBRATED_THRESHOLD = 0.5  # confidence is the clipped fused score: nothing to learn from
 # tuple.__new__ builds each named tuple in C; Candidate._make is a Python call each.
 _make_candidate = partial(tuple.__new__, Candidate)
 _ONE_ROW = np.zeros((1, 1), dtype=np.intp)  # row index of a single query, built once
-
-
-@dataclass(frozen=True)
-class _Built:
-    """Everything `build_index` derives from the routes; replaced as a whole, never mutated."""
-
-    routes: tuple[Route, ...]
-    names: tuple[str, ...]
-    routes_version: int
-    utterance_vectors: NDArray[np.float32]  # (n_utterances, d), normalised
-    utterance_owner: NDArray[np.int64]  # route index of each utterance
-    prototypes: NDArray[np.float32]  # (n_routes, d), normalised centroids
-    index: CandidateIndex
-    bm25: BM25Index
-    rules: RuleMatcher
-    model: ScoringModel
-    scorer: FusedScorer  # `model` folded with the prototypes: what route() evaluates
-    thresholds: tuple[float, ...]  # per route, after Route.threshold overrides
 
 
 class Router:
@@ -106,7 +84,7 @@ class Router:
         self.encoder: BaseEncoder = encoder
         self._routes: dict[str, Route] = {}
         self._routes_version = 0  # bumped on every change, so staleness is an int compare
-        self._built: _Built | None = None
+        self._built: RouterState | None = None
         self._build_lock = threading.Lock()
         self.add_routes(routes)
 
@@ -116,7 +94,9 @@ class Router:
         new = list(routes)
         for route in new:
             if not isinstance(route, Route):
-                raise TypeError(f"expected Route, got {type(route).__name__}")
+                raise RouteValidationError(
+                    f"add_routes expects Route objects, got {type(route).__name__} {route!r:.60}"
+                )
         names = [r.name for r in new]
         duplicates = sorted({n for n in names if names.count(n) > 1 or n in self._routes})
         if duplicates:
@@ -163,27 +143,37 @@ class Router:
 
     @property
     def model(self) -> ScoringModel:
-        """The scoring model in use (fitted or default)."""
+        """The scoring model in use: fitted, calibrated from the routes, or the default."""
         return self._require_built().model
+
+    @property
+    def state(self) -> RouterState:
+        """The built state the pipeline stages run on (raises if not built or stale)."""
+        return self._require_built()
 
     # ------------------------------------------------------------------ build
     def build_index(self) -> None:
-        """Encode the routes' utterances and build the candidate index, BM25 and rules.
+        """Encode the routes' utterances, build the index, BM25 and rules, and calibrate.
 
         Utterances already encoded (same text) are not re-encoded. A model learned by `fit`
-        is kept when the route names are unchanged.
+        is kept when the route names are unchanged; otherwise the confidence map and default
+        threshold are learned again from the route examples (see `self_calibration`).
         """
         routes = tuple(self._routes.values())
         if not routes:
-            raise IndexNotBuiltError("no routes: add routes before build_index()")
+            raise EmptyRouterError("no routes: add routes before build_index()")
         texts = [u for r in routes for u in r.utterances]
         owner = np.repeat(np.arange(len(routes)), [len(r.utterances) for r in routes])
-        vectors = _normalise_rows(self.encode(texts))
+        vectors = normalise_rows(self.encode(texts))
         self._install(routes, vectors, owner.astype(np.int64), model=self._reusable_model(routes))
 
     def _reusable_model(self, routes: tuple[Route, ...]) -> ScoringModel | None:
         built = self._built
-        if built is not None and [r.name for r in built.routes] == [r.name for r in routes]:
+        if (
+            built is not None
+            and built.model.metadata.get("calibrated_from") == "labelled queries"
+            and built.names == tuple(r.name for r in routes)
+        ):
             return built.model
         return None
 
@@ -195,12 +185,13 @@ class Router:
         model: ScoringModel | None,
     ) -> None:
         starts = np.searchsorted(owner, np.arange(len(routes)))  # utterances are grouped by route
-        prototypes = _normalise_rows(np.add.reduceat(vectors, starts, axis=0))
+        prototypes = normalise_rows(np.add.reduceat(vectors, starts, axis=0))
         documents = [
             [t for text in (*r.utterances, *r.keywords) for t in tokenize(text)] for r in routes
         ]
-        model = model or ScoringModel.default(self.config.weights)
-        built = _Built(
+        calibrate = model is None and self.config.calibrate_from_routes
+        model = model or ScoringModel.default(self.config.weights or FusionWeights())
+        built = RouterState(
             routes=routes,
             names=tuple(r.name for r in routes),
             routes_version=self._routes_version,
@@ -213,18 +204,32 @@ class Router:
             model=model,
             scorer=FusedScorer.compile(model, prototypes),
             thresholds=self._thresholds(routes, model),
+            max_candidates=self.config.max_candidates,
         )
+        if calibrate:
+            calibrated = calibrate_from_routes(built, oos_rate=self.config.expected_oos_rate)
+            built = self._with_model(built, calibrated)
         with self._build_lock:
             self._built = built
 
     def _thresholds(self, routes: Sequence[Route], model: ScoringModel) -> tuple[float, ...]:
-        default = float(model.metadata.get("threshold", self.config.threshold))
+        default = self._threshold_of(model)
         return tuple(default if r.threshold is None else float(r.threshold) for r in routes)
+
+    def _threshold_of(self, model: ScoringModel) -> float:
+        if self.config.threshold is not None:  # the user's number always wins
+            return float(self.config.threshold)
+        return float(model.metadata.get("threshold", _UNCALIBRATED_THRESHOLD))
 
     @property
     def threshold(self) -> float:
-        """The router-wide threshold in force: fitted by `fit`, else `config.threshold`."""
-        return float(self._require_built().model.metadata.get("threshold", self.config.threshold))
+        """The router-wide threshold in force.
+
+        `config.threshold` when given; else the last of `set_threshold`, `fit` and the
+        calibration from the routes at `build_index`; 0.5 for a router with nothing to
+        calibrate from (a single route, or no route with two utterances).
+        """
+        return self._threshold_of(self._require_built().model)
 
     def route_threshold(self, name: str) -> float:
         """The threshold applied to route `name` (its own, or the router-wide one)."""
@@ -232,23 +237,35 @@ class Router:
         return self.threshold if route.threshold is None else route.threshold
 
     def set_threshold(self, threshold: float) -> None:
-        """Replace the router-wide threshold (fitted or configured); Route.threshold still wins."""
+        """Replace the router-wide threshold; Route.threshold still wins.
+
+        The value set replaces the configured threshold too (the config is replaced by a copy
+        with `threshold=None`), so `router.threshold` is what was set.
+        """
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ConfigError(f"threshold must be a number in [0, 1], got {threshold!r}")
         if not 0.0 <= threshold <= 1.0:
             raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
         model = self._require_built().model
-        self._set_model(replace(model, metadata={**model.metadata, "threshold": float(threshold)}))
+        self.config = self.config.replace(threshold=None)
+        metadata = {**model.metadata, "threshold": float(threshold)}
+        self.install_model(replace(model, metadata=metadata))
 
-    def _set_model(self, model: ScoringModel) -> None:
+    def install_model(self, model: ScoringModel) -> None:
+        """Replace the scoring model of the built router (what `fit` does when it is done)."""
         built = self._require_built()
         with self._build_lock:
-            self._built = replace(
-                built,
-                model=model,
-                scorer=FusedScorer.compile(model, built.prototypes),
-                thresholds=self._thresholds(built.routes, model),
-            )
+            self._built = self._with_model(built, model)
 
-    def _require_built(self) -> _Built:
+    def _with_model(self, built: RouterState, model: ScoringModel) -> RouterState:
+        return replace(
+            built,
+            model=model,
+            scorer=FusedScorer.compile(model, built.prototypes),
+            thresholds=self._thresholds(built.routes, model),
+        )
+
+    def _require_built(self) -> RouterState:
         built = self._built
         if built is None:
             raise IndexNotBuiltError("the router has no index: call build_index() first")
@@ -265,7 +282,7 @@ class Router:
             self.encoder.dimension,
             type(self.encoder).__name__,
         )
-        return _normalise_rows(vectors)
+        return normalise_rows(vectors)
 
     # ---------------------------------------------------------------- routing
     def route(self, query: str, embedding: ArrayLike | None = None) -> RouteResult:
@@ -274,12 +291,12 @@ class Router:
         Returns the fallback route (or None) when nothing is confident enough.
         """
         start = time.perf_counter_ns()
-        _check_query(query)
+        check_query(query)
         built = self._require_built()
         if embedding is None:
             vectors = self.encode([query])
         else:
-            vectors = _check_embeddings(embedding, built.prototypes.shape[1], single=True)
+            vectors = check_embeddings(embedding, built.prototypes.shape[1], single=True)
         return self._decide(built, [query], vectors, start)[0]
 
     def route_batch(
@@ -291,14 +308,14 @@ class Router:
             raise InvalidQueryError("route_batch expects a sequence of queries, not one string")
         queries = list(queries)
         for query in queries:
-            _check_query(query)
+            check_query(query)
         built = self._require_built()
         if not queries:
             return []
         if embeddings is None:
             vectors = self.encode(queries)
         else:
-            vectors = _check_embeddings(embeddings, built.prototypes.shape[1], single=False)
+            vectors = check_embeddings(embeddings, built.prototypes.shape[1], single=False)
             if len(vectors) != len(queries):
                 raise InvalidQueryError(
                     f"{len(queries)} queries but {len(vectors)} embeddings were given"
@@ -309,26 +326,30 @@ class Router:
         """`route` without blocking the event loop when encoding is needed."""
         if embedding is not None:
             return self.route(query, embedding)
-        _check_query(query)
+        check_query(query)
         vector = await self.encoder.aencode([query])
         return self.route(query, np.asarray(vector)[0])
 
     async def aroute_batch(
         self, queries: Sequence[str], embeddings: ArrayLike | None = None
     ) -> list[RouteResult]:
-        """`route_batch` without blocking the event loop."""
-        return await asyncio.to_thread(self.route_batch, queries, embeddings)
+        """`route_batch`, awaiting the encoder's `aencode` when encoding is needed."""
+        if embeddings is not None or isinstance(queries, str):
+            return self.route_batch(queries, embeddings)
+        queries = list(queries)
+        for query in queries:
+            check_query(query)
+        if not queries:
+            return []
+        vectors = await self.encoder.aencode(queries)
+        return self.route_batch(queries, np.asarray(vectors))
 
     def _decide(
-        self, built: _Built, queries: Sequence[str], vectors: NDArray[np.float32], start: int
+        self, built: RouterState, queries: Sequence[str], vectors: NDArray[np.float32], start: int
     ) -> list[RouteResult]:
-        tokens = [tokenize(q) for q in queries]
-        fired = self._fired_rules(built, queries, tokens)
-        candidates, dense = self._candidates(built, vectors, fired)
-        # Score parts are aligned with the scored routes: candidates, or every route.
-        sparse = built.bm25.normalized_many(tokens, candidates)
-        rule = _rule_columns(fired, candidates, len(queries), len(built.routes))
-        scores = built.scorer.fuse(vectors, candidates, dense, sparse, rule)
+        parts = score_parts(built, queries, vectors)  # candidates and their score parts
+        candidates, dense, sparse, rule = parts.candidates, parts.dense, parts.sparse, parts.rule
+        scores = built.scorer.fuse(vectors, candidates, dense, sparse, rule)  # fusion
         rows = _ONE_ROW if len(queries) == 1 else np.arange(len(queries))[:, None]
         order = _best_first(scores, self.config.top_k)
         ranked = scores[rows, order]
@@ -345,64 +366,12 @@ class Router:
             None if rule is None else rule[rows, order],
             None,
         )
-        confidence = built.model.confidence(scores, ranked, reported)
-        return self._results(built, route_ids, confidence, ranked, reported, start)
-
-    def _fired_rules(
-        self, built: _Built, queries: Sequence[str], tokens: Sequence[Sequence[str]]
-    ) -> list[list[int]] | None:
-        """Per query, the routes whose keywords or patterns match; None when rules are off."""
-        if built.rules.is_empty:
-            return None
-        return [sorted(built.rules.matched_routes(q, t)) for q, t in zip(queries, tokens)]
-
-    def _candidates(
-        self, built: _Built, vectors: NDArray[np.float32], fired: list[list[int]] | None
-    ) -> tuple[NDArray[np.int64] | None, NDArray[np.float32] | None]:
-        """Routes to score per query, and their cosines: (None, None) for every route.
-
-        Every route is scored up to `max_candidates` routes, and whenever the index is exact
-        (an exact search already costs a pass over every route). Above, HNSW preselects
-        `max_candidates` routes, and routes whose rules fire replace the weakest of them.
-        """
-        k = self.config.max_candidates
-        if len(built.routes) <= k or built.index.kind == "exact":
-            return None, None
-        candidates, dense = built.index.search(vectors, k)
-        for row, routes in enumerate(fired or ()):
-            missing = sorted(set(routes).difference(candidates[row].tolist()))[:k]
-            if missing:
-                slots = slice(k - len(missing), k)
-                candidates[row, slots] = missing
-                dense[row, slots] = built.prototypes[missing] @ vectors[row]
-        return candidates, dense
-
-    @staticmethod
-    def _features(
-        built: _Built,
-        vectors: NDArray[np.float32],
-        candidates: NDArray[np.int64] | None,
-        dense: NDArray[np.float32] | None,
-        sparse: FloatArray,
-        rule: FloatArray | None,
-    ) -> Features:
-        """Every score part of the scored routes (candidates, or every route when None).
-
-        `dense`, `sparse` and `rule` are aligned with the scored routes; `rule` None means none
-        fired; `dense` is None exactly when every route is scored (candidates None).
-        """
-        # sparse_rel is relative to the query's best BM25 among the scored routes; a row whose
-        # best is 0 is all zeros, and dividing by a tiny floor keeps it 0.
-        sparse_rel = sparse / np.maximum(sparse.max(axis=1, keepdims=True), 1e-12)
-        head = built.model.head
-        if dense is None:  # every route is scored: no index computed the cosines
-            dense = vectors @ built.prototypes.T
-        logits = None if head is None else head.logits(vectors, candidates)
-        return Features(dense, sparse, sparse_rel, rule, logits)
+        confidence = built.model.confidence(scores, ranked, reported)  # calibration
+        return self._results(built, route_ids, confidence, ranked, reported, start)  # decision
 
     def _results(
         self,
-        built: _Built,
+        built: RouterState,
         route_ids: NDArray[np.int64],
         confidence: FloatArray,
         scores: FloatArray,
@@ -433,37 +402,59 @@ class Router:
                     confidence=conf[0],
                     candidates=ranked,
                     latency_us=latency_us,
-                    is_fallback=not accepted,
+                    is_fallback=not accepted and fallback is not None,
                 )
             )
         return results
 
     # ------------------------------------------------------------ explanation
     def explain(self, query: str, embedding: ArrayLike | None = None) -> str:
-        """A readable account of how `query` was routed, candidate by candidate."""
+        """A readable account of how `query` was routed, candidate by candidate.
+
+        Each candidate's score is the sum of its weighted parts shown (dense, sparse,
+        sparse_rel, rule, head), so the table adds up; confidence is that score through the
+        calibration.
+        """
         result = self.route(query, embedding)
+        built = self._require_built()
+        vector = (
+            self.encode([query])
+            if embedding is None
+            else check_embeddings(embedding, built.prototypes.shape[1], single=True)
+        )
+        parts = score_parts(built, [query], vector)
+        every = features(built, vector, parts, built.model.head)
+        column = {
+            int(route): c
+            for c, route in enumerate(
+                range(len(built.routes)) if parts.candidates is None else parts.candidates[0]
+            )
+        }
+        names = {name: i for i, name in enumerate(built.names)}
+        weights = built.model.weights.tolist()
         lines = [f"query: {query!r}"]
         verdict = result.route_id if result.route_id is not None else "(none)"
         top = result.top
-        if result.is_fallback and top is not None:
+        if top is not None and top.confidence < self.route_threshold(top.route_id):
             lines.append(
                 f"decision: {verdict} - best route {top.route_id!r} had confidence "
                 f"{top.confidence:.3f} < threshold {self.route_threshold(top.route_id):.3f}"
             )
         else:
             lines.append(f"decision: {verdict} (confidence {result.confidence:.3f})")
-        fitted = "fitted" if self.model.is_fitted else "default, not fitted"
+        source = built.model.metadata.get("calibrated_from", "nothing (uncalibrated default)")
         lines.append(
-            f"scoring: {fitted}; weights "
-            + ", ".join(f"{n}={w:.3g}" for n, w in zip(FEATURES, self.model.weights) if w)
+            f"calibrated from: {source}; score = "
+            + " + ".join(f"{w:.3g}*{n}" for n, w in zip(FEATURES, weights) if w)
         )
-        lines.append(
-            f"{'route':<24}{'confidence':>11}{'score':>9}{'dense':>8}{'sparse':>8}{'rule':>6}"
-        )
-        for c in result.candidates:
+        header = f"{'route':<24}{'confidence':>11}{'score':>9}"
+        lines.append(header + "".join(f"{n:>11}" for n in FEATURES))
+        for candidate in result.candidates:
+            c = column[names[candidate.route_id]]
+            values = [0.0 if part is None else float(part[0, c]) for part in every]
             lines.append(
-                f"{c.route_id:<24}{c.confidence:>11.3f}{c.score:>9.3f}{c.dense:>8.3f}"
-                f"{c.sparse:>8.3f}{c.rule:>6.0f}"
+                f"{candidate.route_id:<24}{candidate.confidence:>11.3f}{candidate.score:>9.3f}"
+                + "".join(f"{v:>11.3f}" for v in values)
             )
         lines.append(f"latency: {result.latency_us:.0f} us")
         return "\n".join(lines)
@@ -510,68 +501,6 @@ class Router:
         return load_router(cls, Path(path), encoder)
 
 
-def _check_query(query: object) -> None:
-    if not isinstance(query, str):
-        raise InvalidQueryError(f"query must be a str, got {type(query).__name__}")
-    if not query.strip():
-        raise InvalidQueryError("query is empty or whitespace")
-
-
-def _check_embeddings(embedding: ArrayLike, dimension: int, *, single: bool) -> NDArray[np.float32]:
-    try:
-        array = np.asarray(embedding, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidQueryError("embedding must be a numeric array") from exc
-    if single and array.ndim == 1 and array.shape[0] == dimension:
-        # route(): one vector, checked with Python scalars, cheaper than array reductions.
-        norm = math.sqrt(float(array @ array))
-        _check_norms(array, finite=math.isfinite(norm), zero=norm == 0.0)
-        one: NDArray[np.float32] = (array / norm)[None, :]
-        return one
-    if single and array.ndim == 1:
-        array = array[None, :]
-    if array.ndim != 2:
-        raise InvalidQueryError(f"embeddings must be 2-D (n, {dimension}), got shape {array.shape}")
-    if array.shape[1] != dimension:
-        raise DimensionMismatchError(
-            f"embedding has dimension {array.shape[1]}, the router's encoder has {dimension}"
-        )
-    # One pass gives the norms; NaN or inf anywhere makes a norm non-finite.
-    norms = np.sqrt(np.einsum("ij,ij->i", array, array))
-    _check_norms(array, finite=bool(np.isfinite(norms).all()), zero=not norms.all())
-    normalised: NDArray[np.float32] = array / norms[:, None]
-    return normalised
-
-
-def _check_norms(array: NDArray[np.float32], *, finite: bool, zero: bool) -> None:
-    if not finite:
-        if not np.isfinite(array).all():
-            raise InvalidQueryError("embedding contains NaN or infinite values")
-        raise InvalidQueryError("embedding values are too large to normalise")
-    if zero:
-        raise InvalidQueryError("embedding has zero norm: it points nowhere")
-
-
-def _rule_columns(
-    fired: list[list[int]] | None,
-    candidates: NDArray[np.int64] | None,
-    n_queries: int,
-    n_routes: int,
-) -> NDArray[np.float64] | None:
-    """1 where a scored route's rule fired for a query, aligned with the scored routes.
-
-    Shape (n_queries, n_routes), or that of `candidates`; None when no rule fired.
-    """
-    if not fired or not any(fired):
-        return None
-    if candidates is not None:
-        return np.array([np.isin(row, routes) for row, routes in zip(candidates, fired)], float)
-    rule = np.zeros((n_queries, n_routes))
-    for row, routes in enumerate(fired):
-        rule[row, routes] = 1.0
-    return rule
-
-
 def _best_first(scores: FloatArray, k: int) -> NDArray[np.int64]:
     """Column indices of each row's k highest scores, best first (ties: lower index first)."""
     n_rows, n_columns = scores.shape
@@ -585,8 +514,3 @@ def _best_first(scores: FloatArray, k: int) -> NDArray[np.int64]:
     return result
 
 
-def _normalise_rows(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    out: NDArray[np.float32] = (vectors / norms).astype(np.float32, copy=False)
-    return np.ascontiguousarray(out)

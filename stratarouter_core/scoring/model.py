@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from ..calibration import IsotonicCalibrator
+from ..calibration import IsotonicCalibrator, SigmoidCalibrator, calibrator_from_dict
 from ..config import FusionWeights
 
 __all__ = [
@@ -102,10 +102,14 @@ class LinearHead:
 
 @dataclass
 class ConfidenceModel:
-    """Maps candidate features to P(correct): a linear score, then isotonic calibration."""
+    """Maps candidate features to P(correct): a logistic score, then its calibrator.
+
+    The calibrator is isotonic regression on the score when enough samples backed it, else
+    the logistic probability itself (`SigmoidCalibrator`).
+    """
 
     coefficients: NDArray[np.float64]  # over CONFIDENCE_FEATURES
-    calibrator: IsotonicCalibrator
+    calibrator: IsotonicCalibrator | SigmoidCalibrator
     _terms: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -122,7 +126,7 @@ class ConfidenceModel:
         return out
 
     def probability(self, log_p: FloatArray, dense: FloatArray, sparse: FloatArray) -> FloatArray:
-        """Calibrated P(correct): the raw score through the isotonic calibrator."""
+        """Calibrated P(correct): the raw score through the calibrator."""
         return self.calibrator.transform(self.raw(log_p, dense, sparse))
 
     def probability_of_one(
@@ -145,7 +149,7 @@ class ConfidenceModel:
         """Inverse of `to_dict`."""
         return cls(
             np.asarray(data["coefficients"], dtype=np.float64),
-            IsotonicCalibrator.from_dict(data["calibrator"]),
+            calibrator_from_dict(data["calibrator"]),
         )
 
 

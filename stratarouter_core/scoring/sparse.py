@@ -75,6 +75,7 @@ class BM25Index:
         # The least a query's bound can be: one word found in a single document, saturated.
         self.min_bound = self.idf_of(1) * (k1 + 1.0)
 
+        self._counts, self._lengths, self._average_length = counts, lengths, average_length
         length_norm = k1 * (1.0 - b + b * lengths / average_length)
         rows: list[list[tuple[int, float]]] = [[] for _ in self.vocabulary]
         for doc_id, doc_counts in enumerate(counts):
@@ -129,6 +130,24 @@ class BM25Index:
         words = self.content_words(tokens)
         total = sum(idf[vocabulary[t]] if t in vocabulary else self.unseen_idf for t in words)
         return max(float(total) * (self.k1 + 1.0), self.min_bound)
+
+    def normalized_without(self, document: int, tokens: Sequence[str]) -> float:
+        """`normalized` of `tokens` against `document` with `tokens` taken out of it.
+
+        What BM25 would give a route's example if that example were not one of the route's
+        utterances (leave-one-out), without rebuilding the index. The idf and the average
+        document length are kept: one example moves them little.
+        """
+        words = self.content_words(tokens)
+        counts, own = self._counts[document], Counter(words)
+        length = self._lengths[document] - len(words)
+        length_norm = self.k1 * (1.0 - self.b + self.b * max(length, 0.0) / self._average_length)
+        vocabulary, total = self.vocabulary, 0.0
+        for term in words:
+            tf = counts.get(term, 0) - own[term]
+            if tf > 0:
+                total += self.idf[vocabulary[term]] * tf * (self.k1 + 1.0) / (tf + length_norm)
+        return total / self.upper_bound(tokens)
 
     def score(self, tokens: Sequence[str]) -> NDArray[np.float64]:
         """Raw BM25 score of every route document for one tokenised query."""

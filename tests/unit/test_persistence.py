@@ -73,7 +73,8 @@ def test_fitted_model_survives_round_trip(tmp_path: Path) -> None:
         "quantum physics",
     ] * 3
     labels = ["billing", "billing", "weather", "weather", "sports", "sports", None, None] * 3
-    router.fit(queries, labels, learn_head=True, folds=2)
+    with pytest.warns(UserWarning, match="held-out queries calibrate"):
+        router.fit(queries, labels, learn_head=True, folds=2)
     router.save(tmp_path / "fitted")
     loaded = Router.load(tmp_path / "fitted", encoder=HashingEncoder(dimension=64))
     assert loaded.model.is_fitted and loaded.model.head is not None
@@ -121,3 +122,65 @@ def test_saving_over_an_existing_router_replaces_it_whole(tmp_path: Path) -> Non
     loaded = Router.load(tmp_path / "r", encoder=HashingEncoder(dimension=64))
     assert loaded.route_names == ("billing", "weather", "sports", "news")
     assert [p.name for p in tmp_path.iterdir()] == ["r"]  # no staging leftovers
+
+
+@pytest.mark.parametrize(
+    "drop",
+    ["encoder", "config", "routes", "model", "encoder.fingerprint", "encoder.class",
+     "model.weights", "model.has_head", "model.metadata", "model.confidence_model"],
+)
+def test_incomplete_manifest_is_a_persistence_error_not_a_key_error(
+    tmp_path: Path, drop: str
+) -> None:
+    build().save(tmp_path / "r")
+    manifest_path = tmp_path / "r" / "router.json"
+    manifest = json.loads(manifest_path.read_text())
+    *parents, key = drop.split(".")
+    holder = manifest
+    for parent in parents:
+        holder = holder[parent]
+    del holder[key]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(PersistenceError, match=rf"router.json is incomplete: it has no '{drop}'") as info:
+        Router.load(tmp_path / "r", encoder=HashingEncoder(dimension=64))
+    assert not isinstance(info.value, KeyError)
+
+
+def test_wrong_kinds_and_missing_weights_are_persistence_errors(tmp_path: Path) -> None:
+    build().save(tmp_path / "r")
+    manifest_path = tmp_path / "r" / "router.json"
+    original = json.loads(manifest_path.read_text())
+    for edit, message in [
+        (lambda m: m.update(routes={"a": 1}), r"'routes' must be a list, got dict"),
+        (lambda m: m["model"].update(has_head="yes"), r"'model.has_head' must be a bool"),
+        (lambda m: m["model"]["weights"].pop(next(iter(m["model"]["weights"]))),
+         r"model.weights has no \["),
+    ]:
+        manifest = json.loads(json.dumps(original))
+        edit(manifest)
+        manifest_path.write_text(json.dumps(manifest))
+        with pytest.raises(PersistenceError, match=message):
+            Router.load(tmp_path / "r", encoder=HashingEncoder(dimension=64))
+    manifest_path.write_text("[1, 2]")
+    with pytest.raises(PersistenceError, match="JSON object"):
+        Router.load(tmp_path / "r", encoder=HashingEncoder(dimension=64))
+
+
+def test_missing_or_incomplete_arrays_are_persistence_errors(tmp_path: Path) -> None:
+    build().save(tmp_path / "r")
+    arrays_path = tmp_path / "r" / "arrays.npz"
+    with np.load(arrays_path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    np.savez(arrays_path, utterance_vectors=arrays["utterance_vectors"])
+    with pytest.raises(PersistenceError, match=r"no \['utterance_owner'\] array"):
+        Router.load(tmp_path / "r", encoder=HashingEncoder(dimension=64))
+    manifest_path = tmp_path / "r" / "router.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["model"]["has_head"] = True  # says fitted, but no head arrays were saved
+    manifest_path.write_text(json.dumps(manifest))
+    np.savez(arrays_path, **arrays)
+    with pytest.raises(PersistenceError, match=r"no \['head_weights', 'head_bias'\]"):
+        Router.load(tmp_path / "r", encoder=HashingEncoder(dimension=64))
+    arrays_path.unlink()
+    with pytest.raises(PersistenceError, match="cannot read"):
+        Router.load(tmp_path / "r", encoder=HashingEncoder(dimension=64))

@@ -33,7 +33,7 @@ ROUTES = [
     Route(
         name="sports",
         examples=["who won the match", "football scores tonight", "tennis results"],
-        threshold=0.99,
+        threshold=1.0,
     ),
 ]
 QUERIES = [
@@ -99,10 +99,10 @@ def test_out_of_scope_is_a_normal_result(router: Router) -> None:
 
 def test_per_route_threshold_overrides_global(router: Router) -> None:
     assert router.threshold == 0.15
-    assert router.route_threshold("sports") == 0.99 and router.route_threshold("billing") == 0.15
+    assert router.route_threshold("sports") == 1.0 and router.route_threshold("billing") == 0.15
     result = router.route("football match scores")
     assert result.top is not None and result.top.route_id == "sports"
-    assert result.route_id == "human"  # sports demands 0.99
+    assert result.route_id == "human"  # sports demands certainty, which confidence never is
 
 
 def test_regex_rule_adds_evidence_and_changes_the_decision() -> None:
@@ -156,8 +156,12 @@ def test_concurrent_routing_matches_serial(router: Router) -> None:
 
 
 def test_exact_index_scores_every_route_instead_of_pruning() -> None:
+    from stratarouter_core.pipeline import score_parts
+
     r = make_router(max_candidates=2)  # 4 routes, exact index: a full pass costs no more
-    assert r._candidates(r._built, r.encode(QUERIES[:1]), None) == (None, None)
+    parts = score_parts(r.state, QUERIES[:1], r.encode(QUERIES[:1]))
+    assert parts.candidates is None and parts.dense is None
+    assert parts.sparse.shape == (1, len(ROUTES))
 
 
 def test_pruned_candidates_agree_with_all_routes() -> None:
@@ -194,24 +198,45 @@ def test_build_reuses_cached_encodings() -> None:
     assert calls == [13, 1, 1]
 
 
-def test_scores_are_vectorised_not_looped_over_routes(router: Router) -> None:
+def test_scores_are_vectorised_not_looped_over_routes(
+    router: Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch is fused in one call over a (queries, routes) matrix, and BM25 in one call."""
+    from stratarouter_core.scoring.model import FusedScorer
+    from stratarouter_core.scoring.sparse import BM25Index
+
+    shapes: list[tuple[int, ...]] = []
+    bm25_calls: list[int] = []
+    fuse, normalized_many = FusedScorer.fuse, BM25Index.normalized_many
+
+    def spy_fuse(self: FusedScorer, vectors: np.ndarray, *args: object) -> np.ndarray:
+        out = fuse(self, vectors, *args)  # type: ignore[arg-type]
+        shapes.append(out.shape)
+        return out
+
+    def spy_bm25(self: BM25Index, queries: list[list[str]], *args: object) -> np.ndarray:
+        bm25_calls.append(len(queries))
+        return normalized_many(self, queries, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FusedScorer, "fuse", spy_fuse)
+    monkeypatch.setattr(BM25Index, "normalized_many", spy_bm25)
     vectors = router.encoder.encode(QUERIES)
     results = router.route_batch(QUERIES, embeddings=np.asarray(vectors))
     assert len(results) == len(QUERIES)
+    assert shapes == [(len(QUERIES), len(ROUTES))]
+    assert bm25_calls == [len(QUERIES)]
 
 
 def test_fused_scorer_equals_the_model_fusion_of_its_features() -> None:
-    """The hot path's folded matrix gives the same scores as fusing the features one by one."""
-    from stratarouter_core.router import _rule_columns
+    """The hot path's folded matrix gives the same scores as the pipeline's stages one by one."""
+    from stratarouter_core.pipeline import features, score_parts
     from stratarouter_core.scoring.model import FusedScorer, LinearHead
-    from stratarouter_core.text import tokenize
 
     rng = np.random.default_rng(3)
     # every route scored; then HNSW preselecting 2 candidates per query
     for config in ({}, {"max_candidates": 2, "index": IndexConfig(exact_max_routes=1)}):
         r = make_router(**config)
-        built = r._built
-        assert built is not None
+        built = r.state
         n_routes, dimension = built.prototypes.shape
         head = LinearHead(
             rng.normal(size=(n_routes, dimension)).astype(np.float32),
@@ -220,14 +245,11 @@ def test_fused_scorer_equals_the_model_fusion_of_its_features() -> None:
         model = replace(built.model, weights=np.array([0.7, 0.3, 0.2, 0.5, 0.4]), head=head)
         built = replace(built, model=model)
         vectors = r.encode(QUERIES)
-        tokens = [tokenize(q) for q in QUERIES]
-        fired = r._fired_rules(built, QUERIES, tokens)
-        candidates, dense = r._candidates(built, vectors, fired)
+        parts = score_parts(built, QUERIES, vectors)
+        candidates, dense, sparse, rule = parts.candidates, parts.dense, parts.sparse, parts.rule
         assert (candidates is None) == (not config)
-        sparse = built.bm25.normalized_many(tokens, candidates)
-        rule = _rule_columns(fired, candidates, len(QUERIES), n_routes)
         assert rule is not None  # the queries fire keywords and patterns
-        expected = model.fuse(r._features(built, vectors, candidates, dense, sparse, rule))
+        expected = model.fuse(features(built, vectors, parts, head))
         scorer = FusedScorer.compile(model, built.prototypes)
         fused = scorer.fuse(vectors, candidates, dense, sparse, rule)
         np.testing.assert_allclose(fused, expected, rtol=1e-5, atol=1e-5)
