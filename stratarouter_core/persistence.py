@@ -53,7 +53,7 @@ def save_router(router: Router, path: Path) -> None:
     """Write `router` to the directory `path` (created or atomically replaced)."""
     from . import __version__
 
-    built = router._require_built()
+    built = router.state
     model = built.model
     inner = router.encoder.inner if isinstance(router.encoder, CachedEncoder) else router.encoder
     manifest: dict[str, Any] = {
@@ -101,12 +101,15 @@ def save_router(router: Router, path: Path) -> None:
 
 
 def load_router(cls: type[Router], path: Path, encoder: BaseEncoder | None) -> Router:
-    """Read a router written by `save_router`."""
+    """Read a router written by `save_router`.
+
+    Raises:
+        PersistenceError: A file is missing or unreadable, a key or array is missing or of
+            the wrong kind (an incomplete or hand-edited save), or the encoder differs.
+    """
     manifest = _read_manifest(path)
-    try:
-        arrays = np.load(path / _ARRAYS)
-    except (OSError, ValueError) as exc:
-        raise PersistenceError(f"cannot read {path / _ARRAYS}: {exc}") from exc
+    _check_manifest(manifest, path / _MANIFEST)
+    arrays = _read_arrays(path / _ARRAYS, head=bool(manifest["model"]["has_head"]))
     try:
         config = RouterConfig.from_dict(manifest["config"])
         routes = tuple(Route(**data) for data in manifest["routes"])
@@ -130,7 +133,7 @@ def load_router(cls: type[Router], path: Path, encoder: BaseEncoder | None) -> R
     router = cls(encoder=encoder, config=config, routes=routes)
     vectors = np.ascontiguousarray(arrays["utterance_vectors"], dtype=np.float32)
     owner = np.asarray(arrays["utterance_owner"], dtype=np.int64)
-    if vectors.shape[1] != encoder.dimension or len(owner) != len(vectors):
+    if vectors.ndim != 2 or vectors.shape[1] != encoder.dimension or len(owner) != len(vectors):
         raise PersistenceError(
             f"{path / _ARRAYS} does not match the routes or the encoder dimension"
         )
@@ -145,6 +148,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         raise PersistenceError(f"no saved router at {path} ({_MANIFEST} missing)") from exc
     except (OSError, ValueError) as exc:
         raise PersistenceError(f"cannot read {path / _MANIFEST}: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise PersistenceError(f"{path / _MANIFEST} must hold a JSON object")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise PersistenceError(
@@ -152,6 +157,62 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             f"this StrataRouter reads version {FORMAT_VERSION}"
         )
     return manifest
+
+
+# What a loadable save holds: each manifest key with the type its value must have.
+_MANIFEST_KEYS: dict[str, tuple[type, ...]] = {
+    "encoder": (dict,),
+    "config": (dict,),
+    "routes": (list,),
+    "model": (dict,),
+}
+_ENCODER_KEYS: dict[str, tuple[type, ...]] = {"fingerprint": (str,), "class": (str,)}
+_MODEL_KEYS: dict[str, tuple[type, ...]] = {
+    "weights": (dict,),
+    "confidence_model": (dict, type(None)),
+    "metadata": (dict,),
+    "has_head": (bool,),
+}
+
+
+def _check_manifest(manifest: dict[str, Any], where: Path) -> None:
+    """Every key loading reads is present with the right kind of value, else PersistenceError."""
+
+    def check(data: dict[str, Any], keys: dict[str, tuple[type, ...]], prefix: str) -> None:
+        for key, types in keys.items():
+            if key not in data:
+                raise PersistenceError(
+                    f"{where} is incomplete: it has no '{prefix}{key}' (an interrupted or "
+                    "hand-edited save); save the router again"
+                )
+            if not isinstance(data[key], types):
+                raise PersistenceError(
+                    f"{where}: '{prefix}{key}' must be a {' or '.join(t.__name__ for t in types)}"
+                    f", got {type(data[key]).__name__}"
+                )
+
+    check(manifest, _MANIFEST_KEYS, "")
+    check(manifest["encoder"], _ENCODER_KEYS, "encoder.")
+    check(manifest["model"], _MODEL_KEYS, "model.")
+    missing = [name for name in FEATURES if name not in manifest["model"]["weights"]]
+    if missing:
+        raise PersistenceError(f"{where} is incomplete: model.weights has no {missing}")
+
+
+def _read_arrays(where: Path, *, head: bool) -> dict[str, Any]:
+    """The arrays of `arrays.npz`, checked to hold every array loading reads."""
+    try:
+        with np.load(where) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise PersistenceError(f"cannot read {where}: {exc}") from exc
+    needed = ["utterance_vectors", "utterance_owner", *(["head_weights", "head_bias"] * head)]
+    missing = [name for name in needed if name not in arrays]
+    if missing:
+        raise PersistenceError(
+            f"{where} is incomplete: it has no {missing} array(s); save the router again"
+        )
+    return arrays
 
 
 def _model(data: dict[str, Any], arrays: Any) -> ScoringModel:
