@@ -38,6 +38,13 @@ from .errors import (
     RouteValidationError,
     StrataRouterError,
 )
+from .model_routing import (
+    ModelChoice,
+    ModelRouter,
+    ModelRouterConfig,
+    ModelRoutingReport,
+    ModelSpec,
+)
 from .router import Router
 from .simd import simd_enabled
 from .types import Candidate, Route, RouteResult
@@ -63,6 +70,11 @@ __all__ = [
     "InvalidResultError",
     "IsotonicCalibrator",
     "MissingDependencyError",
+    "ModelChoice",
+    "ModelRouter",
+    "ModelRouterConfig",
+    "ModelRoutingReport",
+    "ModelSpec",
     "NoRouteError",
     "NotFittedError",
     "PersistenceError",

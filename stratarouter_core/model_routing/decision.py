@@ -1,0 +1,118 @@
+"""Decision rules over p_success and expected cost, vectorised over a batch of queries.
+
+Rules (at most one of `min_quality` / `cost_weight`; `max_cost` combines with either):
+
+- ``min_quality=q``: the cheapest model with p_success >= q (ties: the higher p_success).
+- ``cost_weight=w``: the model maximising p_success - w * cost / (the query's dearest model's
+  cost). Costs are relative to the dearest model so that w reads the same for any prices: w
+  is the success probability one would give up to go from the dearest model to a free one.
+- ``max_cost=c``: only models whose expected cost is <= c USD; alone, the highest p_success.
+
+When nothing qualifies (no model reaches `min_quality`, or none fits `max_cost`) the fallback
+is `fallback` if given; otherwise the rule's best effort: for `min_quality`, the highest
+p_success among the models within `max_cost` (all models when none fits); for `max_cost`
+alone, the cheapest model. Fallback decisions are flagged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import ConfigError
+
+__all__ = ["Rule", "decide", "preference_order"]
+
+F64 = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A validated decision rule (see the module docstring)."""
+
+    min_quality: float | None = None
+    cost_weight: float | None = None
+    max_cost: float | None = None
+
+    def __post_init__(self) -> None:
+        """Reject rules that mean nothing."""
+        if self.min_quality is not None and self.cost_weight is not None:
+            raise ConfigError("give min_quality or cost_weight, not both")
+        if self.min_quality is not None and not 0.0 <= self.min_quality <= 1.0:
+            raise ConfigError(f"min_quality must be in [0, 1], got {self.min_quality}")
+        for label in ("cost_weight", "max_cost"):
+            value = getattr(self, label)
+            if value is not None and (not math.isfinite(value) or value < 0):
+                raise ConfigError(f"{label} must be a finite number >= 0, got {value}")
+
+    @property
+    def name(self) -> str:
+        """The rule that decides: min_quality, cost_weight or max_cost."""
+        if self.min_quality is not None:
+            return "min_quality"
+        if self.cost_weight is None and self.max_cost is not None:
+            return "max_cost"
+        return "cost_weight"
+
+
+def _allowed(costs: F64, rule: Rule) -> NDArray[np.bool_]:
+    if rule.max_cost is None:
+        return np.ones(costs.shape, dtype=bool)
+    out: NDArray[np.bool_] = costs <= rule.max_cost
+    return out
+
+
+def _utility(p: F64, costs: F64, rule: Rule) -> F64:
+    """p - w * relative cost, -inf where `max_cost` excludes the model (cost_weight rules)."""
+    weight = rule.cost_weight or 0.0
+    dearest = np.maximum(costs.max(axis=1, keepdims=True), 1e-300)
+    return np.where(_allowed(costs, rule), p - weight * costs / dearest, -np.inf)
+
+
+def decide(
+    p: F64, costs: F64, rule: Rule, fallback: int | None = None
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Chosen model index per query and whether the fallback was used."""
+    if rule.min_quality is not None:
+        ok = _allowed(costs, rule) & (p >= rule.min_quality)
+        cheapest = np.where(ok, costs, np.inf).min(axis=1, keepdims=True)
+        chosen = np.argmax(np.where(ok & (costs <= cheapest), p, -np.inf), axis=1)
+        failed = ~ok.any(axis=1)
+    else:
+        utility = _utility(p, costs, rule)
+        chosen = np.argmax(utility, axis=1)
+        failed = np.isneginf(utility.max(axis=1))
+    failed_rows: NDArray[np.bool_] = np.asarray(failed, dtype=bool)
+    out: NDArray[np.int64] = np.asarray(chosen, dtype=np.int64)
+    if failed_rows.any():
+        out[failed_rows] = _fallback(p[failed_rows], costs[failed_rows], rule, fallback)
+    return out, failed_rows
+
+
+def _fallback(p: F64, costs: F64, rule: Rule, fallback: int | None) -> NDArray[np.int64]:
+    if fallback is not None:
+        return np.full(len(p), fallback, dtype=np.int64)
+    if rule.min_quality is not None:
+        within = _allowed(costs, rule)
+        within[~within.any(axis=1)] = True  # nothing within budget: consider every model
+        best: NDArray[np.int64] = np.argmax(np.where(within, p, -np.inf), axis=1)
+        return best
+    cheapest: NDArray[np.int64] = np.argmin(costs, axis=1)
+    return cheapest
+
+
+def preference_order(p: F64, costs: F64, rule: Rule) -> list[int]:
+    """Model indices of one query (1-D `p`, `costs`) from most to least preferred under `rule`.
+
+    Models the rule accepts come first, in its order; then the others by p_success.
+    """
+    allowed = _allowed(costs[None, :], rule)[0]
+    if rule.min_quality is not None:
+        accepted = allowed & (p >= rule.min_quality)
+        order = np.lexsort((-p, costs, ~accepted))
+    else:
+        order = np.lexsort((-p, -_utility(p[None, :], costs[None, :], rule)[0], ~allowed))
+    return [int(i) for i in order]

@@ -1,0 +1,143 @@
+"""Saving and loading a `ModelRouter` as a directory.
+
+Format (version 1), two files:
+
+``model_router.json``
+    ``format_version`` (1), ``kind`` ("model_router"), ``stratarouter_version``, ``encoder``
+    (``fingerprint``, ``dimension``, ``class``), ``models`` (`ModelSpec.to_dict()` each),
+    ``config`` (`ModelRouterConfig.to_dict()`), ``output_tokens`` (per model, in model
+    order), ``predictor`` (temperatures, isotonic model indices, granularity count) and
+    ``report`` (the fit report, or null).
+``arrays.npz``
+    The predictor's arrays (`SuccessModel.arrays()`), float64.
+
+Written to a temporary sibling directory and swapped in, so an existing save is never left
+half-overwritten. Loading checks the format version, the kind and the encoder's fingerprint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..encoders.base import BaseEncoder, CachedEncoder
+from ..errors import ConfigError, NotFittedError, PersistenceError
+from .predictor import SuccessModel
+from .types import ModelRouterConfig, ModelRoutingReport, ModelSpec
+
+if TYPE_CHECKING:
+    from .router import ModelRouter
+
+__all__ = ["FORMAT_VERSION", "load_model_router", "save_model_router"]
+
+FORMAT_VERSION = 1
+_KIND = "model_router"
+_MANIFEST = "model_router.json"
+_ARRAYS = "arrays.npz"
+
+
+def _inner(encoder: BaseEncoder) -> BaseEncoder:
+    return encoder.inner if isinstance(encoder, CachedEncoder) else encoder
+
+
+def save_model_router(router: ModelRouter, path: Path) -> None:
+    """Write a fitted `router` to the directory `path` (created or atomically replaced)."""
+    from .. import __version__
+
+    predictor = router._predictor
+    if predictor is None:
+        raise NotFittedError("fit the ModelRouter before saving it")
+    inner = _inner(router.encoder)
+    report = router.report
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "kind": _KIND,
+        "stratarouter_version": __version__,
+        "encoder": {
+            "fingerprint": inner.fingerprint,
+            "dimension": router.encoder.dimension,
+            "class": f"{type(inner).__module__}.{type(inner).__qualname__}",
+        },
+        "models": [spec.to_dict() for spec in router.models],
+        "config": router.config.to_dict(),
+        "output_tokens": router._output_tokens.tolist(),
+        "predictor": predictor.scalars(),
+        "report": dataclasses.asdict(report) if report is not None else None,
+    }
+    path = path.resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        (staging / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        np.savez(staging / _ARRAYS, **predictor.arrays())  # type: ignore[arg-type]
+        if path.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, retired / path.name)
+            os.replace(staging, path)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def load_model_router(
+    cls: type[ModelRouter], path: Path, encoder: BaseEncoder | None
+) -> ModelRouter:
+    """Read a router written by `save_model_router`."""
+    manifest = _read_manifest(path)
+    saved = manifest["encoder"]
+    if encoder is None:
+        if "LocalEncoder" not in saved["class"]:
+            raise PersistenceError(
+                f"this router was fitted with {saved['class']}: pass an equivalent encoder, "
+                "ModelRouter.load(path, encoder=...)"
+            )
+        from ..encoders.local import LocalEncoder
+
+        encoder = LocalEncoder()
+    if _inner(encoder).fingerprint != saved["fingerprint"]:
+        raise PersistenceError(
+            f"encoder mismatch: the router was fitted on {saved['fingerprint']!r} vectors, the "
+            f"encoder given is {_inner(encoder).fingerprint!r}"
+        )
+    try:
+        models = [ModelSpec(**spec) for spec in manifest["models"]]
+        config = ModelRouterConfig.from_dict(manifest["config"])
+        report_data = manifest["report"]
+        report = ModelRoutingReport(**report_data) if report_data is not None else None
+    except (ConfigError, TypeError, KeyError) as exc:
+        raise PersistenceError(f"{path / _MANIFEST} has invalid models or config: {exc}") from exc
+    try:
+        with np.load(path / _ARRAYS) as arrays:
+            predictor = SuccessModel.from_arrays(arrays, manifest["predictor"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise PersistenceError(f"cannot read {path / _ARRAYS}: {exc}") from exc
+    if predictor.ridge_weights.shape != (encoder.dimension, len(models)):
+        raise PersistenceError(f"{path / _ARRAYS} does not match the models or the encoder")
+    router = cls(models, encoder=encoder, config=config)
+    router._install(predictor, np.asarray(manifest["output_tokens"], dtype=np.float64), report)
+    return router
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads((path / _MANIFEST).read_text())
+    except FileNotFoundError as exc:
+        raise PersistenceError(f"no saved ModelRouter at {path} ({_MANIFEST} missing)") from exc
+    except (OSError, ValueError) as exc:
+        raise PersistenceError(f"cannot read {path / _MANIFEST}: {exc}") from exc
+    if manifest.get("kind") != _KIND or manifest.get("format_version") != FORMAT_VERSION:
+        raise PersistenceError(
+            f"{path} holds {manifest.get('kind')!r} format {manifest.get('format_version')!r}; "
+            f"this StrataRouter reads {_KIND!r} format {FORMAT_VERSION}"
+        )
+    return manifest

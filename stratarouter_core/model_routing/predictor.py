@@ -1,0 +1,570 @@
+"""Per-model success probabilities: ridge scores + neighbourhood profiles, stacked, calibrated.
+
+For every model, p_success(query) estimates the expected graded quality of its answer (for 0/1
+grades, the probability that it is right). Three kinds of evidence feed a per-model logistic
+stacker:
+
+1. a ridge regression of the model's grade on the embedding (one per model);
+2. neighbourhood profiles: the softmax-weighted mean grade of the model in the k-means
+   clusters near the query, at a coarse and a fine granularity (what kNN routers capture,
+   at the cost of a few hundred dot products instead of a pass over the training set);
+3. the query length in tokens (log).
+
+Everything the stacker and the calibrator see is cross-fitted: each training query's features
+come from ridge models and clusters fitted without its fold, and the calibrator is fitted on
+the stacker's out-of-fold outputs. Each hyper-parameter (ridge strength per model, softmax
+temperature per granularity, stacker strength per model, calibration method per model) is the
+candidate with the best cross-validated loss on the training data.
+
+Prediction is a single matrix product with the embedding (ridge weights and centroids side by
+side), two softmaxes, a (features x models) product and one interpolation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..calibration import IsotonicCalibrator
+from .types import ModelRouterConfig
+
+__all__ = ["FitDiagnostics", "SuccessModel", "fit_success_model"]
+
+F64 = NDArray[np.float64]
+_ISOTONIC_MIN = 1000  # scikit-learn's advice: isotonic overfits below ~1,000 samples
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class SuccessModel:
+    """The fitted predictor: arrays only, so that saving and loading are exact."""
+
+    ridge_weights: F64  # (d, M)
+    ridge_bias: F64  # (M,)
+    centroids: tuple[F64, ...]  # per granularity (K, d), unit norm
+    profiles: tuple[F64, ...]  # per granularity (K, M): smoothed mean grade per cluster
+    temperatures: tuple[float, ...]  # per granularity
+    stack_weights: F64  # (F, M) over [ridge (M), profiles (M each), log tokens], unscaled
+    stack_bias: F64  # (M,)
+    platt: F64  # (2, M): slope and intercept on the stacker's logit (1, 0 = none)
+    isotonic_models: tuple[int, ...]  # models calibrated by isotonic regression
+    isotonic_x: F64  # their tables, model j's on [2j - 0.5, 2j + 1.5] (see _isotonic_tables)
+    isotonic_y: F64
+
+    def __post_init__(self) -> None:
+        """Fold the stages into the few arrays `predict` uses (see `_Compiled`)."""
+        object.__setattr__(self, "_compiled", _Compiled.build(self))
+
+    @property
+    def n_models(self) -> int:
+        """Number of models predicted."""
+        return int(self.ridge_bias.shape[0])
+
+    def predict(self, vectors: NDArray[np.floating[Any]], log_tokens: F64) -> F64:
+        """p_success (n, M) for unit-norm `vectors` (n, d) and log(1 + prompt tokens) (n,)."""
+        c: _Compiled = self._compiled  # type: ignore[attr-defined]
+        scores = np.asarray(vectors, dtype=np.float32) @ c.projection + c.offset
+        m = c.n_models
+        weighted = np.exp(scores[:, m:]) @ c.mixer  # (n, G*M + G)
+        g = c.n_granularities
+        sums = weighted[:, g * m :]
+        logits = scores[:, :m] + c.token_weight * log_tokens[:, None]
+        for j in range(g):
+            logits += weighted[:, j * m : (j + 1) * m] / sums[:, j : j + 1]
+        p: F64 = 1.0 / (1.0 + np.exp(-(logits * c.slope + c.intercept)))
+        if c.isotonic:
+            raw = 1.0 / (1.0 + np.exp(-logits[:, c.isotonic]))
+            p[:, c.isotonic] = np.interp(raw + c.isotonic_offsets, self.isotonic_x, self.isotonic_y)
+        return p
+
+    def arrays(self) -> dict[str, F64]:
+        """Arrays for an .npz file (see `from_arrays`)."""
+        out = {
+            "ridge_weights": self.ridge_weights,
+            "ridge_bias": self.ridge_bias,
+            "stack_weights": self.stack_weights,
+            "stack_bias": self.stack_bias,
+            "platt": self.platt,
+            "isotonic_x": self.isotonic_x,
+            "isotonic_y": self.isotonic_y,
+        }
+        for g, (centroids, table) in enumerate(zip(self.centroids, self.profiles)):
+            out[f"centroids_{g}"] = centroids
+            out[f"profile_{g}"] = table
+        return out
+
+    def scalars(self) -> dict[str, Any]:
+        """The JSON-side state (see `from_arrays`)."""
+        return {
+            "temperatures": list(self.temperatures),
+            "isotonic_models": list(self.isotonic_models),
+            "n_granularities": len(self.profiles),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Any, scalars: dict[str, Any]) -> SuccessModel:
+        """Inverse of `arrays` + `scalars`."""
+
+        def get(name: str) -> F64:
+            return np.asarray(arrays[name], dtype=np.float64)
+
+        granularities = range(int(scalars["n_granularities"]))
+        return cls(
+            ridge_weights=get("ridge_weights"),
+            ridge_bias=get("ridge_bias"),
+            centroids=tuple(get(f"centroids_{g}") for g in granularities),
+            profiles=tuple(get(f"profile_{g}") for g in granularities),
+            temperatures=tuple(float(t) for t in scalars["temperatures"]),
+            stack_weights=get("stack_weights"),
+            stack_bias=get("stack_bias"),
+            platt=get("platt"),
+            isotonic_models=tuple(int(m) for m in scalars["isotonic_models"]),
+            isotonic_x=get("isotonic_x"),
+            isotonic_y=get("isotonic_y"),
+        )
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """`SuccessModel` folded for speed; every product that does not depend on the query is done.
+
+    The stacker is linear in the ridge scores, which are linear in the embedding, so that path
+    folds into d x M weights. Centroids are pre-divided by their temperature, with -1/T as
+    offset, so exp() of the product is the softmax numerator, bounded by 1 (cosines <= 1). The
+    profiles pass through the stacker as (profile table @ stacker block), and one `mixer`
+    product gives every granularity's weighted sum and its normaliser.
+    """
+
+    projection: NDArray[np.float32]  # (d, M + sum K)
+    offset: F64  # (M + sum K,)
+    mixer: F64  # (sum K, G*M + G)
+    token_weight: F64  # (M,)
+    slope: F64
+    intercept: F64
+    isotonic: list[int]
+    isotonic_offsets: F64
+    n_models: int
+    n_granularities: int
+
+    @classmethod
+    def build(cls, model: SuccessModel) -> _Compiled:
+        m = model.n_models
+        g = len(model.profiles)
+        w = model.stack_weights
+        columns = [model.ridge_weights @ w[:m]]
+        offsets = [model.ridge_bias @ w[:m] + model.stack_bias]
+        total = sum(t.shape[0] for t in model.profiles)
+        mixer = np.zeros((total, g * m + g))
+        row = 0
+        for j, (centroids, table, temperature) in enumerate(
+            zip(model.centroids, model.profiles, model.temperatures)
+        ):
+            k = table.shape[0]
+            columns.append(centroids.T / temperature)
+            offsets.append(np.full(k, -1.0 / temperature))
+            mixer[row : row + k, j * m : (j + 1) * m] = table @ w[m * (j + 1) : m * (j + 2)]
+            mixer[row : row + k, g * m + j] = 1.0
+            row += k
+        iso = list(model.isotonic_models)
+        return cls(
+            projection=np.ascontiguousarray(np.concatenate(columns, axis=1), dtype=np.float32),
+            offset=np.concatenate(offsets),
+            mixer=mixer,
+            token_weight=w[m * (g + 1)],
+            slope=model.platt[0],
+            intercept=model.platt[1],
+            isotonic=iso,
+            isotonic_offsets=2.0 * np.arange(len(iso), dtype=np.float64),
+            n_models=m,
+            n_granularities=g,
+        )
+
+
+@dataclass(frozen=True)
+class FitDiagnostics:
+    """Cross-validated figures and the hyper-parameters chosen, per model (index order)."""
+
+    ridge_strength: list[float]
+    temperatures: list[float]
+    n_clusters: list[int]
+    stacker_c: list[float]
+    calibration: list[str]
+    cv_brier: list[float]
+    cv_ece: list[float]
+    cv_p_success: F64  # (n, M) cross-fitted calibrated p_success (NaN where ungraded)
+    folds: int
+
+
+def fit_success_model(
+    vectors: NDArray[np.floating[Any]],
+    grades: F64,
+    log_tokens: F64,
+    config: ModelRouterConfig,
+) -> tuple[SuccessModel, FitDiagnostics]:
+    """Fit on unit-norm `vectors` (n, d), `grades` (n, M; NaN = ungraded) and log token counts."""
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    # The products here are small: BLAS threads mostly spin, and on a shared machine they
+    # make the fit several times slower than one thread.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit(np.asarray(vectors, dtype=np.float64), grades, log_tokens, config)
+
+
+def _fit(
+    x: F64, grades: F64, log_tokens: F64, config: ModelRouterConfig
+) -> tuple[SuccessModel, FitDiagnostics]:
+    known = ~np.isnan(grades)
+    n = len(x)
+    min_graded = int(known.sum(axis=0).min())
+    n_folds = max(2, min(config.folds, min_graded // 2))
+    rng = np.random.default_rng(config.seed)
+    folds = rng.permutation(n) % n_folds
+    ridge_oof, ridge_final, strengths = _ridge(x, grades, known, folds, config)
+    blocks = [ridge_oof]
+    finals: list[tuple[F64, F64, float]] = []
+    sizes = _cluster_sizes(n)
+    for k in sizes:
+        oof, centroids, table, temperature = _neighbourhood(x, grades, known, folds, k, config)
+        blocks.append(oof)
+        finals.append((centroids, table, temperature))
+    blocks.append(log_tokens[:, None])
+    features = np.concatenate(blocks, axis=1)
+    stack_folds = np.random.default_rng(config.seed + 1).permutation(n) % n_folds
+    stack_w, stack_b, stack_oof, stack_c = _stack(features, grades, known, stack_folds, config)
+    platt, iso_models, iso_tables, methods, calibrated = _calibrate(
+        stack_oof, grades, known, folds, config
+    )
+    iso_x, iso_y = _isotonic_tables(iso_tables)
+    model = SuccessModel(
+        ridge_weights=ridge_final[0],
+        ridge_bias=ridge_final[1],
+        centroids=tuple(c for c, _, _ in finals),
+        profiles=tuple(t for _, t, _ in finals),
+        temperatures=tuple(t for _, _, t in finals),
+        stack_weights=stack_w,
+        stack_bias=stack_b,
+        platt=platt,
+        isotonic_models=tuple(iso_models),
+        isotonic_x=iso_x,
+        isotonic_y=iso_y,
+    )
+    brier, ece = [], []
+    from ..calibration import expected_calibration_error
+
+    for m in range(grades.shape[1]):
+        rows = known[:, m]
+        brier.append(float(np.mean((calibrated[rows, m] - grades[rows, m]) ** 2)))
+        ece.append(expected_calibration_error(calibrated[rows, m], grades[rows, m]))
+    diagnostics = FitDiagnostics(
+        ridge_strength=strengths,
+        temperatures=[t for _, _, t in finals],
+        n_clusters=list(sizes),
+        stacker_c=stack_c,
+        calibration=methods,
+        cv_brier=brier,
+        cv_ece=ece,
+        cv_p_success=np.where(known, calibrated, np.nan),
+        folds=n_folds,
+    )
+    return model, diagnostics
+
+
+# ------------------------------------------------------------------------------ ridge
+def _ridge_path(x: F64, y: F64, strengths: tuple[float, ...]) -> list[tuple[F64, F64]]:
+    """Ridge solutions for every strength from one eigendecomposition of the centred Gram matrix.
+
+    The (d x d) Gram matrix costs one product over the rows, far less than an SVD of the rows.
+    """
+    mean = x.mean(axis=0)
+    centred = x - mean
+    eigenvalues, vectors = np.linalg.eigh(centred.T @ centred)
+    eigenvalues = np.clip(eigenvalues, 0.0, None)
+    y_mean = y.mean(axis=0)
+    projected = vectors.T @ (centred.T @ (y - y_mean))
+    top = float(eigenvalues.max()) if eigenvalues.max() > 0 else 1.0
+    out = []
+    for strength in strengths:
+        w = vectors @ (projected / (eigenvalues + strength * top)[:, None])
+        out.append((w, y_mean - mean @ w))
+    return out
+
+
+def _mask_groups(known: NDArray[np.bool_]) -> list[list[int]]:
+    """Models graded on exactly the same queries share one SVD per fold."""
+    groups: dict[bytes, list[int]] = {}
+    for m in range(known.shape[1]):
+        groups.setdefault(known[:, m].tobytes(), []).append(m)
+    return list(groups.values())
+
+
+def _ridge(
+    x: F64,
+    grades: F64,
+    known: NDArray[np.bool_],
+    folds: NDArray[np.int64],
+    config: ModelRouterConfig,
+) -> tuple[F64, tuple[F64, F64], list[float]]:
+    """Out-of-fold ridge scores (strength per model by CV error) and the final fit."""
+    n, n_models = grades.shape
+    grid = config.ridge_strengths
+    oof = np.zeros((len(grid), n, n_models))
+    for models in _mask_groups(known):
+        rows_known = known[:, models[0]]
+        for f in np.unique(folds):
+            train = rows_known & (folds != f)
+            held = folds == f
+            for g, (w, b) in enumerate(_ridge_path(x[train], grades[train][:, models], grid)):
+                oof[g][np.ix_(held, models)] = x[held] @ w + b
+    filled = np.where(known, grades, 0.0)
+    errors = (((oof - filled) ** 2) * known).sum(axis=1)  # (grid, M)
+    best = errors.argmin(axis=0)
+    weights = np.zeros((x.shape[1], n_models))
+    bias = np.zeros(n_models)
+    for models in _mask_groups(known):
+        rows = known[:, models[0]]
+        path = _ridge_path(x[rows], grades[rows][:, models], grid)
+        for j, m in enumerate(models):
+            w, b = path[best[m]]
+            weights[:, m], bias[m] = w[:, j], b[j]
+    chosen = oof[best, :, np.arange(n_models)].T
+    return chosen, (weights, bias), [float(grid[g]) for g in best]
+
+
+# ---------------------------------------------------------------------- neighbourhoods
+def _cluster_sizes(n: int) -> list[int]:
+    """A coarse and a fine granularity, with at least ten queries per cluster on average."""
+    coarse = round(math.sqrt(n) / 2)
+    sizes = sorted({min(k, n // 10) for k in (coarse, 4 * coarse)})
+    return [k for k in sizes if k >= 2]
+
+
+def _profile(sims: F64, table: F64, temperature: float) -> F64:
+    weights = np.exp((sims - sims.max(axis=1, keepdims=True)) / temperature)
+    out: F64 = (weights @ table) / weights.sum(axis=1, keepdims=True)
+    return out
+
+
+def _cluster(x: F64, k: int, seed: int, iterations: int = 12) -> tuple[F64, NDArray[np.int64]]:
+    """Spherical k-means (cosine), seeded with k distinct random rows.
+
+    A few Lloyd steps of matrix products: the profiles only need coarse, stable regions, not
+    the converged optimum scikit-learn's k-means++ pays seconds for.
+    """
+    rng = np.random.default_rng(seed)
+    x32 = x.astype(np.float32)  # assignments only need float32 products
+    centroids = x32[rng.choice(len(x), size=k, replace=False)].copy()
+    for _ in range(iterations):
+        labels = np.argmax(x32 @ centroids.T, axis=1)
+        sums = _one_hot(labels, k).T.astype(np.float32) @ x32
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        empty = norms[:, 0] == 0  # an emptied cluster keeps its old centre
+        sums[empty] = centroids[empty]
+        centroids = sums / np.where(norms > 0, norms, 1.0)
+    return centroids.astype(np.float64), np.argmax(x32 @ centroids.T, axis=1).astype(np.int64)
+
+
+def _one_hot(labels: NDArray[np.int64], k: int) -> F64:
+    out = np.zeros((len(labels), k))
+    out[np.arange(len(labels)), labels] = 1.0
+    return out
+
+
+def _cluster_means(
+    labels: NDArray[np.int64], k: int, grades: F64, known: NDArray[np.bool_], strength: float
+) -> F64:
+    """Mean grade per cluster and model, shrunk toward the model's mean by `strength` counts."""
+    members = _one_hot(labels, k).T
+    counts = members @ known.astype(np.float64)
+    sums = members @ np.where(known, grades, 0.0)
+    prior = sums.sum(axis=0) / np.maximum(counts.sum(axis=0), 1.0)
+    out: F64 = (sums + strength * prior) / (counts + strength)
+    return out
+
+
+def _neighbourhood(
+    x: F64,
+    grades: F64,
+    known: NDArray[np.bool_],
+    folds: NDArray[np.int64],
+    k: int,
+    config: ModelRouterConfig,
+) -> tuple[F64, F64, F64, float]:
+    """Out-of-fold profiles at the temperature with the lowest CV Brier score, and the final fit."""
+    temps = config.temperatures
+    oof = np.zeros((len(temps), *grades.shape))
+    for f in np.unique(folds):
+        train, held = folds != f, folds == f
+        centroids, labels = _cluster(x[train], k, config.seed)
+        table = _cluster_means(labels, k, grades[train], known[train], config.prior_strength)
+        sims = x[held] @ centroids.T
+        for t, temperature in enumerate(temps):
+            oof[t][held] = _profile(sims, table, temperature)
+    filled = np.where(known, grades, 0.0)
+    loss = (((oof - filled) ** 2) * known).sum(axis=(1, 2))
+    best = int(loss.argmin())
+    centroids, labels = _cluster(x, k, config.seed)
+    table = _cluster_means(labels, k, grades, known, config.prior_strength)
+    return oof[best], centroids, table, float(temps[best])
+
+
+# ---------------------------------------------------------------------------- stacker
+def _soft_logistic(x: F64, y: F64, c: float, iterations: int = 50) -> tuple[F64, float]:
+    """L2 logistic regression on grades in [0, 1] by Newton's method (intercept unpenalised).
+
+    Minimises sum_i [-y_i log p_i - (1 - y_i) log(1 - p_i)] + |w|^2 / (2c), the objective of
+    scikit-learn's LogisticRegression(C=c) with soft labels; the few features here make each
+    Newton step one small (F x F) solve.
+    """
+    n, f = x.shape
+    if float(y.max() - y.min()) < _EPS:  # a constant grade: nothing to separate
+        mean = min(max(float(y.mean()), _EPS), 1 - _EPS)
+        return np.zeros(f), math.log(mean / (1 - mean))
+    design = np.concatenate([x, np.ones((n, 1))], axis=1)
+    penalty = np.full(f + 1, 1.0 / c)
+    penalty[-1] = 0.0
+    theta = np.zeros(f + 1)
+    mean = min(max(float(y.mean()), _EPS), 1 - _EPS)
+    theta[-1] = math.log(mean / (1 - mean))
+    for _ in range(iterations):
+        p = _sigmoid(design @ theta)
+        gradient = design.T @ (p - y) + penalty * theta
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hessian, gradient)
+        theta -= step
+        if float(np.abs(step).max()) < 1e-7:
+            break
+    return theta[:-1].copy(), float(theta[-1])
+
+
+def _log_loss(p: F64, y: F64) -> float:
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _stack(
+    features: F64,
+    grades: F64,
+    known: NDArray[np.bool_],
+    folds: NDArray[np.int64],
+    config: ModelRouterConfig,
+) -> tuple[F64, F64, F64, list[float]]:
+    """Per-model stacker (C by CV log loss): folded weights, biases, out-of-fold logits."""
+    mean = features.mean(axis=0)
+    scale = features.std(axis=0)
+    scale = np.where(scale > _EPS, scale, 1.0)
+    z = (features - mean) / scale
+    n, n_models = grades.shape
+    weights = np.zeros((features.shape[1], n_models))
+    bias = np.zeros(n_models)
+    oof_logits = np.zeros((n, n_models))
+    chosen = []
+    for m in range(n_models):
+        rows = known[:, m]
+        best: tuple[float, float, F64] | None = None
+        for c in config.stacker_c:
+            logits = np.zeros(n)
+            for f in np.unique(folds):
+                train, held = rows & (folds != f), rows & (folds == f)
+                w, b = _soft_logistic(z[train], grades[train, m], c)
+                logits[held] = z[held] @ w + b
+            loss = _log_loss(_sigmoid(logits[rows]), grades[rows, m])
+            if best is None or loss < best[0]:
+                best = (loss, c, logits)
+        assert best is not None
+        _, c, oof_logits[:, m] = best
+        chosen.append(float(c))
+        w, b = _soft_logistic(z[rows], grades[rows, m], c)
+        weights[:, m] = w / scale
+        bias[m] = b - float(mean / scale @ w)
+    return weights, bias, oof_logits, chosen
+
+
+def _sigmoid(x: F64) -> F64:
+    out: F64 = 1.0 / (1.0 + np.exp(-x))
+    return out
+
+
+# ------------------------------------------------------------------------ calibration
+def _platt(logits: F64, y: F64) -> tuple[float, float]:
+    w, b = _soft_logistic(logits[:, None], y, 1e4)
+    return (float(w[0]), b) if w.any() else (0.0, b)
+
+
+def _calibrators(
+    logits: F64, y: F64, method: str
+) -> tuple[tuple[float, float], IsotonicCalibrator | None]:
+    if method == "platt":
+        return _platt(logits, y), None
+    if method == "isotonic":
+        return (1.0, 0.0), IsotonicCalibrator().fit(_sigmoid(logits), y)
+    return (1.0, 0.0), None
+
+
+def _apply(logits: F64, platt: tuple[float, float], iso: IsotonicCalibrator | None) -> F64:
+    if iso is not None:
+        return iso.transform(_sigmoid(logits))
+    return _sigmoid(logits * platt[0] + platt[1])
+
+
+def _calibrate(
+    logits: F64,
+    grades: F64,
+    known: NDArray[np.bool_],
+    folds: NDArray[np.int64],
+    config: ModelRouterConfig,
+) -> tuple[F64, list[int], list[IsotonicCalibrator], list[str], F64]:
+    """Per-model calibration of the stacker's out-of-fold logits (method by CV Brier score)."""
+    n_models = grades.shape[1]
+    platt = np.array([[1.0] * n_models, [0.0] * n_models])
+    iso_models: list[int] = []
+    iso_tables: list[IsotonicCalibrator] = []
+    methods: list[str] = []
+    calibrated = np.zeros_like(logits)
+    for m in range(n_models):
+        rows = known[:, m]
+        x, y = logits[rows, m], grades[rows, m]
+        candidates = (
+            ["none", "platt"] + (["isotonic"] if rows.sum() >= _ISOTONIC_MIN else [])
+            if config.calibration == "auto"
+            else [config.calibration]
+        )
+        best: tuple[float, str, F64] | None = None
+        for method in candidates:
+            cv = np.zeros_like(x)
+            fold = folds[rows]
+            for f in np.unique(fold):
+                train, held = fold != f, fold == f
+                params, iso = _calibrators(x[train], y[train], method)
+                cv[held] = _apply(x[held], params, iso)
+            brier = float(np.mean((cv - y) ** 2))
+            if best is None or brier < best[0] - 1e-12:
+                best = (brier, method, cv)
+        assert best is not None
+        _, method, cv = best
+        methods.append(method)
+        calibrated[rows, m] = cv
+        params, iso = _calibrators(x, y, method)
+        platt[:, m] = params
+        if iso is not None:
+            iso_models.append(m)
+            iso_tables.append(iso)
+    return platt, iso_models, iso_tables, methods, calibrated
+
+
+def _isotonic_tables(tables: list[IsotonicCalibrator]) -> tuple[F64, F64]:
+    """All isotonic maps in one table: model j's inputs shifted by 2j, padded past [0, 1].
+
+    One `np.interp` then calibrates every isotonic model of a batch at once.
+    """
+    xs: list[F64] = []
+    ys: list[F64] = []
+    for j, table in enumerate(tables):
+        xs.append(np.concatenate([[-0.5], table.x_, [1.5]]) + 2.0 * j)
+        ys.append(np.concatenate([[table.y_[0]], table.y_, [table.y_[-1]]]))
+    if not xs:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(xs), np.concatenate(ys)
