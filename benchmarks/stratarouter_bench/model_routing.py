@@ -1,0 +1,488 @@
+"""`stratarouter bench model-routing`: quality against cost on a graded multi-model data set.
+
+Data: a JSON file with ``models`` ({name: {input_usd_per_mtok, output_usd_per_mtok}}) and
+``train`` / ``test`` lists of [query, {model: score in [0, 1]}], and an .npz with one
+embedding per query per split (``train``, ``test``), in the same order.
+
+Protocol. Every method is fitted on train only and evaluated once on test, on the same
+vectors and the same per-query prices: a model's price is the mean of its input and output
+prices per million tokens (the data has no token counts, so every query costs the same per
+model). A method maps each test query to a predicted quality per model; a decision then
+picks argmax(predicted - w * price / max price) and w sweeps from 0 upwards, which traces the
+method's quality-cost curve (the same `decide` that `ModelRouter.route` uses). Figures:
+
+- quality at <= the best single model's cost: the best curve point within that cost;
+- cost saved at the best single model's quality: 1 - (cheapest curve point reaching it) / cost;
+- AvgAcc: the quality of the quality-only choice (w = 0); Gain@Best-single =
+  (AvgAcc - best single) / best single and Gap@Oracle = (oracle - AvgAcc) / oracle, both
+  relative, as LLMRouterBench reports them;
+- ECE of each model's predicted quality against its graded scores (15 equal-width bins);
+- for one strong/weak pair, RouteLLM's APGR (area under the performance-gap-recovered curve
+  over the share of strong calls, from 0 to 100%) and CPT(50%) / CPT(80%) (the share of
+  strong calls needed to recover 50% / 80% of the gap), ranking queries by predicted
+  strong-minus-weak quality.
+
+The best single model and the pair are chosen on train. Baselines: best single model,
+random mix (any random split between models: the upper convex hull of the single models),
+oracle (the true scores), kNN (k=20, mean graded score per model among the 20 most similar
+train queries) and per-model logistic regression on the embeddings (scikit-learn defaults,
+labels score >= 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from stratarouter_core.calibration import expected_calibration_error
+from stratarouter_core.errors import ConfigError
+from stratarouter_core.model_routing import ModelRouter, ModelSpec, Rule, decide
+
+from .datasets import PrecomputedEncoder
+
+__all__ = ["GradedData", "MethodResult", "load_graded", "register", "run"]
+
+F64 = NDArray[np.float64]
+_WEIGHTS = np.concatenate([[0.0], np.logspace(-4, 1, 400)])  # cost_weight sweep
+_KNN_K = 20
+
+
+def register(benches: Any) -> None:
+    """Add the `model-routing` benchmark."""
+    parser = benches.add_parser(
+        "model-routing", help="model routing: quality vs cost against kNN, logistic, oracle"
+    )
+    parser.add_argument("--dataset", required=True, help="graded JSON (models, train, test)")
+    parser.add_argument("--embeddings", required=True, help=".npz with train and test vectors")
+    parser.add_argument("--plot", help="write the quality-cost curves to this PNG")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--pair",
+        help="STRONG,WEAK models for APGR/CPT (default: the best model on train, and the best "
+        "of the cheaper ones)",
+    )
+    parser.set_defaults(run=run)
+
+
+@dataclass(frozen=True)
+class GradedData:
+    """One graded data set, split; scores (n, M) with NaN where a model was not graded."""
+
+    name: str
+    models: tuple[ModelSpec, ...]
+    train_queries: list[str]
+    train_scores: F64
+    train_vectors: NDArray[np.float32]
+    test_queries: list[str]
+    test_scores: F64
+    test_vectors: NDArray[np.float32]
+    embedding_model: str | None
+
+    @property
+    def names(self) -> list[str]:
+        """Model names in column order."""
+        return [m.name for m in self.models]
+
+    @property
+    def price(self) -> F64:
+        """Per-query price of each model: mean of input and output price per Mtok."""
+        return np.array([(m.input_usd_per_mtok + m.output_usd_per_mtok) / 2 for m in self.models])
+
+
+def load_graded(dataset: str | Path, embeddings: str | Path) -> GradedData:
+    """Read the JSON and the .npz, checking that they line up."""
+    raw = json.loads(Path(dataset).read_text())
+    try:
+        models = tuple(
+            ModelSpec(name, float(p["input_usd_per_mtok"]), float(p["output_usd_per_mtok"]))
+            for name, p in raw["models"].items()
+        )
+        names = [m.name for m in models]
+        splits = {s: raw[s] for s in ("train", "test")}
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"{dataset}: expected models, train and test ({exc})") from exc
+    with np.load(embeddings) as arrays:
+        vectors = {s: np.asarray(arrays[s], dtype=np.float32) for s in splits}
+        model = str(arrays["model"]) if "model" in arrays.files else None
+    out: dict[str, Any] = {}
+    for split, rows in splits.items():
+        if len(rows) != len(vectors[split]):
+            raise ConfigError(f"{split}: {len(rows)} queries but {len(vectors[split])} vectors")
+        out[f"{split}_queries"] = [q for q, _ in rows]
+        out[f"{split}_scores"] = np.array(
+            [[s.get(m, np.nan) for m in names] for _, s in rows], dtype=np.float64
+        )
+        out[f"{split}_vectors"] = vectors[split]
+    return GradedData(
+        name=str(raw.get("name", Path(dataset).stem)), models=models, embedding_model=model, **out
+    )
+
+
+@dataclass
+class MethodResult:
+    """One method's figures on test."""
+
+    method: str
+    quality_at_best_cost: float
+    cost_saved_at_best_quality: float | None
+    avg_acc: float
+    gain_at_best_single: float
+    gap_at_oracle: float
+    max_ece: float | None = None
+    ece: dict[str, float] | None = None
+    apgr: float | None = None
+    cpt50: float | None = None
+    cpt80: float | None = None
+    curve: list[tuple[float, float]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- methods
+def _knn(data: GradedData) -> F64:
+    train = _unit(data.train_vectors)
+    sims = _unit(data.test_vectors) @ train.T
+    top = np.argpartition(-sims, _KNN_K - 1, axis=1)[:, :_KNN_K]
+    neighbours = data.train_scores[top]  # (n_test, k, M)
+    out: F64 = np.nanmean(neighbours, axis=1)
+    return np.where(np.isnan(out), np.nanmean(data.train_scores, axis=0), out)
+
+
+def _logistic(data: GradedData) -> F64:
+    from sklearn.linear_model import LogisticRegression
+
+    out = np.zeros((len(data.test_queries), len(data.models)))
+    for m in range(len(data.models)):
+        rows = ~np.isnan(data.train_scores[:, m])
+        labels = data.train_scores[rows, m] >= 0.5
+        if labels.all() or not labels.any():
+            out[:, m] = float(labels.mean())
+            continue
+        fit = LogisticRegression(max_iter=1000).fit(data.train_vectors[rows], labels)
+        out[:, m] = fit.predict_proba(data.test_vectors)[:, 1]
+    return out
+
+
+def _ours(data: GradedData) -> tuple[F64, ModelRouter, float, float]:
+    """p_success on test, the fitted router, fit seconds and route() P50 microseconds."""
+    texts = data.train_queries + data.test_queries
+    encoder = PrecomputedEncoder(
+        texts, np.concatenate([data.train_vectors, data.test_vectors]), data.embedding_model
+    )
+    router = ModelRouter(data.models, encoder=encoder)
+    scores = [
+        {name: float(v) for name, v in zip(data.names, row) if not np.isnan(v)}
+        for row in data.train_scores
+    ]
+    started = time.perf_counter()
+    router.fit(data.train_queries, scores, data.train_vectors)
+    fit_s = time.perf_counter() - started
+    p = router.predict_proba(data.test_queries, data.test_vectors)
+    timings = []
+    for query, vector in zip(data.test_queries, data.test_vectors):
+        started_ns = time.perf_counter_ns()
+        router.route(query, vector, cost_weight=0.1)
+        timings.append(time.perf_counter_ns() - started_ns)
+    return p, router, fit_s, float(np.median(timings) / 1e3)
+
+
+# ---------------------------------------------------------------------------- figures
+def _curve(predicted: F64, truth: F64, price: F64) -> list[tuple[float, float]]:
+    """(mean price, mean true quality) of the cost_weight sweep."""
+    costs = np.broadcast_to(price, predicted.shape)
+    realised = np.nan_to_num(truth)
+    rows = np.arange(len(truth))
+    points = set()
+    for weight in _WEIGHTS:
+        chosen, _ = decide(predicted, costs, Rule(cost_weight=float(weight)))
+        points.add((float(price[chosen].mean()), float(realised[rows, chosen].mean())))
+    return sorted(points)
+
+
+def _hull(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Upper-left convex hull: what random mixes of the points reach."""
+    ordered = sorted(points, key=lambda p: (p[0], -p[1]))
+    hull: list[tuple[float, float]] = []
+    for point in ordered:
+        if hull and point[1] <= hull[-1][1]:
+            continue
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (x2 - x1) * (point[1] - y1) - (y2 - y1) * (point[0] - x1) >= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(point)
+    return hull
+
+
+def _hull_value(hull: Sequence[tuple[float, float]], cost: float) -> float:
+    xs, ys = zip(*hull)
+    return float(np.interp(cost, xs, ys))
+
+
+def _hull_cost(hull: Sequence[tuple[float, float]], quality: float) -> float | None:
+    xs, ys = zip(*hull)
+    if quality > max(ys):
+        return None
+    return float(np.interp(quality, ys, xs))
+
+
+def _at_cost(curve: Sequence[tuple[float, float]], cost: float) -> float:
+    within = [q for c, q in curve if c <= cost + 1e-12]
+    return max(within) if within else float("nan")
+
+
+def _saved(curve: Sequence[tuple[float, float]], quality: float, cost: float) -> float | None:
+    reaching = [c for c, q in curve if q >= quality - 1e-12]
+    return 1.0 - min(reaching) / cost if reaching else None
+
+
+def _pair_curve(score: F64, strong: F64, weak: F64) -> F64:
+    """Quality when the k highest-scored queries go to the strong model, k = 0..n."""
+    order = np.argsort(-score, kind="stable")
+    gains = np.concatenate([[0.0], np.cumsum((strong - weak)[order])])
+    out: F64 = (weak.sum() + gains) / len(score)
+    return out
+
+
+def _apgr_cpt(score: F64, strong: F64, weak: F64) -> tuple[float, float | None, float | None]:
+    quality = _pair_curve(score, strong, weak)
+    gap = strong.mean() - weak.mean()
+    if abs(gap) < 1e-12:
+        return float("nan"), None, None
+    pgr = (quality - weak.mean()) / gap
+    share = np.linspace(0.0, 1.0, len(pgr))
+    apgr = float(np.sum((pgr[1:] + pgr[:-1]) / 2 * np.diff(share)))
+
+    def cpt(target: float) -> float | None:
+        hit = np.nonzero(pgr >= target - 1e-12)[0]
+        return float(share[hit[0]]) if len(hit) else None
+
+    return apgr, cpt(0.5), cpt(0.8)
+
+
+def _pair(data: GradedData, spec: str | None) -> tuple[int, int]:
+    names = data.names
+    if spec:
+        try:
+            strong, weak = (names.index(s.strip()) for s in spec.split(","))
+        except ValueError as exc:
+            raise ConfigError(f"--pair {spec!r}: expected STRONG,WEAK among {names}") from exc
+        return strong, weak
+    means = np.nanmean(data.train_scores, axis=0)
+    strong = int(np.argmax(means))
+    cheaper = [m for m in range(len(names)) if data.price[m] < data.price[strong]]
+    if not cheaper:
+        raise ConfigError("no model is cheaper than the best one: pass --pair STRONG,WEAK")
+    return strong, max(cheaper, key=lambda m: means[m])
+
+
+@dataclass(frozen=True)
+class _Reference:
+    best: int
+    best_quality: float
+    best_cost: float
+    oracle: float
+    pair: tuple[int, int]
+
+
+def _result(
+    method: str,
+    predicted: F64,
+    data: GradedData,
+    ref: _Reference,
+    *,
+    calibrated: bool = True,
+) -> MethodResult:
+    truth = data.test_scores
+    curve = _curve(predicted, truth, data.price)
+    avg = _quality_only(predicted, truth)
+    strong, weak = ref.pair
+    known = ~np.isnan(truth)
+    ece = None
+    if calibrated:
+        ece = {
+            name: expected_calibration_error(predicted[known[:, m], m], truth[known[:, m], m])
+            for m, name in enumerate(data.names)
+        }
+    both = known[:, strong] & known[:, weak]
+    apgr, cpt50, cpt80 = _apgr_cpt(
+        (predicted[:, strong] - predicted[:, weak])[both], truth[both, strong], truth[both, weak]
+    )
+    return MethodResult(
+        method=method,
+        quality_at_best_cost=_at_cost(curve, ref.best_cost),
+        cost_saved_at_best_quality=_saved(curve, ref.best_quality, ref.best_cost),
+        avg_acc=avg,
+        gain_at_best_single=(avg - ref.best_quality) / ref.best_quality,
+        gap_at_oracle=(ref.oracle - avg) / ref.oracle,
+        max_ece=max(ece.values()) if ece else None,
+        ece=ece,
+        apgr=apgr,
+        cpt50=cpt50,
+        cpt80=cpt80,
+        curve=curve,
+    )
+
+
+def _quality_only(predicted: F64, truth: F64) -> float:
+    chosen = np.argmax(predicted, axis=1)
+    return float(np.nan_to_num(truth)[np.arange(len(truth)), chosen].mean())
+
+
+def _baseline_rows(data: GradedData, ref: _Reference) -> list[MethodResult]:
+    truth = np.nan_to_num(data.test_scores)
+    singles = [(float(data.price[m]), float(truth[:, m].mean())) for m in range(len(data.models))]
+    hull = _hull(singles)
+    best = MethodResult(
+        method=f"best single ({data.names[ref.best]})",
+        quality_at_best_cost=ref.best_quality,
+        cost_saved_at_best_quality=0.0,
+        avg_acc=ref.best_quality,
+        gain_at_best_single=0.0,
+        gap_at_oracle=(ref.oracle - ref.best_quality) / ref.oracle,
+        curve=[singles[ref.best]],
+    )
+    cost = _hull_cost(hull, ref.best_quality)
+    random_quality = _hull_value(hull, ref.best_cost)
+    random = MethodResult(
+        method="random mix (hull of single models)",
+        quality_at_best_cost=random_quality,
+        cost_saved_at_best_quality=None if cost is None else 1.0 - cost / ref.best_cost,
+        avg_acc=max(q for _, q in singles),
+        gain_at_best_single=(max(q for _, q in singles) - ref.best_quality) / ref.best_quality,
+        gap_at_oracle=(ref.oracle - max(q for _, q in singles)) / ref.oracle,
+        apgr=0.5,
+        cpt50=0.5,
+        cpt80=0.8,
+        curve=hull,
+    )
+    oracle = _result("oracle", np.nan_to_num(data.test_scores, nan=-1.0), data, ref)
+    oracle.max_ece, oracle.ece = None, None
+    return [best, random, oracle]
+
+
+# ------------------------------------------------------------------------------- run
+def run(args: argparse.Namespace) -> int:
+    """Fit every method on train, evaluate on test, print one table (or JSON)."""
+    data = load_graded(args.dataset, args.embeddings)
+    truth = np.nan_to_num(data.test_scores)
+    train_means = np.nanmean(data.train_scores, axis=0)
+    best = int(np.argmax(train_means))
+    ref = _Reference(
+        best=best,
+        best_quality=float(truth[:, best].mean()),
+        best_cost=float(data.price[best]),
+        oracle=_quality_only(np.nan_to_num(data.test_scores, nan=-1.0), truth),
+        pair=_pair(data, args.pair),
+    )
+    rows = _baseline_rows(data, ref)
+    rows.append(_result(f"kNN (k={_KNN_K})", _knn(data), data, ref))
+    rows.append(_result("logistic regression per model", _logistic(data), data, ref))
+    p, router, fit_s, p50_us = _ours(data)
+    rows.append(_result("StrataRouter ModelRouter", p, data, ref))
+    report = router.report
+    payload = {
+        "dataset": data.name,
+        "n_train": len(data.train_queries),
+        "n_test": len(data.test_queries),
+        "models": data.names,
+        "price": data.price.tolist(),
+        "best_single": data.names[best],
+        "best_single_quality": ref.best_quality,
+        "best_single_cost": ref.best_cost,
+        "oracle_quality": ref.oracle,
+        "pair": [data.names[i] for i in ref.pair],
+        "fit_seconds": fit_s,
+        "route_p50_us": p50_us,
+        "hyperparameters": report.hyperparameters if report else None,
+        "rows": [asdict(r) for r in rows],
+    }
+    if args.plot:
+        _plot(rows, data, args.plot)
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        _print(rows, payload)
+    return 0
+
+
+def _fmt(value: float | None, style: str) -> str:
+    if value is None or value != value:
+        return "-"
+    return f"{value:.1%}" if style == "pct" else f"{value:.3f}"
+
+
+def _print(rows: Sequence[MethodResult], payload: dict[str, Any]) -> None:
+    strong, weak = payload["pair"]
+    print(
+        f"\n{payload['dataset']}: {payload['n_train']} train / {payload['n_test']} test queries, "
+        f"{len(payload['models'])} models; best single {payload['best_single']} "
+        f"{payload['best_single_quality']:.3f} at price {payload['best_single_cost']:g}; "
+        f"oracle {payload['oracle_quality']:.3f}; pair {strong} vs {weak}\n"
+    )
+    columns = [
+        ("quality @ <= best cost", "quality_at_best_cost", "3"),
+        ("cost saved @ best quality", "cost_saved_at_best_quality", "pct"),
+        ("AvgAcc", "avg_acc", "3"),
+        ("Gain@Best-single", "gain_at_best_single", "pct"),
+        ("Gap@Oracle", "gap_at_oracle", "pct"),
+        ("max per-model ECE", "max_ece", "3"),
+        ("APGR", "apgr", "3"),
+        ("CPT(50%)", "cpt50", "pct"),
+        ("CPT(80%)", "cpt80", "pct"),
+    ]
+    print("| method | " + " | ".join(c[0] for c in columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for row in rows:
+        cells = [_fmt(getattr(row, attr), style) for _, attr, style in columns]
+        print(f"| {row.method} | " + " | ".join(cells) + " |")
+    ours = rows[-1]
+    if ours.ece:
+        print("\nECE of p_success per model (ModelRouter, test):")
+        print("| " + " | ".join(ours.ece) + " |")
+        print("|---" * len(ours.ece) + "|")
+        print("| " + " | ".join(f"{v:.3f}" for v in ours.ece.values()) + " |")
+    print(
+        f"\nModelRouter.fit: {payload['fit_seconds']:.1f} s; "
+        f"route() with the embedding given: P50 {payload['route_p50_us']:.0f} us"
+    )
+
+
+def _plot(rows: Sequence[MethodResult], data: GradedData, path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib not installed: no plot; pip install 'stratarouter[plot]')")
+        return
+    figure, axes = plt.subplots(figsize=(8, 5.5))
+    truth = np.nan_to_num(data.test_scores)
+    for m, name in enumerate(data.names):
+        axes.scatter(data.price[m], truth[:, m].mean(), color="grey", s=18)
+        axes.annotate(name, (data.price[m], truth[:, m].mean()), fontsize=6, color="grey")
+    for row in rows[1:]:
+        xs, ys = zip(*_hull(row.curve)) if row.method.startswith("random") else zip(*row.curve)
+        axes.plot(xs, ys, marker=".", markersize=3, label=row.method)
+    axes.set(
+        xlabel="mean price per query (mean of input and output USD / Mtok)",
+        ylabel="mean graded quality (test)",
+        title=f"{data.name}: quality vs cost",
+    )
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=130)
+    plt.close(figure)
+
+
+def _unit(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+    out: NDArray[np.float32] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return out

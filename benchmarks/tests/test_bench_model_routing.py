@@ -1,0 +1,97 @@
+"""`stratarouter bench model-routing` end to end on a small synthetic graded data set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from stratarouter_core.cli.main import main
+
+from stratarouter_bench import model_routing
+
+DIM = 16
+
+
+def _write(tmp_path, n_train: int = 600, n_test: int = 200):
+    """big is right 85% of the time everywhere; small only where x0 > 0; mid where x1 > 0."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        x = rng.normal(size=(n, DIM)).astype(np.float32)
+        truth = np.stack(
+            [np.full(n, 0.85), np.where(x[:, 1] > 0, 0.9, 0.2), np.where(x[:, 0] > 0, 0.9, 0.1)],
+            axis=1,
+        )
+        grades = (rng.random(truth.shape) < truth).astype(float)
+        rows = [
+            [f"{split} query {i}", dict(zip(["big", "mid", "small"], g.tolist()))]
+            for i, g in enumerate(grades)
+        ]
+        out[split] = (rows, x)
+    models = {
+        "big": {"input_usd_per_mtok": 10.0, "output_usd_per_mtok": 10.0},
+        "mid": {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 1.0},
+        "small": {"input_usd_per_mtok": 0.1, "output_usd_per_mtok": 0.1},
+    }
+    dataset = tmp_path / "graded.json"
+    dataset.write_text(
+        json.dumps({"name": "synthetic", "models": models, **{s: r for s, (r, _) in out.items()}})
+    )
+    vectors = tmp_path / "graded.npz"
+    np.savez(vectors, train=out["train"][1], test=out["test"][1], model=np.array("fake"))
+    return dataset, vectors
+
+
+def test_json_report_and_plot(tmp_path, capsys) -> None:
+    dataset, vectors = _write(tmp_path)
+    plot = tmp_path / "curve.png"
+    args = ["bench", "model-routing", "--dataset", str(dataset), "--embeddings", str(vectors)]
+    assert main([*args, "--json", "--plot", str(plot)]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    rows = {r["method"].split(" (")[0]: r for r in payload["rows"]}
+    assert set(rows) == {
+        "best single",
+        "random mix",
+        "oracle",
+        "kNN",
+        "logistic regression per model",
+        "StrataRouter ModelRouter",
+    }
+    assert payload["best_single"] == "big" and payload["pair"] == ["big", "mid"]
+    ours, oracle, best = (
+        rows["StrataRouter ModelRouter"],
+        rows["oracle"],
+        payload["best_single_quality"],
+    )
+    # sending x0 > 0 to small and x1 > 0 to mid keeps big's quality for much less
+    assert ours["quality_at_best_cost"] > best
+    assert ours["cost_saved_at_best_quality"] > 0.3
+    assert oracle["avg_acc"] >= ours["avg_acc"] and oracle["gap_at_oracle"] == 0.0
+    assert ours["gap_at_oracle"] == pytest.approx(
+        (oracle["avg_acc"] - ours["avg_acc"]) / oracle["avg_acc"]
+    )
+    assert set(ours["ece"]) == {"big", "mid", "small"} and ours["max_ece"] < 0.2
+    assert ours["apgr"] > 0.5 and ours["cpt80"] is not None
+    assert rows["random mix"]["cost_saved_at_best_quality"] == pytest.approx(0.0)
+    assert payload["route_p50_us"] > 0 and plot.stat().st_size > 10_000
+
+
+def test_table_output(tmp_path, capsys) -> None:
+    dataset, vectors = _write(tmp_path, n_train=300, n_test=80)
+    args = ["bench", "model-routing", "--dataset", str(dataset), "--embeddings", str(vectors)]
+    assert main([*args, "--pair", "mid,small"]) == 0
+    out = capsys.readouterr().out
+    assert "pair mid vs small" in out and "| StrataRouter ModelRouter |" in out
+    assert "ECE of p_success per model" in out
+
+
+def test_pair_helpers() -> None:
+    strong, weak = np.array([1.0, 1.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0, 0.0])
+    # a perfect ranking recovers the whole gap after 2 of 4 strong calls
+    apgr, cpt50, cpt80 = model_routing._apgr_cpt(strong - weak, strong, weak)
+    assert cpt50 == pytest.approx(0.25) and cpt80 == pytest.approx(0.5)
+    # PGR 0, .5, 1, 1, 1 at 0, 25, 50, 75, 100% strong calls: trapezoid area 0.75
+    assert apgr == pytest.approx(0.75)
+    hull = model_routing._hull([(0.1, 0.2), (0.5, 0.3), (1.0, 0.9)])
+    assert hull == [(0.1, 0.2), (1.0, 0.9)]  # (0.5, 0.3) lies below the mix of the other two
