@@ -22,11 +22,15 @@ import tempfile
 from pathlib import Path
 
 from stratarouter_runtime import (
+    BreakerConfig,
     CircuitOpenError,
     CoreRuntimeBridge,
+    ObservabilityConfig,
     OpenAIClient,
+    RetryConfig,
     RetryExhaustedError,
     RuntimeConfig,
+    StateConfig,
 )
 from stratarouter_runtime.observability import PrometheusMetrics
 from stratarouter_runtime.testing import FakeProviderServer, Fault
@@ -145,15 +149,10 @@ async def main() -> None:
     router = make_router()
     with FakeProviderServer() as server, tempfile.TemporaryDirectory() as tmp:
         config = RuntimeConfig(
-            state_backend="sqlite",
-            sqlite_path=str(Path(tmp) / "state.db"),
-            cache_backend="memory",
-            max_retries=2,
-            retry_delay_ms=20,
-            breaker_failure_threshold=3,
-            breaker_reset_timeout_s=30,
-            metrics_enabled=True,
-            log_level="error",
+            state=StateConfig(backend="sqlite", sqlite_path=str(Path(tmp) / "state.db")),
+            retries=RetryConfig(max_retries=2, delay_ms=20),
+            breaker=BreakerConfig(failure_threshold=3, reset_timeout_s=30),
+            observability=ObservabilityConfig(metrics=True),
         )
         client = OpenAIClient(api_key="not-needed", base_url=server.openai_base_url)
         async with client, CoreRuntimeBridge(config, router, {"openai": client}) as bridge:
@@ -179,7 +178,7 @@ async def main() -> None:
                 }
                 print(
                     f"[metrics] executions by outcome {counts}; provider requests "
-                    f"{server.count()}; all recorded in {Path(config.sqlite_path).name}"
+                    f"{server.count()}; all recorded in {Path(config.state.sqlite_path).name}"
                 )
 
 

@@ -26,7 +26,15 @@ from stratarouter_core._deps import require
 from stratarouter_core.encoders.base import BaseEncoder
 from stratarouter_core.errors import ConfigError, StrataRouterError
 from stratarouter_core.types import RouteResult
-from stratarouter_runtime import CoreRuntimeBridge, Observability, OpenAIClient, RuntimeConfig
+from stratarouter_runtime import (
+    BatchingConfig,
+    CacheConfig,
+    CoreRuntimeBridge,
+    Observability,
+    OpenAIClient,
+    RuntimeConfig,
+    StateConfig,
+)
 from stratarouter_runtime.testing import FakeProviderServer
 
 from ._runtime_workload import REQUEST_KINDS, Labels, Workload
@@ -79,15 +87,23 @@ class Bench:
     model: str = "gpt-4o-mini"
 
     @contextlib.asynccontextmanager
-    async def bridge(self, **settings: Any) -> AsyncIterator[CoreRuntimeBridge]:
-        """A started bridge with the default `RuntimeConfig` except `settings` (memory state)."""
+    async def bridge(
+        self,
+        *,
+        cache: CacheConfig | None = None,
+        batching: BatchingConfig | None = None,
+        state: StateConfig | None = None,
+    ) -> AsyncIterator[CoreRuntimeBridge]:
+        """A started bridge with the default `RuntimeConfig` except the groups given.
+
+        The cache gets a fresh namespace, so bridges sharing a Redis never see each other.
+        """
+        namespace = f"bench-runtime-{uuid.uuid4().hex[:12]}"
         config = RuntimeConfig(
-            **{
-                "state_backend": "memory",
-                "default_target": f"openai:{self.model}",
-                "cache_namespace": f"bench-runtime-{uuid.uuid4().hex[:12]}",
-            }
-            | settings
+            default_target=f"openai:{self.model}",
+            cache=(cache or CacheConfig()).replace(namespace=namespace),
+            batching=batching or BatchingConfig(),
+            state=state or StateConfig(),
         )
         client = OpenAIClient(api_key="bench", base_url=self.server.openai_base_url)
         observability = Observability(config, log_stream=_Discard())
@@ -113,7 +129,7 @@ class Bench:
 
 def _cache(bridge: CoreRuntimeBridge) -> Any:
     if bridge.cache is None:
-        raise ConfigError("the benchmark needs RuntimeConfig.cache_enabled")
+        raise ConfigError("the benchmark needs RuntimeConfig.cache.enabled")
     return bridge.cache
 
 
@@ -125,14 +141,14 @@ async def _probe(cache: Any, url: str | None) -> None:
         raise ConfigError(f"the Redis cache at {url} is not usable: {exc}") from exc
 
 
-async def replay(bench: Bench, workload: Workload, cache: dict[str, Any]) -> dict[str, Any]:
+async def replay(bench: Bench, workload: Workload, cache: CacheConfig) -> dict[str, Any]:
     """Execute the stream in order, one request at a time; count hits by tier and verdict."""
     rows: dict[str, Counter[str]] = {kind: Counter() for kind in REQUEST_KINDS}
     examples: dict[str, dict[str, str]] = {"wrong": {}, "unlabelled": {}}
     cost = 0.0
-    async with bench.bridge(**cache) as bridge:
+    async with bench.bridge(cache=cache) as bridge:
         semantic_cache = _cache(bridge)
-        await _probe(semantic_cache, cache.get("redis_url"))
+        await _probe(semantic_cache, cache.redis_url)
         before = bench.calls()
         try:
             for text, kind in zip(workload.stream, workload.kinds):
@@ -155,7 +171,7 @@ async def replay(bench: Bench, workload: Workload, cache: dict[str, Any]) -> dic
                     cost += result.cost_usd
             stores = semantic_cache.stats.stores
         finally:
-            await semantic_cache.clear(bridge.config.cache_namespace)
+            await semantic_cache.clear(bridge.config.cache.namespace)
     report = _replay_report(rows, bench.calls() - before, stores, cost)
     report["examples"] = {  # (asked, served for) pairs, each asked text once
         verdict: [list(pair) for pair in pairs.items()] for verdict, pairs in examples.items()
@@ -199,7 +215,7 @@ async def dedup(bench: Bench, bursts: dict[str, list[list[str]]]) -> dict[str, A
         rows = {}
         for kind, kind_bursts in bursts.items():
             row = Counter[str]()
-            async with bench.bridge(batch_enabled=batching) as bridge:
+            async with bench.bridge(batching=BatchingConfig(enabled=batching)) as bridge:
                 for burst in kind_bursts:
                     before = bench.calls()
                     results = await asyncio.gather(*(bridge.execute(_DECISION, q) for q in burst))
@@ -223,7 +239,7 @@ async def lookup_latency(
     *,
     sizes: Sequence[int],
     lookups: int,
-    backends: dict[str, dict[str, Any]],
+    backends: dict[str, CacheConfig],
 ) -> dict[str, Any]:
     """`SemanticCache.lookup` latency of the bridge's own cache, filled with `size` entries.
 
@@ -235,9 +251,9 @@ async def lookup_latency(
     report: dict[str, Any] = {}
     for backend, settings in backends.items():
         for size in sizes:
-            async with bench.bridge(**settings) as bridge:
+            async with bench.bridge(cache=settings) as bridge:
                 cache = _cache(bridge)
-                await _probe(cache, settings.get("redis_url"))
+                await _probe(cache, settings.redis_url)
                 try:
                     await _fill(cache, target, texts[:size], vectors[:size])
                     stored = np.random.default_rng(size).integers(0, size, lookups)
@@ -250,7 +266,7 @@ async def lookup_latency(
                     for kind, items in (("exact", exact), ("semantic", semantic)):
                         figures[kind] = await _time_lookups(cache, target, items)
                 finally:
-                    await cache.clear(bridge.config.cache_namespace)
+                    await cache.clear(bridge.config.cache.namespace)
             report.setdefault(backend, {})[str(size)] = figures
     return report
 
@@ -322,7 +338,7 @@ async def overhead(bench: Bench, queries: Sequence[str], sqlite_path: Path) -> d
     try:
         async with (
             bench.bridge() as memory,
-            bench.bridge(state_backend="sqlite", sqlite_path=str(sqlite_path)) as sqlite,
+            bench.bridge(state=StateConfig(backend="sqlite", sqlite_path=str(sqlite_path))) as lite,
         ):
             for phase in ("miss", "hit"):
                 for i, query in enumerate(queries):
@@ -330,7 +346,7 @@ async def overhead(bench: Bench, queries: Sequence[str], sqlite_path: Path) -> d
                     if phase == "miss":
                         seconds, _ = await _time_one(direct(query))
                         samples["direct_sdk"].append(seconds if record else np.nan)
-                    for state, bridge in (("memory", memory), ("sqlite", sqlite)):
+                    for state, bridge in (("memory", memory), ("sqlite", lite)):
                         seconds, result = await _time_one(bridge.execute(_DECISION, query))
                         # A semantic hit among the misses (or a miss among the hits) is not
                         # the path being timed: leave it out, and count it.

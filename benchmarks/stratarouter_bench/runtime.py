@@ -48,7 +48,7 @@ import numpy as np
 from numpy.typing import NDArray
 from stratarouter_core.encoders.base import BaseEncoder
 from stratarouter_core.errors import ConfigError, DimensionMismatchError
-from stratarouter_runtime import RuntimeConfig
+from stratarouter_runtime import CacheConfig, RuntimeConfig
 from stratarouter_runtime.testing import FakeProviderServer
 
 from . import _runtime_sections as sections
@@ -217,9 +217,11 @@ async def _measure(
     probes = _distinct(test, 1, "--lookups", "test")
     needed = args.overhead_calls + sections.WARMUP
     queries = _distinct(val, needed, "--overhead-calls", "val")[0][:needed]
-    redis = {"cache_backend": "redis", "redis_url": args.redis_url}
-    replay_cache = redis if args.cache == "redis" else {}
-    backends = {name: (redis if name == "redis" else {}) for name in args.latency_backends}
+    redis = CacheConfig(backend="redis", redis_url=args.redis_url)
+    replay_cache = redis if args.cache == "redis" else CacheConfig()
+    backends = {
+        name: (redis if name == "redis" else CacheConfig()) for name in args.latency_backends
+    }
     with (
         FakeProviderServer(reply=lambda q: sections.REPLY_PREFIX + q) as server,
         tempfile.TemporaryDirectory(prefix="stratarouter-bench-") as tmp,
@@ -240,16 +242,15 @@ async def _measure(
             "overhead": lambda: sections.overhead(bench, queries, Path(tmp) / "state.db"),
         }
         defaults = RuntimeConfig()  # the settings every bridge here runs with
-        settings = (
-            "cache_similarity_threshold",
-            "cache_ttl",
-            "batch_window_ms",
-            "batch_max_size",
-            "batch_similarity_threshold",
-        )
         report: dict[str, Any] = {
             "workload": workload.description | {"cache": args.cache},
-            "runtime_config": {name: getattr(defaults, name) for name in settings},
+            "runtime_config": {
+                "cache.similarity_threshold": defaults.cache.similarity_threshold,
+                "cache.ttl_s": defaults.cache.ttl_s,
+                "batching.window_ms": defaults.batching.window_ms,
+                "batching.max_size": defaults.batching.max_size,
+                "batching.similarity_threshold": defaults.batching.similarity_threshold,
+            },
         }
         seconds = report["section_seconds"] = {}
         for name, measure in measurements.items():

@@ -193,7 +193,7 @@ def test_json_shape(data, clean_encoder, capsys) -> None:
         "workload", "runtime_config", "replay", "dedup", "lookup_latency", "overhead",
         "section_seconds", "seconds",
     }
-    assert report["runtime_config"]["batch_window_ms"] == RuntimeConfig().batch_window_ms
+    assert report["runtime_config"]["batching.window_ms"] == RuntimeConfig().batching.window_ms
     workload = report["workload"]
     assert workload["requests"] == 300 and workload["cache"] == "memory"
     assert sum(workload["requests_by_kind"].values()) == 300

@@ -7,7 +7,16 @@ needs them is built, so `import stratarouter_runtime` works with no extra instal
 from __future__ import annotations
 
 from .bridge import CoreRuntimeBridge, ExecutionResult, ExecutionStream, HandlerError
-from .config import RuntimeConfig
+from .config import (
+    BatchingConfig,
+    BreakerConfig,
+    CacheConfig,
+    ObservabilityConfig,
+    ProviderConfig,
+    RetryConfig,
+    RuntimeConfig,
+    StateConfig,
+)
 from .errors import (
     CircuitOpenError,
     MalformedResponseError,
@@ -49,7 +58,10 @@ from .state import (
 __all__ = [
     "AnthropicClient",
     "Attempt",
+    "BatchingConfig",
+    "BreakerConfig",
     "BreakerRegistry",
+    "CacheConfig",
     "ChatMessage",
     "CircuitBreaker",
     "CircuitOpenError",
@@ -69,10 +81,12 @@ __all__ = [
     "MemoryStateStore",
     "ModelPrice",
     "Observability",
+    "ObservabilityConfig",
     "OpenAIClient",
     "PostgresStateStore",
     "PriceTable",
     "ProviderClient",
+    "ProviderConfig",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderRequestError",
@@ -80,10 +94,12 @@ __all__ = [
     "ProviderTimeoutError",
     "RateLimitError",
     "RecoveryReport",
+    "RetryConfig",
     "RetryExhaustedError",
     "RetryPolicy",
     "RuntimeConfig",
     "SQLiteStateStore",
+    "StateConfig",
     "StateError",
     "StateStore",
     "Target",

@@ -22,7 +22,9 @@ out no-op objects and neither ``prometheus_client`` nor ``opentelemetry`` is imp
 - Spans (tracer ``stratarouter_runtime``): ``stratarouter.execute`` with the children
   ``stratarouter.route`` -> ``stratarouter.cache`` -> ``stratarouter.provider``.
 - Logs: logger ``stratarouter_runtime``; `JsonFormatter` writes one JSON object per line
-  with the fields passed as ``extra`` (execution_id, route, latency_ms, ...).
+  with the fields passed as ``extra`` (execution_id, route, latency_ms, ...). Opt-in
+  (``ObservabilityConfig(json_logs=True)``): by default the runtime installs no handler, so
+  its per-execution info lines stay silent unless the application's logging shows them.
 """
 
 from __future__ import annotations
@@ -492,16 +494,16 @@ class Observability:
     """Metrics, tracing and logging for one bridge, each switched on by the config.
 
     Args:
-        config: ``metrics_enabled``, ``prometheus_port``, ``tracing_enabled``, ``otlp_endpoint``
-            and ``log_level`` are read.
+        config: Its `ObservabilityConfig` (``config.observability``) is read.
         tracer_provider: Tracer provider for the spans (default: the global one, or an OTLP
             exporter when ``otlp_endpoint`` is set). Tests pass an SDK provider with an
             in-memory exporter.
-        log_stream: Stream for the JSON log lines (default: stderr).
+        log_stream: Stream for the JSON log lines; giving one turns them on even without
+            ``json_logs`` (default: stderr when ``json_logs`` is on, else no handler).
 
     Example:
         >>> from stratarouter_runtime.config import RuntimeConfig
-        >>> obs = Observability(RuntimeConfig(state_backend="memory"))
+        >>> obs = Observability(RuntimeConfig())
         >>> obs.metrics.enabled, obs.tracing_enabled
         (False, False)
     """
@@ -515,11 +517,17 @@ class Observability:
     ) -> None:
         """Build the enabled parts; nothing heavy is imported for the disabled ones."""
         self.config = config
-        self.metrics: Metrics = PrometheusMetrics() if config.metrics_enabled else NoopMetrics()
+        settings = config.observability
+        self.metrics: Metrics = PrometheusMetrics() if settings.metrics else NoopMetrics()
         self._tracing = (
-            _Tracing(tracer_provider, config.otlp_endpoint) if config.tracing_enabled else None
+            _Tracing(tracer_provider, settings.otlp_endpoint) if settings.tracing else None
         )
-        self.logger = configure_logging(config.log_level, stream=log_stream)
+        # a library stays quiet unless asked: without json_logs (or a stream to write to) the
+        # logger gets no handler and no level, and the application's logging setup decides
+        if settings.json_logs or log_stream is not None:
+            self.logger = configure_logging(settings.log_level, stream=log_stream)
+        else:
+            self.logger = logging.getLogger(LOGGER_NAME)
         self._server: Any = None
         self._server_thread: Any = None
 
@@ -554,7 +562,7 @@ class Observability:
 
     def start(self) -> None:
         """Serve the metrics on ``prometheus_port`` (when metrics are on and a port is set)."""
-        port = self.config.prometheus_port
+        port = self.config.observability.prometheus_port
         if port is None or not isinstance(self.metrics, PrometheusMetrics) or self._server:
             return
         from prometheus_client import start_http_server

@@ -12,7 +12,14 @@ from stratarouter_core.testing import HashingEncoder
 from stratarouter_core.types import RouteResult
 
 from stratarouter_runtime.bridge import CoreRuntimeBridge, ExecutionResult, HandlerError
-from stratarouter_runtime.config import RuntimeConfig
+from stratarouter_runtime.config import (
+    BreakerConfig,
+    CacheConfig,
+    ObservabilityConfig,
+    RetryConfig,
+    RuntimeConfig,
+    StateConfig,
+)
 from stratarouter_runtime.errors import (
     CircuitOpenError,
     ProviderConnectionError,
@@ -69,13 +76,11 @@ async def make_bridge(server, router):
     """Bridges on the fake server (memory state); tests close the bridges, this the clients."""
     clients = []
 
-    def make(**overrides):
+    def make(**groups):
         settings = {
-            "state_backend": "memory",
-            "log_level": "warning",
-            "retry_delay_ms": 1.0,
-            "metrics_enabled": True,
-        } | overrides
+            "retries": RetryConfig(delay_ms=1.0),
+            "observability": ObservabilityConfig(metrics=True),
+        } | groups
         clients.append(OpenAIClient(api_key="test", base_url=server.openai_base_url))
         return CoreRuntimeBridge(RuntimeConfig(**settings), router, {"openai": clients[-1]})
 
@@ -126,7 +131,7 @@ async def test_second_identical_query_is_served_from_the_cache(make_bridge, rout
 
 
 async def test_a_negated_query_is_not_served_the_cached_answer(make_bridge, router, server):
-    async with make_bridge(cache_similarity_threshold=0.5) as bridge:
+    async with make_bridge(cache=CacheConfig(similarity_threshold=0.5)) as bridge:
         await bridge.execute(decide(router, "cancel my order"), "cancel my order")
         negated = await bridge.execute(decide(router, "cancel my order"), "don't cancel my order")
     assert not negated.cached and negated.response == "echo: don't cancel my order"
@@ -145,7 +150,7 @@ async def test_cache_entries_are_isolated_per_tenant(make_bridge, router, server
 
 async def test_concurrent_identical_queries_make_one_provider_call(make_bridge, router, server):
     server.add_faults(Fault.delay(0.2))  # keep the first call in flight while the rest arrive
-    async with make_bridge(cache_enabled=False) as bridge:
+    async with make_bridge(cache=CacheConfig(enabled=False)) as bridge:
         query = "I was charged twice"
         results = await asyncio.gather(
             *(bridge.execute(decide(router, query), query) for _ in range(10))
@@ -211,7 +216,7 @@ async def test_a_failing_handler_is_a_handler_error_and_a_failed_record(make_bri
 
 async def test_missing_provider_key_is_a_config_error_naming_the_variable(router, server):
     env = {"OPENAI_API_KEY": "test", "OPENAI_BASE_URL": server.openai_base_url}
-    config = RuntimeConfig.from_env(env, state_backend="memory", log_level="warning")
+    config = RuntimeConfig.from_env(env)
     async with CoreRuntimeBridge(config, router) as bridge:
         assert set(bridge.providers) == {"openai"}
         ok = await bridge.execute(decide(router, "refund my invoice"), "refund my invoice")
@@ -244,7 +249,7 @@ async def test_decisions_without_a_target(make_bridge, router, server):
 
 async def test_retry_after_a_500_then_success(make_bridge, router, server):
     server.add_faults(Fault.server_error(), Fault.server_error(503))
-    async with make_bridge(max_retries=3) as bridge:
+    async with make_bridge(retries=RetryConfig(max_retries=3, delay_ms=1.0)) as bridge:
         result = await bridge.execute(decide(router, "refund my invoice"), "refund my invoice")
         record = await bridge.state.get(result.execution_id)
     assert [a.outcome for a in result.attempts] == ["ProviderServerError"] * 2 + ["ok"]
@@ -255,7 +260,7 @@ async def test_retry_after_a_500_then_success(make_bridge, router, server):
 
 async def test_no_retry_on_400_and_failures_are_never_cached(make_bridge, router, server):
     server.add_faults(Fault.bad_request())
-    async with make_bridge(max_retries=3) as bridge:
+    async with make_bridge(retries=RetryConfig(max_retries=3, delay_ms=1.0)) as bridge:
         query = "refund my invoice"
         with pytest.raises(ProviderRequestError):
             await bridge.execute(decide(router, query), query)
@@ -281,7 +286,9 @@ async def test_no_retry_on_400_and_failures_are_never_cached(make_bridge, router
 
 async def test_retries_stop_at_max_retries(make_bridge, router, server):
     server.add_faults(*[Fault.server_error() for _ in range(5)])
-    async with make_bridge(max_retries=2, breaker_failure_threshold=50) as bridge:
+    async with make_bridge(
+        retries=RetryConfig(max_retries=2, delay_ms=1.0), breaker=BreakerConfig(failure_threshold=50)
+    ) as bridge:
         with pytest.raises(RetryExhaustedError):
             await bridge.execute(decide(router, "refund my invoice"), "refund my invoice")
     assert server.count() == 3
@@ -327,7 +334,7 @@ async def test_fallback_target_answers_when_the_primary_fails_or_is_open(
 
 
 async def test_stream_checkpoints_and_caches_only_complete_streams(make_bridge, router, server):
-    async with make_bridge(checkpoint_interval=2) as bridge:
+    async with make_bridge(state=StateConfig(checkpoint_interval=2)) as bridge:
         query = "refund my invoice and the other invoice too"
         stream = bridge.stream(decide(router, query), query)
         chunks = [chunk async for chunk in stream]
@@ -443,7 +450,7 @@ async def test_streamed_fallback_records_the_target_that_answered(make_bridge, r
 
 async def test_leases_are_renewed_while_running(make_bridge, router, server):
     server.add_faults(Fault.delay(0.6))
-    async with make_bridge(lease_timeout_s=0.3) as bridge:
+    async with make_bridge(state=StateConfig(lease_timeout_s=0.3)) as bridge:
         query = "refund my invoice"
         task = asyncio.ensure_future(bridge.execute(decide(router, query), query))
         await asyncio.sleep(0.45)
@@ -461,11 +468,11 @@ async def test_run_routes_then_executes(make_bridge, server):
 
 async def test_redis_cache_is_shared_between_bridges(make_bridge, router, server, redis_url):
     namespace = f"bridge-test-{uuid.uuid4().hex}"
-    settings = {"cache_backend": "redis", "redis_url": redis_url, "cache_namespace": namespace}
+    cache = CacheConfig(backend="redis", redis_url=redis_url, namespace=namespace)
     query = "refund my invoice"
-    async with make_bridge(**settings) as first:
+    async with make_bridge(cache=cache) as first:
         await first.execute(decide(router, query), query)
-    async with make_bridge(**settings) as second:
+    async with make_bridge(cache=cache) as second:
         hit = await second.execute(decide(router, query), query)
         await second.cache.clear()
     assert hit.cached and server.count() == 1
@@ -476,131 +483,9 @@ async def _all_records(bridge):
     return list(store._records.values())
 
 
-# --- RuntimeConfig ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("execution_timeout", 0),
-        ("max_retries", -1),
-        ("max_retries", 1.5),
-        ("retry_delay_ms", -1),
-        ("cache_enabled", "yes"),
-        ("cache_backend", "memcached"),
-        ("cache_ttl", 0),
-        ("cache_similarity_threshold", 1.5),
-        ("batch_window_ms", -5),
-        ("batch_max_size", 0),
-        ("batch_similarity_threshold", float("nan")),
-        ("state_backend", "mysql"),
-        ("sqlite_path", ""),
-        ("checkpoint_interval", 0),
-        ("recovery_policy", "retry"),
-        ("prometheus_port", 70000),
-        ("log_level", "verbose"),
-        ("breaker_failure_threshold", 0),
-        ("default_target", "gpt-4o"),
-        ("fallbacks", {"openai:a": "anthropic:b"}),
-        ("fallbacks", {"openai": ["anthropic:b"]}),
-        ("database_schema", "x; drop"),
-        ("lease_timeout_s", 0),
-        ("openai_api_key", ""),
-    ],
-)
-def test_invalid_config_names_the_field(field, value):
-    with pytest.raises(ConfigError, match=rf"RuntimeConfig\.{field}"):
-        RuntimeConfig(**{field: value})
-
-
-def test_config_cross_field_rules():
-    with pytest.raises(ConfigError, match="redis_url"):
-        RuntimeConfig(cache_backend="redis")
-    with pytest.raises(ConfigError, match="database_url"):
-        RuntimeConfig(state_backend="postgresql")
-    assert RuntimeConfig(cache_backend="redis", cache_enabled=False).cache_backend == "redis"
-    assert RuntimeConfig(log_level="WARNING").log_level == "warning"
-
-
-def test_config_is_frozen_and_replace_validates():
-    config = RuntimeConfig()
-    with pytest.raises(AttributeError):
-        config.max_retries = 5
-    assert config.replace(max_retries=5).max_retries == 5
-    with pytest.raises(ConfigError):
-        config.replace(max_retries=-5)
-
-
-def test_from_env_reads_conventional_and_prefixed_variables():
-    env = {
-        "DATABASE_URL": "postgresql://app:s3cret@db:5432/app",
-        "REDIS_URL": "redis://cache:6379/0",
-        "OPENAI_API_KEY": "sk-openai",
-        "ANTHROPIC_API_KEY": "sk-ant",
-        "GOOGLE_API_KEY": "g-key",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4318",
-        "PROMETHEUS_PORT": "9464",
-        "STRATAROUTER_MAX_RETRIES": "5",
-        "STRATAROUTER_CACHE_SIMILARITY_THRESHOLD": "0.97",
-        "STRATAROUTER_BATCH_ENABLED": "false",
-        "STRATAROUTER_RECOVERY_POLICY": "fail",
-        "STRATAROUTER_FALLBACKS": '{"openai:gpt-4o": ["anthropic:claude-haiku-4-5"]}',
-        "STRATAROUTER_LOG_LEVEL": "DEBUG",
-    }
-    config = RuntimeConfig.from_env(env)
-    assert config.state_backend == "postgresql" and config.database_url.endswith("/app")
-    assert config.cache_backend == "redis" and config.redis_url == "redis://cache:6379/0"
-    assert config.tracing_enabled and config.otlp_endpoint == "http://otel:4318"
-    assert config.metrics_enabled and config.prometheus_port == 9464
-    assert config.max_retries == 5 and config.cache_similarity_threshold == 0.97
-    assert config.batch_enabled is False and config.recovery_policy == "fail"
-    assert dict(config.fallbacks) == {"openai:gpt-4o": ("anthropic:claude-haiku-4-5",)}
-    assert config.log_level == "debug"
-    assert (config.openai_api_key, config.anthropic_api_key, config.google_api_key) == (
-        "sk-openai",
-        "sk-ant",
-        "g-key",
-    )
-    text = repr(config)
-    for secret in ("sk-openai", "sk-ant", "g-key", "s3cret"):
-        assert secret not in text
-    assert "app:***@db" in text
-
-
-def test_from_env_explicit_settings_and_overrides_win():
-    env = {
-        "DATABASE_URL": "postgresql://db/app",
-        "STRATAROUTER_STATE_BACKEND": "sqlite",
-        "REDIS_URL": "redis://cache:6379/0",
-    }
-    config = RuntimeConfig.from_env(env, cache_backend="memory", max_retries=1)
-    assert config.state_backend == "sqlite" and config.cache_backend == "memory"
-    assert config.max_retries == 1
-    assert RuntimeConfig.from_env({}).state_backend == "sqlite"
-
-
-@pytest.mark.parametrize(
-    ("env", "variable"),
-    [
-        ({"STRATAROUTER_MAX_RETRIES": "three"}, "STRATAROUTER_MAX_RETRIES"),
-        ({"PROMETHEUS_PORT": "http"}, "PROMETHEUS_PORT"),
-        ({"STRATAROUTER_CACHE_ENABLED": "maybe"}, "STRATAROUTER_CACHE_ENABLED"),
-        ({"STRATAROUTER_FALLBACKS": "[1, 2]"}, "STRATAROUTER_FALLBACKS"),
-    ],
-)
-def test_from_env_names_the_bad_variable(env, variable):
-    with pytest.raises(ConfigError, match=variable):
-        RuntimeConfig.from_env(env)
-
-
-def test_from_env_rejects_unknown_overrides():
-    with pytest.raises(ConfigError, match="no_such_field"):
-        RuntimeConfig.from_env({}, no_such_field=1)
-
-
 async def test_recover_never_takes_an_execution_this_bridge_is_running(make_bridge, router, server):
     server.add_faults(Fault.delay(0.5))
-    async with make_bridge(worker_id="stable-worker") as bridge:
+    async with make_bridge(state=StateConfig(worker_id="stable-worker")) as bridge:
         query = "refund my invoice"
         task = asyncio.ensure_future(bridge.execute(decide(router, query), query))
         while server.count() == 0:

@@ -13,6 +13,7 @@ Both on SQLite (a file in tmp_path) and on the real PostgreSQL (a schema per tes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from stratarouter_runtime.bridge import CoreRuntimeBridge
-from stratarouter_runtime.config import RuntimeConfig
+from stratarouter_runtime.config import RetryConfig, RuntimeConfig, StateConfig
 from stratarouter_runtime.state import open_state_store
 from stratarouter_runtime.testing import FakeProviderServer, Fault
 
@@ -38,13 +39,17 @@ QUERY = "please refund my last invoice"
 WORKER = r"""
 import asyncio, json, sys
 from stratarouter_runtime.bridge import CoreRuntimeBridge
-from stratarouter_runtime.config import RuntimeConfig
+from stratarouter_runtime.config import RetryConfig, RuntimeConfig, StateConfig
 from stratarouter_runtime.providers import OpenAIClient
 from stratarouter_runtime.state import open_state_store
 from stratarouter_core.types import RouteResult
 
 spec = json.loads(sys.argv[1])
-config = RuntimeConfig(**spec["config"])
+config = RuntimeConfig(
+    default_target=spec["config"]["default_target"],
+    retries=RetryConfig(**spec["config"]["retries"]),
+    state=StateConfig(**spec["config"]["state"]),
+)
 store = open_state_store(config)
 if spec["hang_after_result"]:
     persist = store.save_result
@@ -74,11 +79,11 @@ asyncio.run(main())
 @pytest.fixture(params=["sqlite", "postgresql"])
 def state_settings(request, tmp_path):
     if request.param == "sqlite":
-        yield {"state_backend": "sqlite", "sqlite_path": str(tmp_path / "state.db")}
+        yield {"backend": "sqlite", "sqlite_path": str(tmp_path / "state.db")}
         return
     dsn = request.getfixturevalue("postgres_dsn")
     schema = f"sr_crash_{uuid.uuid4().hex[:12]}"
-    yield {"state_backend": "postgresql", "database_url": dsn, "database_schema": schema}
+    yield {"backend": "postgresql", "database_url": dsn, "schema": schema}
     psycopg = pytest.importorskip("psycopg", reason="PostgreSQL state needs the [postgres] extra (make test installs it)")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -90,17 +95,13 @@ def server():
         yield fake
 
 
-def _config(state_settings, **overrides):
-    settings = {
-        "default_target": "openai:gpt-4o-mini",
-        "log_level": "error",
-        "worker_id": "worker-1",
-        "lease_timeout_s": 1.0,
-        "retry_delay_ms": 1.0,
-        **state_settings,
-        **overrides,
-    }
-    return RuntimeConfig(**settings)
+def _config(state_settings, **state_overrides):
+    state = {"worker_id": "worker-1", "lease_timeout_s": 1.0, **state_settings, **state_overrides}
+    return RuntimeConfig(
+        default_target="openai:gpt-4o-mini",
+        retries=RetryConfig(delay_ms=1.0),
+        state=StateConfig(**state),
+    )
 
 
 def _wait_for(condition, what, worker, timeout=60.0):
@@ -171,20 +172,11 @@ async def _record(config, execution_id):
 
 
 def _settings(config):
+    """What the worker process needs to rebuild `config` (JSON)."""
     return {
-        name: getattr(config, name)
-        for name in (
-            "default_target",
-            "log_level",
-            "worker_id",
-            "lease_timeout_s",
-            "retry_delay_ms",
-            "state_backend",
-            "sqlite_path",
-            "database_url",
-            "database_schema",
-            "recovery_policy",
-        )
+        "default_target": config.default_target,
+        "retries": dataclasses.asdict(config.retries),
+        "state": dataclasses.asdict(config.state),
     }
 
 
@@ -237,7 +229,7 @@ async def test_another_worker_waits_for_the_lease_to_expire(server, state_settin
     server.add_faults(Fault.delay(30))
     _run_and_kill(server, _settings(config), tmp_path, hang_after_result=False)
 
-    other = config.replace(worker_id="worker-2", recover_on_start=False)
+    other = config.replace(state=config.state.replace(worker_id="worker-2", recover_on_start=False))
     client = OpenAIClient(api_key="test", base_url=server.openai_base_url)
     try:
         async with CoreRuntimeBridge(other, providers={"openai": client}) as bridge:

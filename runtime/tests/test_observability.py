@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from stratarouter_runtime.config import RuntimeConfig
+from stratarouter_runtime.config import ObservabilityConfig, RuntimeConfig
 from stratarouter_runtime.observability import (
     LOGGER_NAME,
     JsonFormatter,
@@ -57,8 +57,8 @@ def _reset_runtime_logger():
     runtime_logger.propagate = saved[2]
 
 
-def _config(**changes):
-    return RuntimeConfig(state_backend="memory", **changes)
+def _config(**observability):
+    return RuntimeConfig(observability=ObservabilityConfig(**observability))
 
 
 def test_prometheus_metrics_values():
@@ -118,7 +118,7 @@ def test_each_instance_has_a_private_registry():
 
 def test_stage_observes_latency_and_spans_nest(tracer_provider, exporter):
     obs = Observability(
-        _config(metrics_enabled=True, tracing_enabled=True), tracer_provider=tracer_provider
+        _config(metrics=True, tracing=True), tracer_provider=tracer_provider
     )
     with obs.span("stratarouter.execute", {"stratarouter.route": "billing"}):
         with obs.stage("route") as route:
@@ -145,7 +145,7 @@ def test_stage_observes_latency_and_spans_nest(tracer_provider, exporter):
 
 
 def test_a_failing_stage_marks_its_span_as_error(tracer_provider, exporter):
-    obs = Observability(_config(tracing_enabled=True), tracer_provider=tracer_provider)
+    obs = Observability(_config(tracing=True), tracer_provider=tracer_provider)
     with pytest.raises(RuntimeError), obs.stage("provider"):
         raise RuntimeError("boom")
     (span,) = exporter.get_finished_spans()
@@ -154,7 +154,7 @@ def test_a_failing_stage_marks_its_span_as_error(tracer_provider, exporter):
 
 
 def test_span_can_start_in_the_past(tracer_provider, exporter):
-    obs = Observability(_config(tracing_enabled=True), tracer_provider=tracer_provider)
+    obs = Observability(_config(tracing=True), tracer_provider=tracer_provider)
     import time
 
     start = time.time_ns() - 5_000_000
@@ -226,7 +226,7 @@ def test_disabled_mode_imports_neither_prometheus_nor_opentelemetry():
         "import sys\n"
         "from stratarouter_runtime.config import RuntimeConfig\n"
         "from stratarouter_runtime.observability import Observability\n"
-        "obs = Observability(RuntimeConfig(state_backend='memory'))\n"
+        "obs = Observability(RuntimeConfig())\n"
         "with obs.span('x'), obs.stage('cache'):\n"
         "    obs.metrics.cache_lookup(hit=True)\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
@@ -238,7 +238,7 @@ def test_disabled_mode_imports_neither_prometheus_nor_opentelemetry():
 
 
 def test_metrics_are_served_over_http():
-    obs = Observability(_config(metrics_enabled=True, prometheus_port=0))
+    obs = Observability(_config(metrics=True, prometheus_port=0))
     obs.start()
     try:
         obs.metrics.cache_lookup(hit=True)
@@ -268,7 +268,7 @@ def test_otlp_endpoint_exports_spans_over_http():
     thread.start()
     try:
         endpoint = f"http://127.0.0.1:{server.server_port}"
-        obs = Observability(_config(tracing_enabled=True, otlp_endpoint=endpoint))
+        obs = Observability(_config(tracing=True, otlp_endpoint=endpoint))
         with obs.span("stratarouter.execute"):
             pass
         obs.close()  # flushes the batch processor
@@ -307,7 +307,7 @@ async def observed_bridge(tracer_provider):
     )
     router.build_index()
     stream = io.StringIO()
-    config = _config(metrics_enabled=True, tracing_enabled=True, log_level="info")
+    config = _config(metrics=True, tracing=True, json_logs=True, log_level="info")
     with FakeProviderServer() as server:
         client = OpenAIClient(api_key="test", base_url=server.openai_base_url)
         obs = Observability(config, tracer_provider=tracer_provider, log_stream=stream)
@@ -384,7 +384,7 @@ def test_disabled_bridge_imports_neither_prometheus_nor_opentelemetry():
         "from stratarouter_runtime.bridge import CoreRuntimeBridge\n"
         "from stratarouter_runtime.config import RuntimeConfig\n"
         "from stratarouter_core.types import RouteResult\n"
-        "bridge = CoreRuntimeBridge(RuntimeConfig(state_backend='memory', log_level='error'),\n"
+        "bridge = CoreRuntimeBridge(RuntimeConfig(),\n"
         "                           handlers={'tools': lambda q, c: 'ok'})\n"
         "decision = RouteResult(route_id='tools', confidence=1.0, candidates=(), latency_us=1)\n"
         "async def main():\n"

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from stratarouter_core.errors import ConfigError, MissingDependencyError
 
-from stratarouter_runtime.config import RuntimeConfig
+from stratarouter_runtime.config import RuntimeConfig, StateConfig
 from stratarouter_runtime.state import (
     ExecutionRecord,
     MemoryStateStore,
@@ -399,12 +399,10 @@ async def test_postgres_without_psycopg_names_the_extra(monkeypatch):
 
 
 def test_open_state_store_follows_the_config(tmp_path):
-    assert isinstance(open_state_store(RuntimeConfig(state_backend="memory")), MemoryStateStore)
-    sqlite_store = open_state_store(RuntimeConfig(sqlite_path=str(tmp_path / "s.db")))
+    assert isinstance(open_state_store(RuntimeConfig()), MemoryStateStore)
+    sqlite = StateConfig(backend="sqlite", sqlite_path=str(tmp_path / "s.db"))
+    sqlite_store = open_state_store(RuntimeConfig(state=sqlite))
     assert isinstance(sqlite_store, SQLiteStateStore) and sqlite_store.path == tmp_path / "s.db"
-    pg = open_state_store(
-        RuntimeConfig(
-            state_backend="postgresql", database_url="postgresql://h/d", database_schema="tenant_a"
-        )
-    )
+    postgres = StateConfig(backend="postgresql", database_url="postgresql://h/d", schema="tenant_a")
+    pg = open_state_store(RuntimeConfig(state=postgres))
     assert isinstance(pg, PostgresStateStore) and pg.schema == "tenant_a"

@@ -12,7 +12,7 @@
 
 A bridge restarted after a crash recovers the executions its predecessor left unfinished
 (`recover`, run by `start`): a persisted result is finished without calling the provider again;
-anything else is re-executed or marked failed, as ``recovery_policy`` says.
+anything else is re-executed or marked failed, as ``config.state.recovery_policy`` says.
 
 Modules: `targets` (decision -> target or handler, and the request), `handlers` (the handler
 registry), `results` (`ExecutionResult`, `ExecutionStream`, payloads), `caching` and `reporting`
@@ -45,15 +45,15 @@ class CoreRuntimeBridge(ExecutePipeline, StreamPipeline):
             (`RuntimeConfig.from_env` reads them from the environment).
         encoder: Embeds queries for the semantic cache and batching (default: the router's).
         handlers: ``{route: fn}``; same as calling `register_handler` for each.
-        state: State store (default: the one ``config.state_backend`` names).
-        cache: Semantic cache (default: built from the ``cache_*`` settings).
+        state: State store (default: the one ``config.state.backend`` names).
+        cache: Semantic cache (default: built from ``config.cache``).
         observability: Metrics/tracing/logging (default: built from the config).
 
     Example:
         >>> import asyncio
         >>> from stratarouter_runtime.config import RuntimeConfig
         >>> from stratarouter_core.types import RouteResult
-        >>> config = RuntimeConfig(state_backend="memory", log_level="warning")
+        >>> config = RuntimeConfig()
         >>> bridge = CoreRuntimeBridge(config, handlers={"greet": lambda q, ctx: "hello!"})
         >>> decision = RouteResult(route_id="greet", confidence=0.9, candidates=(), latency_us=1)
         >>> async def main():

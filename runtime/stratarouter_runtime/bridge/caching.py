@@ -28,19 +28,19 @@ logger = logging.getLogger("stratarouter_runtime")
 
 
 def build_cache(config: RuntimeConfig) -> SemanticCache | None:
-    """The semantic cache the ``cache_*`` settings describe; None when caching is off."""
-    if not config.cache_enabled:
+    """The semantic cache ``config.cache`` describes; None when caching is off."""
+    if not config.cache.enabled:
         return None
     backend = (
         MemoryCacheBackend()
-        if config.cache_backend == "memory"
-        else RedisCacheBackend(str(config.redis_url))
+        if config.cache.backend == "memory"
+        else RedisCacheBackend(str(config.cache.redis_url))
     )
     return SemanticCache(
         backend,
-        similarity_threshold=config.cache_similarity_threshold,
-        ttl_s=float(config.cache_ttl),
-        namespace=config.cache_namespace,
+        similarity_threshold=config.cache.similarity_threshold,
+        ttl_s=float(config.cache.ttl_s),
+        namespace=config.cache.namespace,
     )
 
 

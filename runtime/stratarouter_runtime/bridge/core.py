@@ -71,7 +71,7 @@ class BridgeCore:
         self.config = config
         self.router = router
         self.worker_id = (
-            config.worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+            config.state.worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         )
         self._owned_providers = providers is None
         self.providers: Mapping[str, ProviderClient] = MappingProxyType(
@@ -86,27 +86,27 @@ class BridgeCore:
         self.cache = cache if cache is not None else build_cache(config)
         self.batcher = (
             BatchCoordinator(
-                window_ms=config.batch_window_ms,
-                max_size=config.batch_max_size,
-                similarity_threshold=config.batch_similarity_threshold,
+                window_ms=config.batching.window_ms,
+                max_size=config.batching.max_size,
+                similarity_threshold=config.batching.similarity_threshold,
             )
-            if config.batch_enabled
+            if config.batching.enabled
             else None
         )
         self.breakers = BreakerRegistry(
-            failure_threshold=config.breaker_failure_threshold,
-            window_s=config.breaker_window_s,
-            reset_timeout_s=config.breaker_reset_timeout_s,
+            failure_threshold=config.breaker.failure_threshold,
+            window_s=config.breaker.window_s,
+            reset_timeout_s=config.breaker.reset_timeout_s,
             on_state_change=self._breaker_changed,
         )
         self.executor = Executor(
             self.providers,
             retry=RetryPolicy(
-                max_retries=config.max_retries,
-                base_delay_ms=config.retry_delay_ms,
-                max_delay_ms=max(10_000.0, config.retry_delay_ms),
+                max_retries=config.retries.max_retries,
+                base_delay_ms=config.retries.delay_ms,
+                max_delay_ms=max(10_000.0, config.retries.delay_ms),
             ),
-            timeout_s=config.execution_timeout,
+            timeout_s=config.retries.attempt_timeout_s,
             breakers=self.breakers,
             fallbacks={
                 source: [Target(*parse_target_spec(spec)) for spec in chain]
@@ -168,7 +168,7 @@ class BridgeCore:
     @staticmethod
     def _namespace(config: RuntimeConfig, context: Mapping[str, Any]) -> str:
         tenant = context.get("cache_namespace") or context.get("tenant_id")
-        return f"{config.cache_namespace}:{tenant}" if tenant else config.cache_namespace
+        return f"{config.cache.namespace}:{tenant}" if tenant else config.cache.namespace
 
     def _route_stage(self, decision: RouteResult) -> Resolved:
         """Resolve the target inside a route span that starts when routing started."""
@@ -237,7 +237,7 @@ class BridgeCore:
             status=status,
             result=result,
             worker_id=self.worker_id,
-            lease_expires_at=time.time() + self.config.lease_timeout_s,
+            lease_expires_at=time.time() + self.config.state.lease_timeout_s,
         )
         await self.state.create(record)
         return record
@@ -270,11 +270,11 @@ class BridgeCore:
         assert resolved.handler is not None
         if not already_running:
             await self.state.mark_running(
-                execution_id, self.worker_id, time.time() + self.config.lease_timeout_s
+                execution_id, self.worker_id, time.time() + self.config.state.lease_timeout_s
             )
         with self.observability.stage("handler", {"stratarouter.handler": resolved.handler}):
             payload = await self._handlers.call(
-                resolved.handler, query, context, self.config.execution_timeout
+                resolved.handler, query, context, self.config.retries.attempt_timeout_s
             )
         await self.state.mark_succeeded(execution_id, payload)
         return payload

@@ -41,7 +41,7 @@ class BridgeLifecycle(BridgeCore):
             self.observability.start()
             self._heartbeat = asyncio.ensure_future(self._renew_leases())
             self._started = True
-        return await self.recover() if self.config.recover_on_start else None
+        return await self.recover() if self.config.state.recover_on_start else None
 
     async def aclose(self) -> None:
         """Stop the lease renewal and close what the bridge opened (not providers passed in)."""
@@ -69,7 +69,7 @@ class BridgeLifecycle(BridgeCore):
         await self.aclose()
 
     async def _renew_leases(self) -> None:
-        lease = self.config.lease_timeout_s
+        lease = self.config.state.lease_timeout_s
         while True:
             await asyncio.sleep(lease / 3)
             try:
@@ -89,8 +89,8 @@ class BridgeLifecycle(BridgeCore):
             report = await recover_executions(
                 self.state,
                 worker_id=self.worker_id,
-                policy=self.config.recovery_policy,
-                lease_timeout_s=self.config.lease_timeout_s,
+                policy=self.config.state.recovery_policy,
+                lease_timeout_s=self.config.state.lease_timeout_s,
                 resume=self._resume,
                 on_finished=self._cache_recovered,
                 exclude=self._inflight,
@@ -121,7 +121,7 @@ class BridgeLifecycle(BridgeCore):
                 f"{resolved.target.provider!r} is not configured"
             )
         await self.state.mark_running(
-            record.id, self.worker_id, time.time() + self.config.lease_timeout_s
+            record.id, self.worker_id, time.time() + self.config.state.lease_timeout_s
         )
         payload, _ = await self._provider_call(record.id, resolved.target, record.query)
         namespace = self._namespace(self.config, record.context)

@@ -96,7 +96,8 @@ class StreamPipeline(BridgeLifecycle):
         started: float,
     ) -> AsyncIterator[str | ExecutionResult]:
         assert resolved.target is not None
-        checkpointer = StreamCheckpointer(self.state, record.id, self.config.checkpoint_interval)
+        every = self.config.state.checkpoint_interval
+        checkpointer = StreamCheckpointer(self.state, record.id, every)
         log = AttemptLog(self.state, record.id, self.observability.metrics.retry)
         target, provider_started = resolved.target, time.perf_counter()
         try:

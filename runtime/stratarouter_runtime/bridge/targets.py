@@ -103,7 +103,12 @@ def resolve_target(
             "is registered for it; set RuntimeConfig.default_target or register a handler"
         )
     if target.provider not in providers:
-        hint = f"set {_ENV_KEYS[target.provider]}" if target.provider in _ENV_KEYS else "add it"
+        hint = (
+            f"give ProviderConfig({target.provider}_api_key=...), or set "
+            f"{_ENV_KEYS[target.provider]} and build the config with RuntimeConfig.from_env()"
+            if target.provider in _ENV_KEYS
+            else "add it"
+        )
         raise ConfigError(
             f"route {route_id!r} needs provider {target.provider!r}, which is not configured: "
             f"{hint} (or pass providers={{{target.provider!r}: ...}})"
@@ -114,20 +119,19 @@ def resolve_target(
 def providers_from_config(config: RuntimeConfig) -> dict[str, ProviderClient]:
     """Provider clients for the API keys the config holds (a missing key: no such provider)."""
     providers: dict[str, ProviderClient] = {}
-    if config.openai_api_key:
+    keys = config.providers
+    if keys.openai_api_key:
         from ..providers.openai import OpenAIClient
 
-        providers["openai"] = OpenAIClient(config.openai_api_key, config.openai_base_url)
-    if config.anthropic_api_key:
+        providers["openai"] = OpenAIClient(keys.openai_api_key, keys.openai_base_url)
+    if keys.anthropic_api_key:
         from ..providers.anthropic import AnthropicClient
 
-        providers["anthropic"] = AnthropicClient(
-            config.anthropic_api_key, config.anthropic_base_url
-        )
-    if config.google_api_key:
+        providers["anthropic"] = AnthropicClient(keys.anthropic_api_key, keys.anthropic_base_url)
+    if keys.google_api_key:
         from ..providers.google import GoogleClient
 
-        providers["google"] = GoogleClient(config.google_api_key, config.google_base_url)
+        providers["google"] = GoogleClient(keys.google_api_key, keys.google_base_url)
     return providers
 
 

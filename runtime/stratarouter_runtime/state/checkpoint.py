@@ -15,7 +15,7 @@ class StreamCheckpointer:
     Args:
         store: Where to checkpoint.
         execution_id: The streaming execution.
-        interval: Chunks between two checkpoints (`RuntimeConfig.checkpoint_interval`).
+        interval: Chunks between two checkpoints (`StateConfig.checkpoint_interval`).
     """
 
     def __init__(self, store: StateStore, execution_id: str, interval: int) -> None:

@@ -18,17 +18,20 @@ __all__ = ["open_state_store"]
 
 
 def open_state_store(config: RuntimeConfig) -> StateStore:
-    """The store `config.state_backend` asks for (not started yet).
+    """The store `config.state.backend` asks for (not started yet).
 
     Example:
         >>> from stratarouter_runtime.config import RuntimeConfig
-        >>> type(open_state_store(RuntimeConfig(state_backend="memory"))).__name__
+        >>> type(open_state_store(RuntimeConfig())).__name__
         'MemoryStateStore'
     """
-    if config.state_backend == "memory":
+    if config.state.backend == "memory":
         return MemoryStateStore()
-    if config.state_backend == "sqlite":
-        return SQLiteStateStore(config.sqlite_path)
-    if config.database_url is None:  # RuntimeConfig already refuses this; keep mypy informed
-        raise ConfigError("RuntimeConfig.database_url is required when state_backend='postgresql'")
-    return PostgresStateStore(config.database_url, schema=config.database_schema)
+    # StateConfig already refuses a backend without its location; the checks keep mypy informed
+    if config.state.backend == "sqlite":
+        if config.state.sqlite_path is None:
+            raise ConfigError("RuntimeConfig.state.sqlite_path is required when backend='sqlite'")
+        return SQLiteStateStore(config.state.sqlite_path)
+    if config.state.database_url is None:
+        raise ConfigError("RuntimeConfig.state.database_url is required when backend='postgresql'")
+    return PostgresStateStore(config.state.database_url, schema=config.state.schema)
