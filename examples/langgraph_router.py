@@ -2,7 +2,9 @@
 
 The router node writes its decision (`route`, `confidence`) into the graph state and goes to
 the agent with `Command(goto=...)`; a ticket with two intents fans out to both agents with
-`Send`; an off-topic ticket goes to the `human` node. Runs offline: fake chat models, and the
+`Send` when the runner-up intent's calibrated confidence also reaches the fan-out bar (with
+the real model it may not: the ticket then goes to its best intent); an off-topic ticket goes
+to the `human` node. Runs offline: fake chat models, and the
 bundled all-MiniLM-L6-v2 `LocalEncoder` when installed, else the `HashingEncoder`.
 
     python examples/langgraph_router.py
@@ -69,8 +71,9 @@ def agent(name: str) -> Any:
 
 def build_graph(router: Router) -> Any:
     graph = StateGraph(RouterState)
+    # Confidences are calibrated probabilities: fan out only to clearly likely runner-ups.
     router_node(router, fallback="human", fan_out_top_k=2,
-                min_confidence_for_fan_out=router.config.threshold).add_to(graph, "router")
+                min_confidence_for_fan_out=0.75).add_to(graph, "router")
     for name in (*router.route_names, "human"):
         graph.add_node(name, agent(name))
     graph.add_edge(START, "router")

@@ -139,9 +139,8 @@ def router_node(router: Router, *, targets: Mapping[str, str] | None = None,
         text_from: State key holding the query, or a callable state -> str.
         fan_out_top_k: If set, fan out with `Send` to the nodes of up to this many top
             candidates whose confidence reaches `min_confidence_for_fan_out`.
-        min_confidence_for_fan_out: Calibrated confidence each fanned-out candidate needs.
-            Once the router is `fit`, confidences are probabilities, so 0.5 means "more
-            likely right than not"; an unfitted router may need a lower bar.
+        min_confidence_for_fan_out: Calibrated confidence each fanned-out candidate needs;
+            confidences are probabilities, so 0.5 means "more likely right than not".
         name: Run name in traces.
         max_decisions: How many recent decisions `decisions` keeps.
 
