@@ -7,7 +7,7 @@ decision rule (cheapest above a quality bar, best quality-minus-cost, best under
 
 from __future__ import annotations
 
-from .decision import Rule, decide, preference_order
+from .decision import Rule, decide, decide_one
 from .errors import (
     DuplicateModelError,
     InvalidScoresError,
@@ -32,5 +32,5 @@ __all__ = [
     "Rule",
     "UnknownModelError",
     "decide",
-    "preference_order",
+    "decide_one",
 ]

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError
 
-__all__ = ["Rule", "decide", "preference_order"]
+__all__ = ["Rule", "decide", "decide_one"]
 
 F64 = NDArray[np.float64]
 
@@ -96,7 +96,7 @@ def _fallback(p: F64, costs: F64, rule: Rule, fallback: int | None) -> NDArray[n
     if fallback is not None:
         return np.full(len(p), fallback, dtype=np.int64)
     if rule.min_quality is not None:
-        within = _allowed(costs, rule)
+        within = _allowed(costs, rule).copy()
         within[~within.any(axis=1)] = True  # nothing within budget: consider every model
         best: NDArray[np.int64] = np.argmax(np.where(within, p, -np.inf), axis=1)
         return best
@@ -104,15 +104,36 @@ def _fallback(p: F64, costs: F64, rule: Rule, fallback: int | None) -> NDArray[n
     return cheapest
 
 
-def preference_order(p: F64, costs: F64, rule: Rule) -> list[int]:
-    """Model indices of one query (1-D `p`, `costs`) from most to least preferred under `rule`.
+def decide_one(
+    p: list[float], costs: list[float], rule: Rule, fallback: int | None = None
+) -> tuple[int, bool, list[int]]:
+    """`decide` for one query in plain Python (a few models: cheaper than array calls).
 
-    Models the rule accepts come first, in its order; then the others by p_success.
+    Returns the chosen index, whether the fallback was used, and every index from most to
+    least preferred (models the rule accepts first, in its order; then the others by p).
     """
-    allowed = _allowed(costs[None, :], rule)[0]
+    n = len(p)
+    allowed = [True] * n if rule.max_cost is None else [c <= rule.max_cost for c in costs]
     if rule.min_quality is not None:
-        accepted = allowed & (p >= rule.min_quality)
-        order = np.lexsort((-p, costs, ~accepted))
+        accepted = [a and q >= rule.min_quality for a, q in zip(allowed, p)]
+        order = sorted(range(n), key=lambda i: (not accepted[i], costs[i], -p[i]))
     else:
-        order = np.lexsort((-p, -_utility(p[None, :], costs[None, :], rule)[0], ~allowed))
-    return [int(i) for i in order]
+        weight = rule.cost_weight or 0.0
+        dearest = max(max(costs), 1e-300)
+        utility = [q - weight * c / dearest for q, c in zip(p, costs)]
+        accepted = allowed
+        order = sorted(range(n), key=lambda i: (not accepted[i], -utility[i], -p[i]))
+    if accepted[order[0]]:
+        return order[0], False, order
+    return _fallback_one(p, costs, allowed, rule, fallback), True, order
+
+
+def _fallback_one(
+    p: list[float], costs: list[float], allowed: list[bool], rule: Rule, fallback: int | None
+) -> int:
+    if fallback is not None:
+        return fallback
+    if rule.min_quality is not None:
+        pool = [i for i, a in enumerate(allowed) if a] or list(range(len(p)))
+        return max(pool, key=lambda i: (p[i], -i))
+    return min(range(len(costs)), key=lambda i: (costs[i], i))

@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 from ..encoders.base import BaseEncoder, check_vectors
 from ..errors import DimensionMismatchError, InvalidQueryError, NotFittedError
 from .costs import make_token_counter
-from .decision import Rule, decide, preference_order
+from .decision import Rule, decide, decide_one
 from .errors import (
     DuplicateModelError,
     InvalidScoresError,
@@ -81,6 +81,9 @@ class ModelRouter:
         self.encoder = encoder
         self._models = models
         self._index = {spec.name: i for i, spec in enumerate(models)}
+        self._names = tuple(spec.name for spec in models)
+        fallback = self.config.fallback_model
+        self._fallback_index = None if fallback is None else self._index[fallback]
         self._count_tokens = make_token_counter(encoder, self.config.chars_per_token)
         self._predictor: SuccessModel | None = None
         self._report: ModelRoutingReport | None = None
@@ -137,6 +140,9 @@ class ModelRouter:
         self._cost_intercept = (
             self._output_tokens * per_output + self.config.prompt_overhead_tokens * per_input
         )
+        # route() prices one query with Python floats: cheaper than arrays of a few models
+        self._slope_list: list[float] = self._cost_slope.tolist()
+        self._intercept_list: list[float] = self._cost_intercept.tolist()
 
     # ---------------------------------------------------------------------- encoding
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
@@ -371,13 +377,13 @@ class ModelRouter:
         rule = self._rule(min_quality, cost_weight, max_cost)
         _check_query(query)
         if embedding is None:
-            vector = self.encode([query])
+            vector = self.encode([query])[0]
         else:
-            vector = _check_embeddings(embedding, 1, self.encoder.dimension)
+            vector = _check_one_embedding(embedding, self.encoder.dimension)
         tokens = self._count_tokens.one(query)
-        p = predictor.predict(vector, np.array([math.log1p(tokens)]))
-        costs = tokens * self._cost_slope + self._cost_intercept
-        return self._choices(p, costs[None, :], np.array([tokens]), rule)[0]
+        p = predictor.predict_one(vector, math.log1p(tokens))
+        costs = [tokens * a + b for a, b in zip(self._slope_list, self._intercept_list)]
+        return self._choice(p, costs, tokens, rule)
 
     def route_batch(
         self,
@@ -399,28 +405,42 @@ class ModelRouter:
         return self._choices(p, costs, tokens, rule)
 
     def _choices(self, p: F64, costs: F64, tokens: F64, rule: Rule) -> list[ModelChoice]:
-        fallback = self.config.fallback_model
-        chosen, failed = decide(p, costs, rule, None if fallback is None else self._index[fallback])
-        names = self.model_names
+        """Decisions for a batch: `decide` on arrays, then the per-query records."""
+        chosen, failed = decide(p, costs, rule, self._fallback_index)
         out = []
         for row, (index, fell_back) in enumerate(zip(chosen.tolist(), failed.tolist())):
             p_row, cost_row = p[row].tolist(), costs[row].tolist()
-            order = preference_order(p[row], costs[row], rule)
+            _, _, order = decide_one(p_row, cost_row, rule, self._fallback_index)
             out.append(
-                ModelChoice(
-                    model=names[index],
-                    p_success=dict(zip(names, p_row)),
-                    expected_cost_usd=cost_row[index],
-                    expected_costs_usd=dict(zip(names, cost_row)),
-                    alternatives=tuple(
-                        ModelOption(names[i], p_row[i], cost_row[i]) for i in order if i != index
-                    ),
-                    rule=rule.name,
-                    fallback=fell_back,
-                    input_tokens=float(tokens[row]),
-                )
+                self._record(p_row, cost_row, float(tokens[row]), rule, index, fell_back, order)
             )
         return out
+
+    def _choice(self, p: list[float], costs: list[float], tokens: float, rule: Rule) -> ModelChoice:
+        index, fell_back, order = decide_one(p, costs, rule, self._fallback_index)
+        return self._record(p, costs, tokens, rule, index, fell_back, order)
+
+    def _record(
+        self,
+        p: list[float],
+        costs: list[float],
+        tokens: float,
+        rule: Rule,
+        index: int,
+        fell_back: bool,
+        order: list[int],
+    ) -> ModelChoice:
+        names = self._names
+        return ModelChoice(
+            model=names[index],
+            p_success=dict(zip(names, p)),
+            expected_cost_usd=costs[index],
+            expected_costs_usd=dict(zip(names, costs)),
+            alternatives=tuple(ModelOption(names[i], p[i], costs[i]) for i in order if i != index),
+            rule=rule.name,
+            fallback=fell_back,
+            input_tokens=tokens,
+        )
 
     # ------------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:
@@ -467,6 +487,31 @@ def _normalise(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
     if not np.all(norms > 0):
         raise InvalidQueryError("embedding has zero norm: it points nowhere")
     out: NDArray[np.float32] = vectors / norms
+    return out
+
+
+def _check_one_embedding(embedding: ArrayLike, dimension: int) -> NDArray[np.float32]:
+    """One vector, checked with Python scalars (cheaper than array reductions), normalised."""
+    try:
+        array = np.asarray(embedding, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidQueryError("embedding must be a numeric array") from exc
+    if array.ndim == 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 1:
+        raise InvalidQueryError(
+            f"expected one embedding of dimension {dimension}, got {array.shape}"
+        )
+    if array.shape[0] != dimension:
+        raise DimensionMismatchError(
+            f"embedding has dimension {array.shape[0]}, the encoder has {dimension}"
+        )
+    norm = math.sqrt(float(array @ array))
+    if not math.isfinite(norm):
+        raise InvalidQueryError("embedding contains NaN or infinite values")
+    if norm == 0.0:
+        raise InvalidQueryError("embedding has zero norm: it points nowhere")
+    out: NDArray[np.float32] = array / norm
     return out
 
 

@@ -28,7 +28,7 @@ from stratarouter_core.model_routing import (
     Rule,
     UnknownModelError,
     decide,
-    preference_order,
+    decide_one,
 )
 from stratarouter_core.testing import HashingEncoder
 
@@ -136,9 +136,21 @@ def test_min_quality_within_max_cost() -> None:
     assert chosen.tolist() == [1] and fallback[0]
 
 
-def test_preference_order_lists_accepted_models_first() -> None:
-    assert preference_order(P[0], COSTS[0], Rule(min_quality=0.8)) == [1, 0, 2]
-    assert preference_order(P[0], COSTS[0], Rule(cost_weight=0.0)) == [0, 1, 2]
+def test_decide_one_orders_accepted_models_first_and_agrees_with_decide() -> None:
+    p, costs = P[0].tolist(), COSTS[0].tolist()
+    assert decide_one(p, costs, Rule(min_quality=0.8)) == (1, False, [1, 0, 2])
+    assert decide_one(p, costs, Rule(cost_weight=0.0)) == (0, False, [0, 1, 2])
+    rng = np.random.default_rng(0)
+    many_p, many_c = rng.random((300, 4)), rng.random((300, 4))
+    many_c[:, 1] = many_c[:, 2]  # equal costs exercise the ties
+    rules = [Rule(min_quality=0.6), Rule(cost_weight=0.5), Rule(max_cost=0.3)]
+    rules += [Rule(min_quality=0.9, max_cost=0.5), Rule(cost_weight=2.0, max_cost=0.2)]
+    for rule in rules:
+        for fallback in (None, 3):
+            chosen, failed = decide(many_p, many_c, rule, fallback)
+            for row in range(300):
+                one = decide_one(many_p[row].tolist(), many_c[row].tolist(), rule, fallback)
+                assert one[:2] == (chosen[row], failed[row])
 
 
 @pytest.mark.parametrize(
