@@ -52,7 +52,8 @@ Objective = Literal["accuracy", "precision", "oos_recall", "in_scope_loss"]
 # scikit-learn's advice: isotonic regression overfits below about a thousand samples. Below,
 # the logistic confidence model's own probability (Platt scaling) is the calibrated output.
 ISOTONIC_MIN_SAMPLES = 1_000
-LOGISTIC_C = 1.0
+LOGISTIC_C = 1.0  # scikit-learn's default penalty, when too few samples to choose one
+LOGISTIC_CS = (0.1, 1.0, 10.0, 100.0)
 MIN_CALIBRATION_SAMPLES = 50  # fewer labelled queries than this: fit warns
 
 
@@ -477,36 +478,27 @@ def fit_confidence(
     weights: NDArray[np.float64],
     sample_weight: NDArray[np.float64],
 ) -> tuple[ConfidenceModel, NDArray[np.float64], NDArray[np.float64]]:
-    """P(the best route is right) from its softmax probability, cosine and BM25 fraction.
+    """P(the best route is right) from its fused score and softmax probability.
 
-    A logistic model over those three, then isotonic regression on its score once there are
+    A logistic model over those two (slopes >= 0), then isotonic regression on its score once
+    there are
     `ISOTONIC_MIN_SAMPLES` samples (below, the logistic probability itself). Returns the
     model, each sample's calibrated confidence and whether its best route was right.
     `labels` < 0 marks out-of-scope samples, whose best route is never right.
     """
-    from sklearn.linear_model import LogisticRegression
-
     scores = samples.fused(weights)
     top = scores.argmax(axis=1)  # same ranking as routing: fused score
     rows = np.arange(len(scores))
     shifted = scores - scores[rows, top][:, None]
     log_p_top = -np.log(np.exp(shifted).sum(axis=1))
-    x = np.column_stack(
-        [log_p_top, samples.features[rows, top, 0], samples.features[rows, top, 1]]
-    )
+    x = np.column_stack([log_p_top, scores[rows, top]])
     correct = ((labels >= 0) & (top == samples.target)).astype(np.float64)
     if correct.min() == correct.max():
-        coefficients = np.array([1.0, 0.0, 0.0, 0.0])
+        coefficients = np.array([1.0, 0.0, 0.0])
     else:
-        # Standardised features: the L2 penalty then treats every feature alike, whatever its
-        # range (a cosine spread of 0.1 needs a large coefficient to matter).
-        centre, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
-        logistic = LogisticRegression(C=LOGISTIC_C, max_iter=1000)
-        logistic.fit((x - centre) / scale, correct, sample_weight=sample_weight)
-        slope = logistic.coef_[0] / scale
-        coefficients = np.concatenate([slope, logistic.intercept_ - [slope @ centre]])
+        coefficients = _monotone_logistic(x, correct, sample_weight)
     placeholder = ConfidenceModel(coefficients, SigmoidCalibrator())
-    raw = placeholder.raw(x[:, 0], x[:, 1], x[:, 2])
+    raw = placeholder.raw(x[:, 0], x[:, 1])
     calibrator: IsotonicCalibrator | SigmoidCalibrator
     if len(raw) >= ISOTONIC_MIN_SAMPLES and correct.min() != correct.max():
         calibrator = IsotonicCalibrator().fit(raw, correct, sample_weight=sample_weight)
@@ -514,6 +506,89 @@ def fit_confidence(
         calibrator = SigmoidCalibrator()
     model = ConfidenceModel(coefficients, calibrator)
     return model, calibrator.transform(raw), correct
+
+
+def _monotone_logistic(
+    x: NDArray[np.float64], y: NDArray[np.float64], sample_weight: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Weighted L2 logistic regression with non-negative slopes: [slopes..., intercept].
+
+    The features are standardised, so the penalty treats each alike whatever its range; the
+    slopes stay >= 0 so the confidence cannot decrease as a candidate's fused score
+    increases. The penalty strength is chosen among `LOGISTIC_CS` by cross-validated log
+    loss on the same samples (the smallest C within noise of the best: prefer smooth).
+    """
+    centre, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
+    z = (x - centre) / scale
+    w = sample_weight / sample_weight.mean()
+    # Enough samples make the penalty immaterial (and isotonic regression follows).
+    c = LOGISTIC_C if len(y) >= ISOTONIC_MIN_SAMPLES else _cross_validated_c(z, y, w)
+    theta = _logistic_fit(z, y, w, c)
+    slopes = theta[:-1] / scale
+    return np.concatenate([slopes, [theta[-1] - slopes @ centre]])
+
+
+def _logistic_fit(
+    z: NDArray[np.float64],
+    y: NDArray[np.float64],
+    w: NDArray[np.float64],
+    c: float,
+    start: NDArray[np.float64] | None = None,
+) -> NDArray[np.float64]:
+    """Penalised weighted logistic regression by projected Newton steps (slopes >= 0).
+
+    A handful of parameters: Newton converges in a few steps, without an optimiser's overhead.
+    The intercept is not penalised; a slope that would turn negative is held at 0.
+    """
+    design = np.column_stack([z, np.ones(len(z))])
+    n_params = design.shape[1]
+    ridge = np.full(n_params, 1.0 / c)
+    ridge[-1] = 0.0
+    theta = np.zeros(n_params) if start is None else start.copy()
+    free = np.ones(n_params, dtype=bool)
+    for _ in range(50):
+        p = 0.5 * (1.0 + np.tanh(0.5 * (design @ theta)))  # the logistic, without overflow
+        gradient = design.T @ (w * (p - y)) + ridge * theta
+        hessian = (design * (w * p * (1 - p))[:, None]).T @ design + np.diag(ridge + 1e-9)
+        step = np.zeros(n_params)
+        step[free] = np.linalg.solve(hessian[np.ix_(free, free)], gradient[free])
+        updated = theta - step
+        negative = np.flatnonzero(updated[:-1] < 0)
+        if len(negative):
+            updated[negative] = 0.0
+            free[negative] = False
+        elif np.abs(step).max() < 1e-8:
+            theta = updated
+            break
+        theta = updated
+    return theta
+
+
+def _cross_validated_c(
+    z: NDArray[np.float64], y: NDArray[np.float64], w: NDArray[np.float64]
+) -> float:
+    minority = int(min(y.sum(), len(y) - y.sum()))
+    folds = min(3, minority)
+    if folds < 2:
+        return LOGISTIC_C
+    rng = np.random.default_rng(0)
+    fold_of = np.empty(len(y), dtype=np.int64)
+    for label in (0.0, 1.0):  # stratified: each fold sees both outcomes
+        rows = np.flatnonzero(y == label)
+        fold_of[rows] = rng.permutation(len(rows)) % folds
+    losses = []
+    warm: list[NDArray[np.float64] | None] = [None] * folds
+    for c in LOGISTIC_CS:
+        total = 0.0
+        for f in range(folds):
+            train, test = fold_of != f, fold_of == f
+            theta = _logistic_fit(z[train], y[train], w[train], c, warm[f])
+            warm[f] = theta
+            logit = z[test] @ theta[:-1] + theta[-1]
+            total += float(w[test] @ (np.logaddexp(0.0, logit) - y[test] * logit))
+        losses.append(total / float(w.sum()))
+    best = min(losses)
+    return next(c for c, loss in zip(LOGISTIC_CS, losses) if loss <= best * 1.01)
 
 
 def choose_threshold(

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMAT_VERSION", "load_router", "save_router"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: confidence map over (log_p, fused score); self-calibration
 _MANIFEST = "router.json"
 _ARRAYS = "arrays.npz"
 

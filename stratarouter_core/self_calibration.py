@@ -155,8 +155,8 @@ def _leave_one_out(
     # query gets to the mean of all K (a mean of fewer unit vectors is longer, and the cosine
     # divides by its length): the expected dot product with the route's mean is the same, so
     # the left-out mean's dot product is divided by the length of the full mean instead.
-    sums = np.zeros((n_routes, vectors.shape[1]), dtype=np.float64)
-    np.add.at(sums, owner, state.utterance_vectors)
+    starts = np.concatenate([[0], np.cumsum(per_route)[:-1]])  # utterances grouped by route
+    sums = np.add.reduceat(state.utterance_vectors.astype(np.float64), starts, axis=0)
     counts = per_route[own].astype(np.float64)
     remaining = sums[own] - vectors
     has_rest = (per_route[own] > 1) & (np.linalg.norm(remaining, axis=1) > 1e-6)
@@ -215,7 +215,7 @@ def _smooth_quantile(confidence: NDArray[np.float64], share: float) -> float:
     clipped = np.clip(confidence, 1e-6, 1 - 1e-6)
     log_odds = np.log(clipped / (1 - clipped))
     quantile = float(log_odds.mean()) + NormalDist().inv_cdf(share) * float(log_odds.std(ddof=1))
-    return float(1.0 / (1.0 + np.exp(-quantile)))
+    return float(0.5 * (1.0 + np.tanh(0.5 * quantile)))
 
 
 def _sample_rows(

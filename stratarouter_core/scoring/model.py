@@ -8,11 +8,11 @@ Per query and candidate route the pipeline computes five features:
 - ``rule``: 1 when a keyword or pattern of the route matched;
 - ``head``: the logit of a linear head learned by `Router.fit` (0 before).
 
-The fused score is their weighted sum. Before `fit`, weights come from `FusionWeights` and the
-confidence is the fused score itself, clipped to [0, 1] (a monotone default, not yet a
-probability). After `fit`, the fused scores go through a softmax over the candidates, and the
-confidence is an isotonic calibration of a learned combination of the candidate's softmax
-probability, cosine and BM25 fraction.
+The fused score is their weighted sum. Its scale is a softmax temperature learned at
+`build_index` from the route examples (or weights learned by `fit`); the confidence is a
+calibrated P(right) of the candidate's fused score and softmax probability (`ConfidenceModel`).
+A router with nothing to calibrate from (one route) reports the fused score clipped to
+[0, 1]: monotone, but not a probability.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def gathered_dot(
     return out
 
 
-CONFIDENCE_FEATURES = ("log_p", "dense", "sparse", "bias")
+CONFIDENCE_FEATURES = ("log_p", "score", "bias")
 
 
 @dataclass
@@ -102,10 +102,13 @@ class LinearHead:
 
 @dataclass
 class ConfidenceModel:
-    """Maps candidate features to P(correct): a logistic score, then its calibrator.
+    """Maps a candidate's fused score to P(it is the right route): logistic, then calibrator.
 
-    The calibrator is isotonic regression on the score when enough samples backed it, else
-    the logistic probability itself (`SigmoidCalibrator`).
+    The logistic score is ``a * log_p + b * score + c`` with a, b >= 0, where ``score`` is
+    the candidate's fused score and ``log_p`` its log softmax probability among the query's
+    candidates: increasing in the fused score, so a query's candidates are as confident as
+    they are ranked. The calibrator is isotonic regression on that score when enough samples
+    backed it, else the logistic probability itself (`SigmoidCalibrator`).
     """
 
     coefficients: NDArray[np.float64]  # over CONFIDENCE_FEATURES
@@ -116,28 +119,22 @@ class ConfidenceModel:
         # Python floats: numpy scalars make every small-array product slower on the hot path.
         self._terms = tuple(float(c) for c in self.coefficients)
 
-    def raw(self, log_p: FloatArray, dense: FloatArray, sparse: FloatArray) -> FloatArray:
-        """The uncalibrated confidence score."""
-        log_p_weight, dense_weight, sparse_weight, bias = self._terms
+    def raw(self, log_p: FloatArray, score: FloatArray) -> FloatArray:
+        """The uncalibrated confidence score (a log-odds)."""
+        log_p_weight, score_weight, bias = self._terms
         out: FloatArray = log_p * log_p_weight
-        out += dense * dense_weight
-        out += sparse * sparse_weight
+        out += score * score_weight
         out += bias
         return out
 
-    def probability(self, log_p: FloatArray, dense: FloatArray, sparse: FloatArray) -> FloatArray:
+    def probability(self, log_p: FloatArray, score: FloatArray) -> FloatArray:
         """Calibrated P(correct): the raw score through the calibrator."""
-        return self.calibrator.transform(self.raw(log_p, dense, sparse))
+        return self.calibrator.transform(self.raw(log_p, score))
 
-    def probability_of_one(
-        self, log_p: list[float], dense: list[float], sparse: list[float]
-    ) -> FloatArray:
+    def probability_of_one(self, log_p: list[float], score: list[float]) -> FloatArray:
         """`probability` of one query's candidates given as Python floats: shape (1, t)."""
-        log_p_weight, dense_weight, sparse_weight, bias = self._terms
-        raw = [
-            log_p_weight * lp + dense_weight * d + sparse_weight * s + bias
-            for lp, d, s in zip(log_p, dense, sparse)
-        ]
+        log_p_weight, score_weight, bias = self._terms
+        raw = [log_p_weight * lp + score_weight * sc + bias for lp, sc in zip(log_p, score)]
         return self.calibrator.transform([raw])
 
     def to_dict(self) -> dict[str, Any]:
@@ -207,15 +204,13 @@ class ScoringModel:
             scores = ranked.tolist()[0]
             log_normaliser = scores[0] + math.log(float(np.exp(fused - scores[0]).sum()))
             return self.confidence_model.probability_of_one(
-                [score - log_normaliser for score in scores],
-                parts.dense.tolist()[0],
-                parts.sparse.tolist()[0],
+                [score - log_normaliser for score in scores], scores
             )
         top = ranked[:, :1]
         log_normalisers = np.log(np.exp(fused - top).sum(axis=1, keepdims=True))
         log_normalisers += top
         log_p = ranked - log_normalisers
-        return self.confidence_model.probability(log_p, parts.dense, parts.sparse)
+        return self.confidence_model.probability(log_p, ranked)
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import math
 import random
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import pytest
 
 from stratarouter_core.scoring import BM25Index
 from stratarouter_core.text import tokenize

@@ -86,7 +86,7 @@ def test_fitted_model_survives_round_trip(tmp_path: Path) -> None:
 def test_directory_format_is_documented_and_versioned(tmp_path: Path) -> None:
     build().save(tmp_path / "r")
     manifest = json.loads((tmp_path / "r" / "router.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["encoder"]["dimension"] == 64 and manifest["encoder"]["fingerprint"]
     arrays = np.load(tmp_path / "r" / "arrays.npz")
     assert arrays["utterance_vectors"].shape == (5, 64)
