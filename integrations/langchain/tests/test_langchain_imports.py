@@ -7,6 +7,7 @@ import stratarouter_langchain
 
 EXPECTED_ALL = [
     "FALLBACK_TARGET",
+    "ModelRouterRunnable",
     "NoBranchError",
     "RouterInput",
     "SemanticRouteDispatch",
