@@ -179,21 +179,24 @@ QUERIES = [
 def main() -> None:
     """Build the router, route the queries and print the decisions."""
     started = time.perf_counter()
-    router = Router(config=RouterConfig(threshold=0.25, fallback_route="human"))
+    # Defaults: confidence is calibrated and the threshold chosen from the examples at
+    # build_index, no labelled data or fit needed.
+    router = Router(config=RouterConfig(fallback_route="human"))
     router.add_routes(ROUTES)
     router.build_index()
     print(
         f"built {len(ROUTES)} routes in {time.perf_counter() - started:.2f} s "
-        f"(encoder: {type(router.encoder).__name__})\n"
+        f"(encoder: {type(router.encoder).__name__}); threshold {router.threshold:.2f}, "
+        "calibrated from the route examples\n"
     )
     results = router.route_batch(QUERIES)  # encodes once, vectorised
-    print(f"{'query':<48} {'route':<14} {'confidence':>10} {'route() us':>11}")
-    print("-" * 86)
+    print(f"{'query':<48} {'route':<18} {'confidence':>10} {'route() us':>11}")
+    print("-" * 90)
     for query, batched in zip(QUERIES, results):
         single = router.route(query)  # the query's vector is cached: this times routing alone
         assert single.route_id == batched.route_id
         route = single.route_id if not single.is_fallback else f"{single.route_id} (fallback)"
-        print(f"{query[:47]:<48} {route:<14} {single.confidence:>10.3f} {single.latency_us:>11.0f}")
+        print(f"{query[:47]:<48} {route:<18} {single.confidence:>10.3f} {single.latency_us:>11.0f}")
     print("\nHow the first decision was made:\n")
     print(router.explain(QUERIES[0]))
 

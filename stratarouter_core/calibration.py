@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,11 @@ class IsotonicCalibrator:
         self.y_ = np.concatenate([[levels[order][0]], levels[order], [levels[order][-1]]])
         return self
 
+    def transform_values(self, scores: list[float]) -> list[float]:
+        """`transform` of a few Python floats."""
+        values: list[float] = self.transform(scores).tolist()
+        return values
+
     def transform(self, scores: ArrayLike) -> NDArray[np.float64]:
         """Calibrated probabilities for `scores` (any shape)."""
         x = np.asarray(scores, dtype=np.float64)
@@ -93,15 +99,22 @@ class IsotonicCalibrator:
 class SigmoidCalibrator:
     """The logistic map of a score that is already a log-odds (Platt scaling's output).
 
-    Used when too few samples back an isotonic fit: smooth, strictly increasing, and never
-    exactly 0 or 1 (clipped to [`EPSILON`, 1 - `EPSILON`]), so no decision looks certain.
+    Used when too few samples back an isotonic fit: smooth, strictly increasing, and kept in
+    [`epsilon`, 1 - `epsilon`]: from n samples, Laplace's rule of succession gives
+    ``epsilon = 1 / (n + 2)``, so a handful of examples can never claim certainty.
 
     Example:
         >>> float(SigmoidCalibrator().transform([0.0])[0])
         0.5
+        >>> round(float(SigmoidCalibrator(epsilon=1 / 12).transform([50.0])[0]), 3)
+        0.917
     """
 
-    EPSILON = 1e-4
+    def __init__(self, epsilon: float = 1e-4) -> None:
+        """A logistic map kept `epsilon` away from 0 and 1."""
+        if not 0.0 <= epsilon < 0.5:
+            raise ConfigError(f"epsilon must be in [0, 0.5), got {epsilon!r}")
+        self.epsilon = float(epsilon)
 
     @property
     def is_fitted(self) -> bool:
@@ -111,18 +124,26 @@ class SigmoidCalibrator:
     def transform(self, scores: ArrayLike) -> NDArray[np.float64]:
         """P(correct) for log-odds `scores` (any shape)."""
         x = np.clip(np.asarray(scores, dtype=np.float64), -30.0, 30.0)
-        out: NDArray[np.float64] = np.clip(1.0 / (1.0 + np.exp(-x)), self.EPSILON, 1 - self.EPSILON)
+        out: NDArray[np.float64] = np.clip(
+            1.0 / (1.0 + np.exp(-x)), self.epsilon, 1.0 - self.epsilon
+        )
         return out
+
+    def transform_values(self, scores: list[float]) -> list[float]:
+        """`transform` of a few Python floats (one query's candidates: cheaper than arrays)."""
+        low, high = self.epsilon, 1.0 - self.epsilon
+        exp = math.exp
+        return [min(max(1.0 / (1.0 + exp(-min(max(x, -30.0), 30.0))), low), high) for x in scores]
 
     def to_dict(self) -> dict[str, Any]:
         """Serialisable state."""
-        return {"kind": "sigmoid"}
+        return {"kind": "sigmoid", "epsilon": self.epsilon}
 
 
 def calibrator_from_dict(data: dict[str, Any]) -> IsotonicCalibrator | SigmoidCalibrator:
     """The calibrator saved by `to_dict` (either kind)."""
     if data.get("kind") == "sigmoid":
-        return SigmoidCalibrator()
+        return SigmoidCalibrator(float(data.get("epsilon", 1e-4)))
     return IsotonicCalibrator.from_dict(data)
 
 

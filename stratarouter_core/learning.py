@@ -502,8 +502,8 @@ def fit_confidence(
     calibrator: IsotonicCalibrator | SigmoidCalibrator
     if len(raw) >= ISOTONIC_MIN_SAMPLES and correct.min() != correct.max():
         calibrator = IsotonicCalibrator().fit(raw, correct, sample_weight=sample_weight)
-    else:
-        calibrator = SigmoidCalibrator()
+    else:  # n samples cannot show a probability beyond (n + 1) / (n + 2): Laplace's rule
+        calibrator = SigmoidCalibrator(epsilon=1.0 / (len(raw) + 2))
     model = ConfidenceModel(coefficients, calibrator)
     return model, calibrator.transform(raw), correct
 

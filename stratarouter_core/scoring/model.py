@@ -135,7 +135,7 @@ class ConfidenceModel:
         """`probability` of one query's candidates given as Python floats: shape (1, t)."""
         log_p_weight, score_weight, bias = self._terms
         raw = [log_p_weight * lp + score_weight * sc + bias for lp, sc in zip(log_p, score)]
-        return self.calibrator.transform([raw])
+        return np.array([self.calibrator.transform_values(raw)])
 
     def to_dict(self) -> dict[str, Any]:
         """Serialisable state."""

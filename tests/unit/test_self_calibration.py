@@ -195,3 +195,27 @@ def test_explain_adds_up() -> None:
     np.testing.assert_allclose(
         router.model.fuse(exact).max(), router.route("refund the invoice").candidates[0].score, rtol=1e-5
     )
+
+
+def test_readme_usage_routes_right_with_defaults(local_encoder: object) -> None:
+    router = Router(encoder=local_encoder, config=RouterConfig(fallback_route="human"))  # type: ignore[arg-type]
+    router.add_routes([
+        Route(name="billing", examples=["I was charged twice", "refund my invoice"],
+              description="Payments, invoices and refunds", keywords=["invoice", "refund"],
+              patterns=[r"\binvoice\s*#?\d+"], metadata={"model": "gpt-4o-mini"}),
+        Route(name="tech_support", examples=["the app crashes on start", "error 500 when I log in"]),
+    ])
+    router.build_index()
+    result = router.route("why was my card charged two times?")
+    assert result.route_id == "billing" and result.confidence > 0.8
+    assert router.route("I was charged twice").route_id == "billing"
+    assert router.route("please refund invoice #4471").route_id == "billing"
+    assert router.route("what is the capital of France").route_id == "human"
+    # Ten calibration samples: never more sure than Laplace's (n + 1) / (n + 2) allows.
+    assert result.confidence <= 11 / 12 + 1e-9
+
+
+def test_one_example_route_accepts_its_own_example() -> None:
+    router = hashing_router([Route(name="billing", examples=["refund"])])
+    result = router.route("refund")
+    assert result.route_id == "billing" and result.confidence >= 0.64
