@@ -48,6 +48,8 @@ class CoreRuntimeBridge(ExecutePipeline, StreamPipeline):
         state: State store (default: the one ``config.state.backend`` names).
         cache: Semantic cache (default: built from ``config.cache``).
         observability: Metrics/tracing/logging (default: built from the config).
+        model_router: A fitted `stratarouter_core.ModelRouter`; a route whose metadata lists
+            ``models`` (a pool) runs on the one it picks for the query (see `pool_target`).
 
     Example:
         >>> import asyncio

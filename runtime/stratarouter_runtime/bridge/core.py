@@ -38,6 +38,7 @@ from .results import ExecutionResult, provider_payload
 from .targets import Resolved, build_request, providers_from_config, resolve_target
 
 if TYPE_CHECKING:
+    from stratarouter_core import ModelRouter
     from stratarouter_core.encoders.base import BaseEncoder
     from stratarouter_core.router import Router
 
@@ -64,12 +65,14 @@ class BridgeCore:
         state: StateStore | None = None,
         cache: SemanticCache | None = None,
         observability: Observability | None = None,
+        model_router: ModelRouter | None = None,
     ) -> None:
         """Wire the parts; nothing is opened before `start` (or the first `execute`)."""
         if not isinstance(config, RuntimeConfig):
             raise ConfigError(f"config must be a RuntimeConfig, got {type(config).__name__}")
         self.config = config
         self.router = router
+        self.model_router = model_router
         self.worker_id = (
             config.state.worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         )
@@ -170,7 +173,7 @@ class BridgeCore:
         tenant = context.get("cache_namespace") or context.get("tenant_id")
         return f"{config.cache.namespace}:{tenant}" if tenant else config.cache.namespace
 
-    def _route_stage(self, decision: RouteResult) -> Resolved:
+    def _route_stage(self, decision: RouteResult, query: str) -> Resolved:
         """Resolve the target inside a route span that starts when routing started."""
         self.observability.metrics.observe_stage("route", decision.latency_us / 1e6)
         start_ns = time.time_ns() - int(decision.latency_us * 1000)
@@ -186,6 +189,8 @@ class BridgeCore:
                 handlers=self._handlers,
                 providers=self.providers,
                 default=self._default,
+                query=query,
+                model_router=self.model_router,
             )
             span.set_attribute("stratarouter.target", resolved.key)
         return resolved

@@ -16,9 +16,10 @@ from ..providers.base import CompletionRequest, ProviderClient
 from .handlers import HandlerRegistry
 
 if TYPE_CHECKING:
+    from stratarouter_core import ModelRouter
     from stratarouter_core.router import Router
 
-__all__ = ["Resolved", "build_request", "providers_from_config", "resolve_target"]
+__all__ = ["Resolved", "build_request", "pool_target", "providers_from_config", "resolve_target"]
 
 _ENV_KEYS = {
     "openai": "OPENAI_API_KEY",
@@ -78,9 +79,12 @@ def resolve_target(
     handlers: HandlerRegistry,
     providers: Mapping[str, ProviderClient],
     default: Target | None,
+    query: str = "",
+    model_router: ModelRouter | None = None,
 ) -> Resolved:
-    """Where `decision` goes: its route's handler, the target in its route's metadata, else
-    `default`; a target must name a configured provider."""
+    """Where `decision` goes: its route's handler, the target in its route's metadata (one
+    model, or the `model_router`'s pick among a ``models`` pool), else `default`; a target
+    must name a configured provider."""
     route_id = decision.route_id
     if route_id is not None and route_id in handlers:
         return Resolved.for_handler(route_id)
@@ -88,7 +92,9 @@ def resolve_target(
     if route_id is not None and router is not None:
         with contextlib.suppress(RouteNotFoundError):  # e.g. a fallback route name
             metadata = router.get_route(route_id).metadata
-    if metadata.get("provider") or metadata.get("model"):
+    if metadata.get("models"):
+        target = pool_target(route_id, metadata, query, model_router)
+    elif metadata.get("provider") or metadata.get("model"):
         target = Target.from_metadata(metadata)
     elif default is not None:
         target = default
@@ -114,6 +120,45 @@ def resolve_target(
             f"{hint} (or pass providers={{{target.provider!r}: ...}})"
         )
     return Resolved.for_target(target)
+
+
+def pool_target(
+    route_id: str | None,
+    metadata: Mapping[str, Any],
+    query: str,
+    model_router: ModelRouter | None,
+) -> Target:
+    """The target a route's model pool resolves to for `query`.
+
+    ``metadata["models"]`` lists model names (sharing the route's ``provider``,
+    ``system_prompt`` and ``params``) or mappings that override those per model. The
+    ModelRouter decides with the route's ``min_quality`` / ``cost_weight`` / ``max_cost`` (its
+    own default rule when none is set); when it picks a model outside the pool, the most
+    preferred of its alternatives inside the pool runs.
+    """
+    shared = {k: metadata[k] for k in ("provider", "system_prompt", "params") if k in metadata}
+    pool: dict[str, Target] = {}
+    for entry in metadata["models"]:
+        spec = {**shared, "model": entry} if isinstance(entry, str) else {**shared, **entry}
+        target = Target.from_metadata(spec)
+        pool[target.model] = target
+    if model_router is None:
+        raise ConfigError(
+            f"route {route_id!r} lists a model pool {list(pool)}: give the bridge a fitted "
+            "ModelRouter (model_router=...) to choose among them"
+        )
+    unknown = [m for m in pool if m not in model_router.model_names]
+    if unknown:
+        raise ConfigError(
+            f"route {route_id!r}: models {unknown} are not models of the ModelRouter "
+            f"({list(model_router.model_names)})"
+        )
+    rule = {k: metadata[k] for k in ("min_quality", "cost_weight", "max_cost") if k in metadata}
+    choice = model_router.route(query, **rule)
+    for name in (choice.model, *(a.model for a in choice.alternatives)):
+        if name in pool:
+            return pool[name]
+    raise AssertionError("unreachable: every pool model is a model of the router")
 
 
 def providers_from_config(config: RuntimeConfig) -> dict[str, ProviderClient]:

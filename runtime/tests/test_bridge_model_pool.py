@@ -1,0 +1,123 @@
+"""A route whose target is a model pool runs on the model the ModelRouter picks (fake server)."""
+
+from __future__ import annotations
+
+import pytest
+from stratarouter_core import ModelRouter, ModelSpec, Route, Router, RouterConfig
+from stratarouter_core.errors import ConfigError
+from stratarouter_core.testing import HashingEncoder
+
+from stratarouter_runtime.bridge import CoreRuntimeBridge
+from stratarouter_runtime.config import RetryConfig, RuntimeConfig
+from stratarouter_runtime.testing import FakeProviderServer
+
+pytest.importorskip(
+    "openai", reason="the OpenAI client needs the [openai] extra (make test installs it)"
+)
+
+from stratarouter_runtime.providers import OpenAIClient
+
+HARD = [f"prove theorem {i} about primes" for i in range(40)]
+EASY = [f"say hello to friend {i}" for i in range(40)]
+POOL = {
+    "provider": "openai",
+    "models": ["gpt-4o", {"model": "gpt-4o-mini", "params": {"max_tokens": 32}}],
+    "min_quality": 0.8,
+    "system_prompt": "Answer well.",
+}
+
+
+@pytest.fixture(scope="module")
+def model_router():
+    mr = ModelRouter(
+        [
+            ModelSpec("gpt-4o", 2.5, 10.0),
+            ModelSpec("gpt-4o-mini", 0.15, 0.6),
+            ModelSpec("o3", 10.0, 40.0),
+        ],
+        encoder=HashingEncoder(dimension=64),
+    )
+    scores = [{"gpt-4o": 1.0, "gpt-4o-mini": 0.0, "o3": 1.0}] * 40
+    scores += [{"gpt-4o": 1.0, "gpt-4o-mini": 1.0, "o3": 1.0}] * 40
+    mr.fit(HARD + EASY, scores)
+    return mr
+
+
+@pytest.fixture(scope="module")
+def router():
+    router = Router(encoder=HashingEncoder(), config=RouterConfig(threshold=0.0))
+    router.add_routes(
+        [
+            Route(name="assistant", examples=["prove a theorem", "say hello"], metadata=POOL),
+            Route(
+                name="weather",
+                examples=["will it rain today"],
+                metadata={"provider": "openai", "models": ["gpt-4o-mini"]},
+            ),
+        ]
+    )
+    router.build_index()
+    return router
+
+
+@pytest.fixture
+async def client():
+    with FakeProviderServer() as server:
+        client = OpenAIClient(api_key="test", base_url=server.openai_base_url)
+        yield server, client
+        await client.aclose()
+
+
+def _bridge(router, client, model_router):
+    config = RuntimeConfig(retries=RetryConfig(delay_ms=1.0))
+    return CoreRuntimeBridge(config, router, {"openai": client}, model_router=model_router)
+
+
+async def test_each_query_runs_on_the_model_the_model_router_picks(router, client, model_router):
+    server, openai = client
+    decision = router.route("say hello to friend 99")
+    assert decision.route_id == "assistant"
+    async with _bridge(router, openai, model_router) as bridge:
+        easy = await bridge.execute(decision, "say hello to friend 99")
+        hard = await bridge.execute(decision, "prove theorem 99 about primes")
+        chunks = [c async for c in bridge.stream(decision, "say hello to friend 98")]
+    assert (easy.provider, easy.model) == ("openai", "gpt-4o-mini")
+    assert hard.model == "gpt-4o"
+    assert "".join(c for c in chunks if isinstance(c, str)) == "echo: say hello to friend 98"
+    bodies = [r.body for r in server.requests]
+    assert [b["model"] for b in bodies] == ["gpt-4o-mini", "gpt-4o", "gpt-4o-mini"]
+    assert bodies[0]["max_tokens"] == 32 and "max_tokens" not in bodies[1]  # per-model params
+    assert bodies[1]["messages"][0] == {"role": "system", "content": "Answer well."}
+
+
+async def test_a_pick_outside_the_pool_runs_the_best_alternative_inside(
+    router, client, model_router
+):
+    # gpt-4o and o3 always succeed, so the router's own pick (highest p_success) is one of them;
+    # the weather route's pool only holds gpt-4o-mini, the best alternative inside it
+    _, openai = client
+    decision = router.route("will it rain today")
+    assert decision.route_id == "weather"
+    query = "prove theorem 7 about primes"  # the decision is given: any query text runs
+    assert model_router.route(query).model != "gpt-4o-mini"
+    async with _bridge(router, openai, model_router) as bridge:
+        result = await bridge.execute(decision, query)
+    assert result.model == "gpt-4o-mini"
+
+
+async def test_a_pool_without_model_router_or_with_unknown_models_is_a_config_error(
+    router, client, model_router
+):
+    _, openai = client
+    decision = router.route("say hello to friend 1")
+    async with _bridge(router, openai, None) as bridge:
+        with pytest.raises(ConfigError, match="model_router"):
+            await bridge.execute(decision, "say hello to friend 1")
+    other = Router(encoder=HashingEncoder(), config=RouterConfig(threshold=0.0))
+    other.add_routes(
+        [Route(name="x", examples=["hello"], metadata={"provider": "openai", "models": ["gpt-5"]})]
+    )
+    other.build_index()
+    async with _bridge(other, openai, model_router) as bridge:
+        with pytest.raises(ConfigError, match="gpt-5"):
+            await bridge.execute(other.route("hello"), "hello")
