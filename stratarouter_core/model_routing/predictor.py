@@ -445,12 +445,29 @@ def _soft_logistic(x: F64, y: F64, c: float, iterations: int = 50) -> tuple[F64,
     theta = np.zeros(f + 1)
     mean = min(max(float(y.mean()), _EPS), 1 - _EPS)
     theta[-1] = math.log(mean / (1 - mean))
+
+    def objective(t: F64) -> float:
+        z = design @ t
+        # log(1 + e^z) - y z, computed without overflow
+        return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(penalty * t * t))
+
+    current = objective(theta)
     for _ in range(iterations):
         p = _sigmoid(design @ theta)
         gradient = design.T @ (p - y) + penalty * theta
         hessian = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty + 1e-9)
         step = np.linalg.solve(hessian, gradient)
-        theta -= step
+        # halve the step until the objective decreases: near-separable grades with a weak
+        # penalty would otherwise overshoot
+        for _ in range(30):
+            trial = theta - step
+            value = objective(trial)
+            if value <= current:
+                break
+            step = step / 2.0
+        else:
+            break
+        theta, current = trial, value
         if float(np.abs(step).max()) < 1e-7:
             break
     return theta[:-1].copy(), float(theta[-1])

@@ -386,3 +386,22 @@ def test_errors_are_catchable_as_builtins() -> None:
     assert issubclass(UnknownModelError, KeyError)
     assert issubclass(DuplicateModelError, ValueError)
     assert issubclass(NoGradedDataError, StrataRouterError)
+
+
+def test_soft_logistic_matches_scikit_learn_and_survives_separable_grades() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from stratarouter_core.model_routing.predictor import _soft_logistic
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    y = np.clip(_sigmoid(x @ np.array([1.5, -1.0, 0.5])) + rng.normal(0, 0.1, 400), 0, 1)
+    w, b = _soft_logistic(x, y, 0.5)
+    reference = LogisticRegression(C=0.5, tol=1e-10, max_iter=10_000).fit(
+        np.concatenate([x, x]), np.r_[np.ones(400), np.zeros(400)], sample_weight=np.r_[y, 1 - y]
+    )
+    np.testing.assert_allclose(w, reference.coef_[0], atol=1e-4)
+    assert b == pytest.approx(reference.intercept_[0], abs=1e-4)
+    separable = (x[:, 0] > 0).astype(float)
+    w, b = _soft_logistic(x, separable, 1e4)  # barely penalised: the optimum is far out
+    assert np.isfinite(w).all() and math.isfinite(b) and w[0] > 5
