@@ -405,3 +405,20 @@ def test_soft_logistic_matches_scikit_learn_and_survives_separable_grades() -> N
     separable = (x[:, 0] > 0).astype(float)
     w, b = _soft_logistic(x, separable, 1e4)  # barely penalised: the optimum is far out
     assert np.isfinite(w).all() and math.isfinite(b) and w[0] > 5
+
+
+def test_default_local_encoder_counts_tokens_with_its_tokenizer(local_encoder, tmp_path) -> None:
+    router = ModelRouter([BIG, SMALL])  # the default encoder: LocalEncoder, like Router
+    assert router.token_counting == "tokenizer"
+    long_text = "routing " * 400  # past the encoder's 256-token truncation
+    counts = router._count_tokens(["hello world", long_text])
+    assert counts[0] == 2 and counts[1] >= 400
+    queries = [f"prove theorem {i} about primes" for i in range(15)]
+    queries += [f"say hello to friend {i}" for i in range(15)]
+    scores = [{"big": 1.0, "small": 0.0}] * 15 + [{"big": 1.0, "small": 1.0}] * 15
+    router.fit(queries, scores)  # encodes with MiniLM
+    router.save(tmp_path / "mr")
+    loaded = ModelRouter.load(tmp_path / "mr")  # no encoder given: LocalEncoder again
+    choice = loaded.route("say hello to friend 99", min_quality=0.7)
+    assert choice == router.route("say hello to friend 99", min_quality=0.7)
+    assert choice.input_tokens == 5  # say, hello, to, friend, 99
