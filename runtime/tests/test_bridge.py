@@ -297,7 +297,8 @@ async def test_retries_stop_at_max_retries(make_bridge, router, server):
 async def test_breaker_opens_and_refuses_calls(make_bridge, router, server):
     server.add_faults(*[Fault.server_error() for _ in range(10)])
     async with make_bridge(
-        max_retries=0, breaker_failure_threshold=2, breaker_reset_timeout_s=60
+        retries=RetryConfig(max_retries=0, delay_ms=1.0),
+        breaker=BreakerConfig(failure_threshold=2, reset_timeout_s=60),
     ) as bridge:
         for query in ("refund my invoice", "I was charged twice"):
             with pytest.raises(RetryExhaustedError):
@@ -315,8 +316,8 @@ async def test_fallback_target_answers_when_the_primary_fails_or_is_open(
 ):
     server.add_faults(Fault.server_error())
     async with make_bridge(
-        max_retries=0,
-        breaker_failure_threshold=1,
+        retries=RetryConfig(max_retries=0, delay_ms=1.0),
+        breaker=BreakerConfig(failure_threshold=1),
         fallbacks={"openai:gpt-4o-mini": ["openai:gpt-4.1-nano"]},
     ) as bridge:
         first = await bridge.execute(decide(router, "refund my invoice"), "refund my invoice")
@@ -431,7 +432,8 @@ async def test_streamed_fallback_records_the_target_that_answered(make_bridge, r
     server.add_faults(Fault.server_error())
     query = "please refund my invoice"
     async with make_bridge(
-        max_retries=0, fallbacks={"openai:gpt-4o-mini": ["openai:gpt-4.1-nano"]}
+        retries=RetryConfig(max_retries=0, delay_ms=1.0),
+        fallbacks={"openai:gpt-4o-mini": ["openai:gpt-4.1-nano"]},
     ) as bridge:
         stream = bridge.stream(decide(router, query), query)
         result = await stream.collect()
