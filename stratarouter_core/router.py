@@ -366,7 +366,7 @@ class Router:
             None if rule is None else rule[rows, order],
             None,
         )
-        confidence = built.model.confidence(scores, ranked, reported)  # calibration
+        confidence = built.model.confidence(scores, ranked)  # calibration
         return self._results(built, route_ids, confidence, ranked, reported, start)  # decision
 
     def _results(

@@ -81,6 +81,7 @@ def gathered_dot(
 
 
 CONFIDENCE_FEATURES = ("log_p", "score", "bias")
+_PYTHON_SOFTMAX_MAX = 32  # up to this many scored routes, a Python sum beats numpy calls
 
 
 @dataclass
@@ -161,7 +162,7 @@ class ScoringModel:
         >>> dense = np.array([[0.9, 0.1]])  # a strong dense match for the first candidate
         >>> features = Features(dense, zeros, zeros, None, None)
         >>> scores = model.fuse(features)
-        >>> confidence = model.confidence(scores, scores, features)
+        >>> confidence = model.confidence(scores, scores)
         >>> bool(scores[0, 0] > scores[0, 1]) and bool(confidence[0, 0] > confidence[0, 1])
         True
     """
@@ -189,20 +190,25 @@ class ScoringModel:
                 fused = weight * part if fused is None else fused + weight * part
         return np.zeros_like(features.dense) if fused is None else fused
 
-    def confidence(self, fused: FloatArray, ranked: FloatArray, parts: Features) -> FloatArray:
+    def confidence(self, fused: FloatArray, ranked: FloatArray) -> FloatArray:
         """Confidence of the ranked candidates.
 
         Args:
             fused: Fused scores of every scored candidate, (n, k); they normalise the softmax.
-            ranked: Fused scores of the candidates to report, (n, t).
-            parts: Score parts of those candidates, (n, t) each.
+            ranked: Fused scores of the candidates to report, best first, (n, t).
         """
         if self.confidence_model is None:
             return np.clip(ranked, 0.0, 1.0)
         # ranked is best first: its first column is each row's maximum.
         if len(ranked) == 1:  # route(): a handful of Python floats beat numpy calls on them
             scores = ranked.tolist()[0]
-            log_normaliser = scores[0] + math.log(float(np.exp(fused - scores[0]).sum()))
+            best, row = scores[0], fused[0]
+            if len(row) <= _PYTHON_SOFTMAX_MAX:
+                exp = math.exp
+                total = sum([exp(value - best) for value in row.tolist()])
+            else:
+                total = float(np.exp(row - best).sum())
+            log_normaliser = best + math.log(total)
             return self.confidence_model.probability_of_one(
                 [score - log_normaliser for score in scores], scores
             )
