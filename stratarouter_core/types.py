@@ -138,7 +138,8 @@ class RouteResult:
         confidence: Calibrated probability that the best-ranked route is right.
         candidates: Best-ranked routes, best first (the top one may have been rejected).
         latency_us: Time spent routing (encoding included when the router encoded), microseconds.
-        is_fallback: True when the best candidate was rejected for lack of confidence.
+        is_fallback: True when the best candidate was rejected for lack of confidence and the
+            configured fallback route was returned (without one, `route_id` is None).
     """
 
     route_id: str | None

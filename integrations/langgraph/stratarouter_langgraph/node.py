@@ -58,7 +58,8 @@ class RouterNode(Runnable[Any, Command[str]]):
     def _command(self, state: Any, result: RouteResult) -> Command[str]:
         update = {"route": result.route_id, "confidence": result.confidence}
         node = self.targets[result.route_id] if result.route_id is not None else self.fallback
-        picks = [] if result.is_fallback or not self.fan_out_top_k else [
+        rejected = result.is_fallback or result.route_id is None
+        picks = [] if rejected or not self.fan_out_top_k else [
             c for c in result.candidates[: self.fan_out_top_k]
             if c.confidence >= self.min_confidence_for_fan_out
         ]
