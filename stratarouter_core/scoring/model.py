@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from ..calibration import IsotonicCalibrator, SigmoidCalibrator, calibrator_from_dict
 from ..config import FusionWeights
+from ..errors import InvalidQueryError
 
 __all__ = [
     "FEATURES",
@@ -287,8 +288,9 @@ class FusedScorer:
             fused: FloatArray = vectors @ self.matrix_t
             if self.offset is not None:
                 fused += self.offset
+        elif dense is None:
+            raise InvalidQueryError("fuse: preselected candidates need their cosines (dense)")
         else:
-            assert dense is not None
             fused = dense * self.dense_weight
             if self.head is not None:
                 fused += self.head_weight * self.head.logits(vectors, candidates)
