@@ -2,9 +2,16 @@
 
 The core router never imports this package. Provider SDKs are imported only when a client that
 needs them is built, so `import stratarouter_runtime` works with no extra installed.
+
+Like any library it prints nothing by itself: its logger (``stratarouter_runtime``) has only a
+`logging.NullHandler`, so warnings such as a failed execution or an opening breaker reach your
+handlers when you configure logging (or `ObservabilityConfig(json_logs=True)`), and otherwise
+go nowhere, instead of to Python's last-resort stderr handler.
 """
 
 from __future__ import annotations
+
+import logging
 
 from .bridge import CoreRuntimeBridge, ExecutionResult, ExecutionStream, HandlerError
 from .config import (
@@ -54,6 +61,10 @@ from .state import (
     StateError,
     StateStore,
 )
+
+# The standard library's advice for libraries: a NullHandler on the top-level logger, so that an
+# application without logging configuration does not get our warnings on stderr.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AnthropicClient",

@@ -451,7 +451,9 @@ def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> l
     if stream is not None:
         for old in [h for h in runtime_logger.handlers if isinstance(h, _JsonHandler)]:
             runtime_logger.removeHandler(old)
-    if stream is not None or not runtime_logger.handlers:
+    # the package's NullHandler does not count: it is there only to keep the library quiet
+    own = [h for h in runtime_logger.handlers if not isinstance(h, logging.NullHandler)]
+    if stream is not None or not own:
         handler = _JsonHandler(stream if stream is not None else sys.stderr)
         handler.setFormatter(JsonFormatter())
         runtime_logger.addHandler(handler)

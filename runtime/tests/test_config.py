@@ -194,6 +194,47 @@ def test_json_logs_are_opt_in_one_line_per_execution():
     assert len(executions) == 3 and all(line.startswith("{") for line in executions)
 
 
+def _failing_run_stderr(setup: str = "") -> str:
+    """stderr of a process whose handler raises, so the bridge logs "execution failed"."""
+    code = (
+        "import asyncio, logging\n"
+        f"{setup}"
+        "from stratarouter_core.types import RouteResult\n"
+        "from stratarouter_runtime import CoreRuntimeBridge, HandlerError, RuntimeConfig\n"
+        "def boom(q, ctx):\n"
+        "    raise RuntimeError('handler broke')\n"
+        "bridge = CoreRuntimeBridge(RuntimeConfig(), handlers={'greet': boom})\n"
+        "decision = RouteResult(route_id='greet', confidence=0.9, candidates=(), latency_us=1)\n"
+        "async def main():\n"
+        "    async with bridge:\n"
+        "        try:\n"
+        "            await bridge.execute(decision, 'hello')\n"
+        "        except HandlerError:\n"
+        "            print('raised')\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "raised"  # the failure did happen, and was logged...
+    return done.stderr
+
+
+def test_failed_execution_prints_nothing_by_default():
+    # ...and without a logging setup Python's last-resort handler must not print it
+    assert _failing_run_stderr() == ""
+
+
+def test_failed_execution_reaches_the_applications_logging():
+    stderr = _failing_run_stderr("logging.basicConfig(level=logging.WARNING)\n")
+    assert "execution failed" in stderr
+
+
+def test_package_logger_has_a_null_handler():
+    handlers = logging.getLogger(LOGGER_NAME).handlers
+    assert any(isinstance(h, logging.NullHandler) for h in handlers)
+
+
 def test_default_observability_installs_no_handler_and_no_level():
     logger = logging.getLogger(LOGGER_NAME)
     before = (list(logger.handlers), logger.level)
