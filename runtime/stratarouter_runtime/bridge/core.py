@@ -150,17 +150,20 @@ class BridgeCore:
 
     # -- stages shared by execute and stream ---------------------------------------------------
 
-    def _embed(self, query: str) -> NDArray[np.float32] | None:
-        """The query's embedding for the cache and batching; None degrades to exact matching."""
-        encode = (
-            self._encoder.encode
-            if self._encoder is not None
-            else (self.router.encode if self.router is not None else None)
+    async def _embed(self, query: str) -> NDArray[np.float32] | None:
+        """The query's embedding for the cache and batching; None degrades to exact matching.
+
+        Awaits the encoder's `aencode`: an API encoder's async client, or the base class's worker
+        thread for a synchronous model, so a slow `encode` never stalls the event loop (other
+        executions, lease renewal and batching windows keep running meanwhile).
+        """
+        encoder = self._encoder if self._encoder is not None else (
+            self.router.encoder if self.router is not None else None
         )
-        if encode is None:
+        if encoder is None:
             return None
         try:
-            vector = np.asarray(encode([query])[0], dtype=np.float32)
+            vector = np.asarray((await encoder.aencode([query]))[0], dtype=np.float32)
         except StrataRouterError as exc:
             logger.warning("query embedding failed, exact matching only: %s", exc)
             self.observability.metrics.error(type(exc).__name__)

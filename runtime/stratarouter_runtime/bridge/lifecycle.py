@@ -125,7 +125,8 @@ class BridgeLifecycle(BridgeCore):
         )
         payload, _ = await self._provider_call(record.id, resolved.target, record.query)
         namespace = self._namespace(self.config, record.context)
-        await self._store(record.query, self._embed(record.query), resolved, namespace, payload)
+        embedding = await self._embed(record.query)
+        await self._store(record.query, embedding, resolved, namespace, payload)
         await self.state.mark_succeeded(record.id)
 
     async def _cache_recovered(self, record: ExecutionRecord) -> None:
@@ -135,7 +136,7 @@ class BridgeLifecycle(BridgeCore):
             return
         namespace = self._namespace(self.config, record.context)
         await self._store(
-            record.query, self._embed(record.query), resolved, namespace, dict(record.result)
+            record.query, await self._embed(record.query), resolved, namespace, dict(record.result)
         )
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:

@@ -61,7 +61,7 @@ class ExecutePipeline(BridgeLifecycle):
                 result = self._result(payload, record, started)
             else:
                 namespace = self._namespace(self.config, ctx)
-                embedding = self._embed(query) if self.cache or self.batcher else None
+                embedding = await self._embed(query) if self.cache or self.batcher else None
                 hit = await self._cache_stage(query, embedding, resolved, namespace)
                 if hit is not None:  # served: one write, already finished
                     record = await self._create(

@@ -58,7 +58,7 @@ class StreamPipeline(BridgeLifecycle):
             yield result.response
         else:
             namespace = self._namespace(self.config, context)
-            embedding = self._embed(query) if self.cache else None
+            embedding = await self._embed(query) if self.cache else None
             hit = await self._cache_stage(query, embedding, resolved, namespace)
             if hit is not None:
                 record = await self._create(
