@@ -1,0 +1,27 @@
+"""The StrataRouter server: REST + OpenAI-compatible API (``stratarouter-runtime[server]``).
+
+`create_app(router, config=ServerConfig(...))` returns a FastAPI app; `stratarouter serve`
+(`stratarouter_runtime.server.cli`) runs it with uvicorn. Importing this package without
+FastAPI installed raises `MissingDependencyError` naming the extra.
+"""
+
+from __future__ import annotations
+
+from .app import ServerState, create_app
+from .batching import EncodeBatcher
+from .config import ServerConfig, load_server_config
+from .routeset import RouteSet, RouteStore
+from .security import ApiKey, Authenticator, RateLimiter
+
+__all__ = [
+    "ApiKey",
+    "Authenticator",
+    "EncodeBatcher",
+    "RateLimiter",
+    "RouteSet",
+    "RouteStore",
+    "ServerConfig",
+    "ServerState",
+    "create_app",
+    "load_server_config",
+]
