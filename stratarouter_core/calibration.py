@@ -131,9 +131,12 @@ class SigmoidCalibrator:
 
     def transform_values(self, scores: list[float]) -> list[float]:
         """`transform` of a few Python floats (one query's candidates: cheaper than arrays)."""
-        low, high = self.epsilon, 1.0 - self.epsilon
-        exp = math.exp
-        return [min(max(1.0 / (1.0 + exp(-min(max(x, -30.0), 30.0))), low), high) for x in scores]
+        low, high, exp = self.epsilon, 1.0 - self.epsilon, math.exp
+        out = []
+        for x in scores:
+            p = 1.0 / (1.0 + exp(-x)) if -30.0 < x < 30.0 else (0.0 if x <= -30.0 else 1.0)
+            out.append(low if p < low else high if p > high else p)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """Serialisable state."""
