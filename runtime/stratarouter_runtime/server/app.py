@@ -195,34 +195,39 @@ class _BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._reject(send, int(declared))
             return
-        seen = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal seen
+        if declared is not None:  # the server holds the body to its declared length
+            await self.app(scope, receive, send)
+            return
+        # Chunked, no declared length: read it here, up to the limit, then replay it. (An
+        # error raised from inside the app's own body read would become FastAPI's 400.)
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise LimitExceededError(f"request body over {self.limit} bytes")
-            return message
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracked)
-        except LimitExceededError:
-            if not started:
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.limit:
                 await self._reject(send, seen)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # disconnect notifications after the body
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
     async def _reject(self, send: Send, size: int) -> None:
         body = json.dumps(
             error_body(
                 "LimitExceededError",
-                f"request body of {size} bytes is over the limit of {self.limit} bytes "
+                f"request body of {size} bytes (or more) is over the limit of {self.limit} bytes "
                 "(ServerConfig.max_body_bytes)",
                 413,
             )
