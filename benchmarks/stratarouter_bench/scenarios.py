@@ -54,8 +54,26 @@ def register(benches: Any) -> None:
         choices=["semantic-router"],
         help="also run a rival on the same embeddings",
     )
+    parser.add_argument(
+        "--configurations",
+        type=_configurations,
+        default=CONFIGURATIONS,
+        metavar="RxK,...",
+        help="routes x examples per configuration (default: 2x5,5x5,10x5,25x5,10x3,10x10)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.set_defaults(run=run)
+
+
+def _configurations(text: str) -> tuple[tuple[int, int], ...]:
+    try:
+        pairs = [item.lower().split("x") for item in text.split(",")]
+        parsed = tuple((int(r), int(k)) for r, k in pairs)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected RxK,RxK..., got {text!r}") from None
+    if not parsed or any(r < 1 or k < 1 for r, k in parsed):
+        raise argparse.ArgumentTypeError(f"routes and examples must be >= 1, got {text!r}")
+    return parsed
 
 
 @dataclass
@@ -82,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
     """Run every configuration and print the table (or JSON)."""
     dataset = load_intent_dataset(args.dataset, args.embeddings)
     methods = [m for m in METHODS if m != "semantic-router" or "semantic-router" in args.compare]
-    results = run_scenarios(dataset, seeds=args.seeds, methods=methods)
+    results = run_scenarios(
+        dataset, seeds=args.seeds, methods=methods, configurations=args.configurations
+    )
     if args.json:
         print(json.dumps(_as_json(results), indent=2))
     else:
