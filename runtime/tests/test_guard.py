@@ -256,6 +256,20 @@ def test_soft_model_probability_and_cut() -> None:
     assert model.accepts((0.9, 0.0, 0.1)) and not model.accepts((0.9, 0.1, 0.0))
 
 
-def test_fitted_model_signs_match_its_documented_reading() -> None:
-    _, overlap, differing = DEFAULT_MODEL.weights
-    assert DEFAULT_MODEL.weights[0] > 0 and overlap < 0 < differing
+def test_default_model_is_the_documented_rule() -> None:
+    # cosine >= 0.90 + 0.05 * overlap (guard_model's docstring), decided at probability 0.5
+    model = DEFAULT_MODEL
+    assert model.min_probability == 0.5 and model.weights[2] == 0.0
+    for overlap in (0.0, 0.5, 1.0):
+        required = 0.90 + 0.05 * overlap
+        assert model.accepts((required + 1e-6, overlap, 3.0))
+        assert not model.accepts((required - 1e-3, overlap, 0.0))
+    assert model.fallback_cosine == pytest.approx(0.95)  # the rule's strictest requirement
+
+
+def test_no_stop_word_comes_from_a_data_set() -> None:
+    from stratarouter_runtime.guard import _STOPWORDS
+
+    assert "quora" not in _STOPWORDS
+    # content words are never stop words, however frequent in some corpus
+    assert not {"best", "good", "people", "way", "like", "use", "get", "new"} & _STOPWORDS

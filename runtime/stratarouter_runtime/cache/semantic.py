@@ -20,7 +20,7 @@ __all__ = ["DEFAULT_GUARD", "DEFAULT_SIMILARITY_THRESHOLD", "SemanticCache"]
 DEFAULT_GUARD = QueryGuard()
 """The guard a `SemanticCache` uses unless told otherwise (all checks on)."""
 DEFAULT_SIMILARITY_THRESHOLD = 0.9
-"""Default cosine threshold of the semantic tier (how it was chosen: `SemanticCache`)."""
+"""Default cosine threshold of the semantic tier (a round value, not fitted: `SemanticCache`)."""
 
 
 class SemanticCache:
@@ -30,11 +30,11 @@ class SemanticCache:
         backend: where entries live (`MemoryCacheBackend`, `RedisCacheBackend`, ...).
         encoder: encodes a query when `lookup`/`store` get no embedding; with None (and no
             embedding) only the exact tier is used.
-        similarity_threshold: minimum cosine for a semantic hit. 0.90 was chosen together with
-            the guard's soft model, which vetoes most pairs between 0.90 and 0.95 whose words
-            differ in a way the cosine does not explain: on the half of the QQP pairs used for
-            fitting it gives the best precision at recall >= 0.22 (`stratarouter bench cache
-            --fit`). Set for all-MiniLM-L6-v2 cosines; other encoders need their own.
+        similarity_threshold: minimum cosine for a semantic hit. 0.90 is a round, strict value
+            for all-MiniLM-L6-v2 cosines, not fitted on any data set: the guard's soft model then
+            asks up to 0.95 of pairs whose cosine is mostly shared words (`guard_model`).
+            Other encoders need their own; `stratarouter bench cache --fit` measures one on
+            labelled pairs of your traffic.
         ttl_s: seconds an entry lives.
         guard: vetoes semantic hits between queries that ask different things; None disables it
             (plain cosine, the usual and unsafe rule).
