@@ -67,7 +67,13 @@ def live_server(app: Any, **options: Any) -> Iterator[str]:
     """Serve `app` with uvicorn in a thread on a free loopback port; yields the base URL."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **options
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        loop="asyncio",  # uvloop warns about transports still open at shutdown
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
