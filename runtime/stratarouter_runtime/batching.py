@@ -82,6 +82,10 @@ class BatchCoordinator:
         similarity_threshold: minimum cosine between embeddings to join a group.
         guard: must accept (leader text, request text) for a near-identical join; None turns
             the lexical check off.
+        clock: monotonic seconds deciding whether a finished group's window is still open;
+            default the running event loop's clock. Inject a fake one in tests. (A loop timer
+            also drops a finished group from memory when its window ends; it never lets a
+            request join a group the clock says is past its window.)
 
     Example:
         >>> import asyncio
@@ -105,6 +109,7 @@ class BatchCoordinator:
         max_size: int = 32,
         similarity_threshold: float = 0.98,
         guard: QueryGuard | None = DEFAULT_GUARD,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         """Validate the settings."""
         if not (window_ms >= 0 and math.isfinite(window_ms)):
@@ -117,6 +122,7 @@ class BatchCoordinator:
         self.max_size = max_size
         self.similarity_threshold = similarity_threshold
         self.guard = guard
+        self._clock = clock
         self.stats = BatchStats()
         self._ids = itertools.count()
         self._groups: dict[str, _Group] = {}
@@ -143,7 +149,7 @@ class BatchCoordinator:
         """
         self.stats.requests += 1
         vector = None if embedding is None else _unit(embedding)
-        now = asyncio.get_running_loop().time()
+        now = self._now()
         group, similarity = self._find(key_text, vector, target_key, now)
         if group is None:
             return await self._wait(self._open(key_text, vector, target_key, now, call), 1.0, False)
@@ -216,11 +222,14 @@ class BatchCoordinator:
         if task.cancelled() or task.exception() is not None:
             self._close(group)  # a failure is shared with current members only
             return
-        remaining = group.opened_at + self.window_s - asyncio.get_running_loop().time()
+        remaining = group.opened_at + self.window_s - self._now()
         if remaining <= 0:
             self._close(group)
         else:  # the result stays shareable until the window ends
             asyncio.get_running_loop().call_later(remaining, self._close, group)
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
     def _close(self, group: _Group) -> None:
         if group.closed:

@@ -26,20 +26,29 @@ def near(vector: np.ndarray, cosine: float, seed: int = 7) -> np.ndarray:
 
 
 class Provider:
-    """Counts calls; each call waits on `release` (or `delay`) and returns a numbered answer."""
+    """Counts calls; each call waits on `gate` (if given, else `delay`), returns a numbered answer."""
 
-    def __init__(self, delay: float = 0.02, error: BaseException | None = None) -> None:
+    def __init__(
+        self,
+        delay: float = 0.02,
+        error: BaseException | None = None,
+        gate: asyncio.Event | None = None,
+    ) -> None:
         self.calls = 0
         self.cancelled = 0
         self.delay = delay
         self.error = error
+        self.gate = gate
 
     def call(self, answer: str = "answer"):
         async def run() -> str:
             self.calls += 1
             number = self.calls
             try:
-                await asyncio.sleep(self.delay)
+                if self.gate is not None:
+                    await self.gate.wait()
+                else:
+                    await asyncio.sleep(self.delay)
             except asyncio.CancelledError:
                 self.cancelled += 1
                 raise
@@ -147,33 +156,56 @@ async def test_the_leaders_exception_fans_out_to_every_member() -> None:
     assert provider.calls == 2 and result.value == "answer#2" and not result.shared
 
 
+class FakeClock:
+    """Monotonic seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def started(provider: Provider, calls: int = 1) -> None:
+    """Let the loop run until `calls` calls have started (no wall-clock wait to guess)."""
+    for _ in range(1000):
+        if provider.calls >= calls:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{calls} call(s) never started")
+
+
 async def test_cancelling_a_follower_does_not_cancel_the_shared_call() -> None:
-    coordinator, provider = BatchCoordinator(), Provider(delay=0.05)
+    gate = asyncio.Event()
+    coordinator, provider = BatchCoordinator(), Provider(gate=gate)
     leader = asyncio.ensure_future(coordinator.run("q", None, "t", provider.call()))
     follower = asyncio.ensure_future(coordinator.run("q", None, "t", provider.call()))
-    await asyncio.sleep(0.01)
+    await started(provider)
     follower.cancel()
     with pytest.raises(asyncio.CancelledError):
         await follower
+    gate.set()
     assert (await leader).value == "answer#1"
     assert provider.cancelled == 0 and provider.calls == 1
 
 
 async def test_cancelling_the_leader_does_not_cancel_the_shared_call() -> None:
-    coordinator, provider = BatchCoordinator(), Provider(delay=0.05)
+    gate = asyncio.Event()
+    coordinator, provider = BatchCoordinator(), Provider(gate=gate)
     leader = asyncio.ensure_future(coordinator.run("q", None, "t", provider.call()))
     follower = asyncio.ensure_future(coordinator.run("q", None, "t", provider.call()))
-    await asyncio.sleep(0.01)
+    await started(provider)
     leader.cancel()
+    gate.set()
     assert (await follower).value == "answer#1"
     assert provider.cancelled == 0
 
 
 async def test_the_call_is_cancelled_when_every_waiter_has_gone() -> None:
-    coordinator, provider = BatchCoordinator(), Provider(delay=1.0)
+    coordinator, provider = BatchCoordinator(), Provider(gate=asyncio.Event())  # never set
     waiters = [asyncio.ensure_future(coordinator.run("q", None, "t", provider.call()))
                for _ in range(3)]
-    await asyncio.sleep(0.01)
+    await started(provider)
     for waiter in waiters:
         waiter.cancel()
     await asyncio.gather(*waiters, return_exceptions=True)
@@ -186,21 +218,28 @@ async def test_the_call_is_cancelled_when_every_waiter_has_gone() -> None:
 
 
 async def test_a_finished_result_is_shared_within_the_window_only() -> None:
-    coordinator, provider = BatchCoordinator(window_ms=200), Provider(delay=0.0)
+    clock = FakeClock()
+    coordinator, provider = BatchCoordinator(window_ms=200, clock=clock), Provider(delay=0.0)
     first = await coordinator.run("q", None, "t", provider.call())
+    clock.now += 0.199
     second = await coordinator.run("q", None, "t", provider.call())
     assert provider.calls == 1 and second.shared and second.value == first.value
-    await asyncio.sleep(0.25)
+    clock.now += 0.002  # 201 ms after the group opened
     third = await coordinator.run("q", None, "t", provider.call())
     assert provider.calls == 2 and not third.shared
 
 
 async def test_in_flight_calls_take_members_after_the_window() -> None:
-    coordinator, provider = BatchCoordinator(window_ms=10), Provider(delay=0.1)
+    clock, gate = FakeClock(), asyncio.Event()
+    coordinator, provider = BatchCoordinator(window_ms=10, clock=clock), Provider(gate=gate)
     leader = asyncio.ensure_future(coordinator.run("q", None, "t", provider.call()))
-    await asyncio.sleep(0.05)  # past the window, but the call is still running
-    late = await coordinator.run("q", None, "t", provider.call())
-    assert provider.calls == 1 and late.shared and (await leader).value == late.value
+    await started(provider)
+    clock.now += 5.0  # far past the window, but the call is still running
+    late = asyncio.ensure_future(coordinator.run("q", None, "t", provider.call()))
+    await asyncio.sleep(0)
+    gate.set()
+    late_result = await late
+    assert provider.calls == 1 and late_result.shared and (await leader).value == late_result.value
 
 
 def test_settings_are_validated() -> None:
