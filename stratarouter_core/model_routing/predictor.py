@@ -6,7 +6,7 @@ stacker:
 
 1. a ridge regression of the model's grade on the embedding (one per model);
 2. neighbourhood profiles: the softmax-weighted mean grade of the model in the k-means
-   clusters near the query, at a coarse and a fine granularity (what kNN routers capture,
+   clusters near the query, at three granularities (what kNN routers capture,
    at the cost of a few hundred dot products instead of a pass over the training set);
 3. the query length in tokens (log).
 
@@ -352,9 +352,14 @@ def _ridge(
 
 # ---------------------------------------------------------------------- neighbourhoods
 def _cluster_sizes(n: int) -> list[int]:
-    """A coarse and a fine granularity, with at least ten queries per cluster on average."""
+    """Coarse, fine and finer granularities (x4 each), at least ten queries per cluster on average.
+
+    The third, finest level (kept after 5-fold CV on a training split: quality at the best
+    single model's cost 0.650 -> 0.654, cost saved 63% -> 69%) carries what kNN routers get
+    from near neighbours; a fourth (x64, five queries per cluster) did worse (0.653, 62%).
+    """
     coarse = round(math.sqrt(n) / 2)
-    sizes = sorted({min(k, n // 10) for k in (coarse, 4 * coarse)})
+    sizes = sorted({min(k, n // 10) for k in (coarse, 4 * coarse, 16 * coarse)})
     return [k for k in sizes if k >= 2]
 
 
