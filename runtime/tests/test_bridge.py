@@ -451,15 +451,28 @@ async def test_streamed_fallback_records_the_target_that_answered(make_bridge, r
 
 
 async def test_leases_are_renewed_while_running(make_bridge, router, server):
-    server.add_faults(Fault.delay(0.6))
+    # the execution lasts until the test ends it, so no sleep has to land before it finishes
+    finish = asyncio.Event()
+
+    async def slow_tool(query, context):
+        await finish.wait()
+        return "done"
+
     async with make_bridge(state=StateConfig(lease_timeout_s=0.3)) as bridge:
-        query = "refund my invoice"
+        bridge.register_handler("tools", slow_tool)
+        query = "what time is it"
         task = asyncio.ensure_future(bridge.execute(decide(router, query), query))
-        await asyncio.sleep(0.45)
-        (record,) = await bridge.state.list_unfinished()
+        record = None
+        for _ in range(500):  # up to ~5 s for a renewal (one is due every 0.1 s)
+            await asyncio.sleep(0.01)
+            unfinished = await bridge.state.list_unfinished()
+            if unfinished and unfinished[0].lease_expires_at > unfinished[0].created_at + 0.35:
+                (record,) = unfinished
+                break
+        assert record is not None, "the lease was never renewed"
         assert record.status == "running" and record.worker_id == bridge.worker_id
-        assert record.lease_expires_at > record.created_at + 0.35
-        await task
+        finish.set()
+        assert (await task).response == "done"
 
 
 async def test_run_routes_then_executes(make_bridge, server):
