@@ -32,7 +32,7 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import NDArray
 
-from .learning import CandidateScores, choose_threshold, fit_confidence, fit_temperature
+from .fitting import CandidateScores, choose_threshold, fit_confidence, fit_temperature
 from .pipeline import RouterState, features, relative_sparse, score_parts
 from .scoring.model import ScoringModel
 

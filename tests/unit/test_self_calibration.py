@@ -10,7 +10,7 @@ import pytest
 from stratarouter_core import Route, Router, RouterConfig
 from stratarouter_core.calibration import SigmoidCalibrator
 from stratarouter_core.errors import EmptyRouterError, InfeasibleTargetError
-from stratarouter_core.learning import choose_threshold
+from stratarouter_core.fitting import choose_threshold
 from stratarouter_core.pipeline import features, score_parts
 from stratarouter_core.testing import HashingEncoder
 
