@@ -3,7 +3,9 @@
 Every failure of a model call is a `ProviderError`, whatever SDK produced it, so callers (the
 executor, the cache, the bridge) decide what to do from three attributes instead of from SDK
 classes: `retryable` (is another attempt worth it), `status` (HTTP status, when there was one) and
-`retry_after` (seconds the provider asked us to wait)::
+`retry_after` (seconds the provider asked us to wait). Each class has the ``kind`` of
+`stratarouter_core.encoders.openai_policy.FailureKind` it stands for, the classification
+`OpenAIEncoder` uses too::
 
     StrataRouterError
     └── ProviderError(RuntimeError)        .provider .status .retryable .retry_after
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from stratarouter_core.encoders.openai_policy import FailureKind
 from stratarouter_core.errors import StrataRouterError
 
 __all__ = [
@@ -53,6 +56,7 @@ class ProviderError(StrataRouterError, RuntimeError):
     """
 
     default_retryable: ClassVar[bool] = False
+    kind: ClassVar[FailureKind] = FailureKind.OTHER
 
     def __init__(
         self,
@@ -88,32 +92,40 @@ class ProviderTimeoutError(ProviderError):
     """No complete answer within the per-call timeout (or an HTTP 408)."""
 
     default_retryable = True
+    kind = FailureKind.TIMEOUT
 
 
 class ProviderConnectionError(ProviderError):
     """The connection failed, or dropped before the response was complete."""
 
     default_retryable = True
+    kind = FailureKind.CONNECTION
 
 
 class RateLimitError(ProviderError):
     """HTTP 429: the provider throttled us; `retry_after` says for how long, when it told."""
 
     default_retryable = True
+    kind = FailureKind.RATE_LIMIT
 
 
 class ProviderServerError(ProviderError):
     """HTTP 5xx: the provider failed on its side."""
 
     default_retryable = True
+    kind = FailureKind.SERVER
 
 
 class ProviderRequestError(ProviderError):
     """HTTP 4xx other than 408 and 429 (bad request, auth, unknown model): retrying cannot help."""
 
+    kind = FailureKind.REQUEST
+
 
 class MalformedResponseError(ProviderError):
     """The provider answered with something that is not a valid response."""
+
+    kind = FailureKind.MALFORMED
 
 
 class CircuitOpenError(ProviderError):

@@ -1,18 +1,19 @@
-"""Retry policy (exponential backoff, full jitter) and circuit breakers per provider and model."""
+"""Retry policy (exponential backoff, full jitter) and circuit breakers per provider and model.
+
+`RetryPolicy` is the core's (`stratarouter_core.encoders.openai_policy`), so provider calls and
+`OpenAIEncoder` retry the same failures the same way; it is re-exported here.
+"""
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Literal
 
+from stratarouter_core.encoders.openai_policy import RetryPolicy
 from stratarouter_core.errors import ConfigError
-
-from .errors import ProviderError
 
 __all__ = [
     "BreakerRegistry",
@@ -25,56 +26,6 @@ __all__ = [
 BreakerState = Literal["closed", "open", "half_open"]
 StateChangeHook = Callable[[str, BreakerState, BreakerState], None]
 """Called as `hook(breaker_name, old_state, new_state)` after each transition."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """When to retry a failed provider call, and how long to wait first.
-
-    Only errors marked `retryable` are retried (timeouts, connection drops, 429, 5xx); a request
-    the provider rejected (400, 401, 404...) is final. The wait before retry `n` (1-based) is
-    drawn uniformly from `[0, min(max_delay, base_delay * 2**(n-1))]` ("full jitter"), or is that
-    upper bound without jitter. A provider's `retry_after` is honoured, capped at `max_delay_ms`.
-
-    Example:
-        >>> policy = RetryPolicy(max_retries=3, base_delay_ms=100, jitter=False)
-        >>> [policy.delay_s(n) for n in (1, 2, 3)]
-        [0.1, 0.2, 0.4]
-    """
-
-    max_retries: int = 3
-    base_delay_ms: float = 100
-    max_delay_ms: float = 10_000
-    jitter: bool = True
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
-            raise ConfigError(f"max_retries must be an int, got {self.max_retries!r}")
-        if self.max_retries < 0:
-            raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
-        if not 0 <= self.base_delay_ms <= self.max_delay_ms:
-            raise ConfigError(
-                f"need 0 <= base_delay_ms <= max_delay_ms, got {self.base_delay_ms}, "
-                f"{self.max_delay_ms}"
-            )
-
-    def should_retry(self, error: BaseException, failures: int) -> bool:
-        """Whether to try again after `failures` failed attempts, the last one being `error`."""
-        return isinstance(error, ProviderError) and error.retryable and failures <= self.max_retries
-
-    def delay_s(
-        self, retry: int, error: BaseException | None = None, *, rng: random.Random | None = None
-    ) -> float:
-        """Seconds to wait before retry number `retry` (1 = the first retry)."""
-        if retry < 1:
-            raise ConfigError(f"retry numbers start at 1, got {retry}")
-        cap = self.max_delay_ms / 1000
-        ceiling = min(cap, self.base_delay_ms / 1000 * 2.0 ** min(retry - 1, 62))
-        delay = (rng or random).uniform(0.0, ceiling) if self.jitter else ceiling
-        retry_after = getattr(error, "retry_after", None)
-        if isinstance(retry_after, (int, float)) and retry_after > 0:
-            delay = max(delay, min(float(retry_after), cap))
-        return delay
 
 
 class CircuitBreaker:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,12 +18,15 @@ from numpy.typing import NDArray
 from .._deps import require
 from ..errors import ConfigError, EncoderError, InvalidQueryError
 from .base import BaseEncoder, check_vectors
+from .openai_policy import APIFailureError, Failure, FailureKind, RetryPolicy, classify_sdk_error
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI, Omit, OpenAI
     from openai.types import CreateEmbeddingResponse
 
 __all__ = ["OpenAIEncoder"]
+
+_T = TypeVar("_T")
 
 KNOWN_DIMENSIONS: dict[str, int] = {
     "text-embedding-3-small": 1536,
@@ -36,9 +41,12 @@ _CONCURRENT_REQUESTS = 4  # in flight at once in `aencode`
 class OpenAIEncoder(BaseEncoder):
     """Encodes with an OpenAI embedding model through the official `openai` SDK.
 
-    Requests are batched; transient failures (429, 5xx, timeouts, dropped connections) are
-    retried by the SDK itself, with backoff, `max_retries` times. Vectors come back as float32,
-    L2-normalised, in input order. Needs `pip install 'stratarouter[openai]'`.
+    Requests are batched. Failures follow the one policy of `openai_policy`, shared with the
+    runtime's provider clients: transient ones (429, 408, 5xx, timeouts, dropped connections)
+    are retried `max_retries` times with full-jitter exponential backoff (honouring
+    Retry-After), the SDK's own retries switched off; a final failure is an `APIFailureError`
+    (an `EncoderError`) whose ``kind`` names it. Vectors come back as float32, L2-normalised,
+    in input order. Needs `pip install 'stratarouter[openai]'`.
 
     Args:
         model: Embedding model name.
@@ -47,14 +55,16 @@ class OpenAIEncoder(BaseEncoder):
         dimension: Vector size. Required for models not in `KNOWN_DIMENSIONS`; for
             `text-embedding-3-*` a smaller value asks the API for shortened vectors.
         batch_size: Texts per request (at most 2048).
-        max_retries: Retries of a failed request, done by the SDK.
+        max_retries: Retries of a failed request (`RetryPolicy(max_retries=...)`).
         timeout: Seconds allowed per request.
         client: An `openai.OpenAI` (used by `encode`; `aencode` then runs it in a thread) or an
             `openai.AsyncOpenAI` (used by `aencode`; `encode`, which `Router.build_index` and
             `Router.route` call, then uses a sync `openai.OpenAI` with the same key, base URL,
-            organization, project, headers, timeout and retries). The other arguments but
-            `model`, `dimension` and `batch_size` are then ignored, and the given client is
-            not closed by us.
+            organization, project, headers and timeout). The client's own retries are switched
+            off in the copy we call (``with_options(max_retries=0)``): retrying follows
+            `retry_policy`. The other arguments but `model`, `dimension`, `batch_size` and
+            `retry_policy` are then ignored, and the given client is not closed by us.
+        retry_policy: How to retry (default `RetryPolicy(max_retries=max_retries)`).
 
     Raises:
         MissingDependencyError: The `openai` package is not installed.
@@ -77,6 +87,7 @@ class OpenAIEncoder(BaseEncoder):
         max_retries: int = 3,
         timeout: float = 30.0,
         client: OpenAI | AsyncOpenAI | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         """Check the arguments and build the SDK client (no request is made)."""
         if not 1 <= batch_size <= _MAX_INPUTS:
@@ -89,13 +100,16 @@ class OpenAIEncoder(BaseEncoder):
         self.dimension = _resolve_dimension(model, dimension)
         self._shorten = model in KNOWN_DIMENSIONS and self.dimension != KNOWN_DIMENSIONS[model]
         self.batch_size = batch_size
+        self.retry_policy = RetryPolicy(max_retries=max_retries) if retry_policy is None \
+            else retry_policy
         self._openai: ModuleType = require("openai", extra="openai")
         self._client_args: dict[str, object] = {
             "api_key": api_key,
             "base_url": base_url,
-            "max_retries": max_retries,
+            "max_retries": 0,  # retries follow `retry_policy`, never the SDK's on top
             "timeout": timeout,
         }
+        self._timeout: float | None = timeout
         self._owns_clients = client is None
         self._async_client: AsyncOpenAI | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None  # the loop it was made in
@@ -105,11 +119,13 @@ class OpenAIEncoder(BaseEncoder):
         if client is None:
             self._client = self._build("OpenAI")
         elif inspect.iscoroutinefunction(client.embeddings.create):
-            self._async_client = client  # type: ignore[assignment]
+            self._timeout = None  # the caller's client has its own
+            self._async_client = client.with_options(max_retries=0)  # type: ignore[assignment]
             self._client = self._sync_twin(client)  # type: ignore[arg-type]
             self._owns_sync_client = True  # the twin is ours, the caller's client is not
         else:
-            self._client = client  # type: ignore[assignment]
+            self._timeout = None  # the caller's client has its own
+            self._client = client.with_options(max_retries=0)  # type: ignore[assignment]
 
     @property
     def fingerprint(self) -> str:
@@ -136,7 +152,7 @@ class OpenAIEncoder(BaseEncoder):
                 project=client.project,
                 base_url=client.base_url,
                 timeout=client.timeout,
-                max_retries=client.max_retries,
+                max_retries=0,  # retries follow `retry_policy`
                 default_headers=dict(getattr(client, "_custom_headers", None) or {}) or None,
                 default_query=dict(getattr(client, "_custom_query", None) or {}) or None,
             )
@@ -149,7 +165,8 @@ class OpenAIEncoder(BaseEncoder):
         """Encode `texts` into unit-norm float32 vectors, one request per `batch_size` texts.
 
         Raises:
-            EncoderError: A request failed (after the SDK's retries) or returned bad vectors.
+            APIFailureError: A request failed (after `retry_policy`'s retries).
+            EncoderError: A response held bad vectors.
             InvalidQueryError: A text is empty or not a string (the API rejects those).
         """
         batch_list = self._batches(texts)
@@ -157,15 +174,13 @@ class OpenAIEncoder(BaseEncoder):
             return np.empty((0, self.dimension), dtype=np.float32)
         parts = []
         for batch in batch_list:
-            try:
-                response = self._client.embeddings.create(
-                    input=batch,
-                    model=self.model,
-                    encoding_format="float",
-                    dimensions=self._dimensions_arg(),
-                )
-            except self._openai.OpenAIError as exc:
-                raise self._wrap(exc) from exc
+            response = self._with_retries(functools.partial(
+                self._client.embeddings.create,
+                input=batch,
+                model=self.model,
+                encoding_format="float",
+                dimensions=self._dimensions_arg(),
+            ))
             parts.append(self._vectors(response, len(batch)))
         return np.concatenate(parts)
 
@@ -184,15 +199,14 @@ class OpenAIEncoder(BaseEncoder):
 
         async def one(batch: list[str]) -> NDArray[np.float32]:
             async with semaphore:
-                try:
-                    response = await client.embeddings.create(
+                response = await self._awith_retries(
+                    lambda: client.embeddings.create(
                         input=batch,
                         model=self.model,
                         encoding_format="float",
                         dimensions=self._dimensions_arg(),
                     )
-                except self._openai.OpenAIError as exc:
-                    raise self._wrap(exc) from exc
+                )
             return self._vectors(response, len(batch))
 
         return np.concatenate(await asyncio.gather(*(one(batch) for batch in batch_list)))
@@ -251,16 +265,49 @@ class OpenAIEncoder(BaseEncoder):
         vectors /= norms
         return vectors
 
-    def _wrap(self, exc: Exception) -> EncoderError:
-        """An EncoderError that says what failed, for the caller to raise `from exc`."""
+    def _with_retries(self, send: Callable[[], _T]) -> _T:
+        """`send()`, retried as `retry_policy` says; a final failure is an APIFailureError."""
+        failures = 0
+        while True:
+            try:
+                return send()
+            except self._openai.OpenAIError as exc:
+                failures += 1
+                error = self._wrap(exc, failures)
+                if not self.retry_policy.should_retry(error, failures):
+                    raise error from exc
+            time.sleep(self.retry_policy.delay_s(failures, error))
+
+    async def _awith_retries(self, send: Callable[[], Awaitable[_T]]) -> _T:
+        """`_with_retries` for coroutines: waits with `asyncio.sleep`."""
+        failures = 0
+        while True:
+            try:
+                return await send()
+            except self._openai.OpenAIError as exc:
+                failures += 1
+                error = self._wrap(exc, failures)
+                if not self.retry_policy.should_retry(error, failures):
+                    raise error from exc
+            await asyncio.sleep(self.retry_policy.delay_s(failures, error))
+
+    def _wrap(self, exc: Exception, attempts: int) -> APIFailureError:
+        """The APIFailureError that says what failed, for the caller to raise `from exc`."""
         where = f"OpenAI embeddings request (model {self.model!r})"
-        if isinstance(exc, self._openai.APIStatusError):
-            return EncoderError(f"{where} failed with HTTP status {exc.status_code}: {exc.message}")
-        if isinstance(exc, self._openai.APITimeoutError):
-            return EncoderError(f"{where} timed out after {self._client_args['timeout']} s")
-        if isinstance(exc, self._openai.APIConnectionError):
-            return EncoderError(f"{where} could not connect: {exc}")
-        return EncoderError(f"{where} failed: {exc}")
+        failure = classify_sdk_error(exc, self._openai, self._openai.OpenAIError) or Failure(
+            FailureKind.OTHER, str(exc)
+        )
+        tries = f" ({attempts} attempts)" if attempts > 1 else ""
+        if failure.status is not None:
+            text = f"{where} failed with HTTP status {failure.status}: {failure.message}"
+        elif failure.kind is FailureKind.TIMEOUT:
+            limit = "" if self._timeout is None else f" after {self._timeout:g} s"
+            text = f"{where} timed out{limit}"
+        elif failure.kind is FailureKind.CONNECTION:
+            text = f"{where} could not connect: {exc}"
+        else:
+            text = f"{where} failed: {exc}"
+        return APIFailureError(text + tries, failure, attempts)
 
 
 def _resolve_dimension(model: str, dimension: int | None) -> int:

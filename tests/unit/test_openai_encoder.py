@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from stratarouter_core.encoders import OpenAIEncoder
+from stratarouter_core.encoders.openai_policy import APIFailureError, FailureKind
 from stratarouter_core.errors import (
     ConfigError,
     EncoderError,
@@ -162,11 +163,19 @@ def test_batches_split_requests(fake, make):
     np.testing.assert_allclose(vectors, expected(texts, 8), atol=1e-6)
 
 
-def test_server_error_is_retried_by_the_sdk(fake, make):
+def test_server_error_is_retried_by_the_policy(fake, make):
     fake.scripted = [(500, {"error": {"message": "boom", "type": "server_error"}})]
     vectors = make(max_retries=2).encode(TEXTS)
     assert fake.attempts == 2
     np.testing.assert_allclose(vectors, expected(TEXTS, 8), atol=1e-6)
+
+
+def test_the_sdk_does_not_retry_on_top_of_the_policy(fake, make):
+    fake.scripted = [(500, {"error": {"message": "boom", "type": "server_error"}})] * 3
+    with pytest.raises(APIFailureError) as info:
+        make(max_retries=0).encode(TEXTS)
+    assert fake.attempts == 1 and info.value.attempts == 1
+    assert info.value.kind is FailureKind.SERVER and info.value.retryable
 
 
 def test_retries_exhausted_raises_encoder_error(fake, make):
@@ -175,7 +184,20 @@ def test_retries_exhausted_raises_encoder_error(fake, make):
         make(max_retries=1).encode(TEXTS)
     assert fake.attempts == 2
     assert "fake-embedding" in str(info.value)
+    assert isinstance(info.value, APIFailureError) and info.value.attempts == 2
+    assert info.value.status == 503 and info.value.kind is FailureKind.SERVER
     assert isinstance(info.value.__cause__, openai.APIStatusError)
+
+
+def test_rate_limit_is_retried_and_named(fake, make):
+    fake.scripted = [(429, {"error": {"message": "slow down", "type": "rate_limit"}})] * 2
+    vectors = make(max_retries=2).encode(TEXTS)
+    assert fake.attempts == 3
+    np.testing.assert_allclose(vectors, expected(TEXTS, 8), atol=1e-6)
+    fake.scripted = [(429, {"error": {"message": "slow down", "type": "rate_limit"}})] * 5
+    with pytest.raises(APIFailureError) as info:
+        make(max_retries=1).encode(TEXTS)
+    assert info.value.kind is FailureKind.RATE_LIMIT and info.value.retry_after == 0.001
 
 
 def test_bad_request_is_not_retried(fake, make):
@@ -274,30 +296,26 @@ def test_given_clients(fake):
         sync_client.close()
 
 
-def count_async_calls(client) -> list[list[str]]:
-    """Record the inputs of every embeddings call made through `client` itself."""
-    calls: list[list[str]] = []
-    original = client.embeddings.create
+def async_calls(fake: FakeOpenAI) -> list[list[str]]:
+    """The inputs of every request an AsyncOpenAI client made (its User-Agent says so).
 
-    async def create(**kwargs):
-        calls.append(list(kwargs["input"]))
-        return await original(**kwargs)
-
-    client.embeddings.create = create
-    return calls
+    The encoder calls the caller's client through `with_options(max_retries=0)`, a copy
+    sharing its connections, so the spy is at the server rather than on the client object.
+    """
+    return [r["body"]["input"] for r in fake.requests
+            if r["headers"].get("User-Agent", "").startswith("AsyncOpenAI/")]
 
 
 async def test_given_async_client(fake):
     client = openai.AsyncOpenAI(api_key="test", base_url=fake.base_url,
                                 default_headers={"X-Gateway": "g1"})
-    calls = count_async_calls(client)
     try:
         encoder = OpenAIEncoder("fake-embedding", dimension=8, client=client)
         np.testing.assert_allclose(await encoder.aencode(TEXTS), expected(TEXTS, 8), atol=1e-6)
-        assert calls == [TEXTS]  # aencode used the caller's async client
+        assert async_calls(fake) == [TEXTS]  # aencode used the caller's async client
         # encode (what build_index and route call) works too, with a sync twin of the client
         np.testing.assert_allclose(encoder.encode(TEXTS[:2]), expected(TEXTS[:2], 8), atol=1e-6)
-        assert calls == [TEXTS] and fake.attempts == 2
+        assert async_calls(fake) == [TEXTS] and fake.attempts == 2
         assert all(r["headers"].get("X-Gateway") == "g1" for r in fake.requests)
         await encoder.aclose()  # closes the twin, not the caller's client
         assert (await client.embeddings.create(input=["x"], model="m",
@@ -311,20 +329,19 @@ async def test_router_with_only_an_async_client(fake):
     from stratarouter_core import Route, Router, RouteResult
 
     client = openai.AsyncOpenAI(api_key="test", base_url=fake.base_url)
-    calls = count_async_calls(client)
     try:
         router = Router(encoder=OpenAIEncoder("fake-embedding", dimension=8, client=client))
         router.add_routes([Route(name="travel", examples=["book a flight"]),
                            Route(name="orders", examples=["refund my order"])])
         router.build_index()  # sync: through the twin
-        assert calls == []
+        assert async_calls(fake) == []
         result = await router.aroute("please book me a flight to Oslo")
         assert isinstance(result, RouteResult)
-        assert calls == [["please book me a flight to Oslo"]]  # awaited, not run in a thread
+        assert async_calls(fake) == [["please book me a flight to Oslo"]]  # awaited, no thread
         await router.aroute("please book me a flight to Oslo")  # the router's cache answers
-        assert len(calls) == 1
+        assert len(async_calls(fake)) == 1
         assert isinstance(router.route("where is my refund"), RouteResult)
-        assert len(calls) == 1
+        assert len(async_calls(fake)) == 1
     finally:
         await client.close()
 
@@ -385,3 +402,12 @@ def test_missing_openai_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "openai", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'stratarouter\[openai\]'"):
         OpenAIEncoder(api_key="test")
+
+
+def test_policy_docstring_examples():
+    import doctest
+
+    from stratarouter_core.encoders import openai_policy
+
+    result = doctest.testmod(openai_policy)
+    assert result.failed == 0 and result.attempted >= 3

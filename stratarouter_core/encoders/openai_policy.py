@@ -1,0 +1,252 @@
+"""One policy for every call to an OpenAI-style HTTP API: what failed, and whether to retry.
+
+`OpenAIEncoder` (embeddings) and the runtime's provider clients (`stratarouter_runtime`,
+chat completions) used to differ: the encoder let the SDK retry 408/409/429/5xx with the SDK's
+backoff and raised one `EncoderError` for everything, the runtime disabled the SDK's retries
+and retried 408/429/5xx itself with full-jitter backoff. Both now use this module, which the
+runtime imports (the core never imports the runtime):
+
+- `classify_sdk_error` / `classify_status` name the failure (`FailureKind`): a 429 is
+  ``rate_limit``, a 408 or a client-side timeout ``timeout``, a refused or dropped connection
+  ``connection``, any 5xx ``server``, any other 4xx ``request`` (final: the request is wrong),
+  an unparseable body ``malformed``;
+- `RETRYABLE_KINDS` says which are worth another attempt (rate_limit, timeout, connection,
+  server); the SDK's own retries are switched off (``max_retries=0``) so nothing retries twice;
+- `RetryPolicy` says how many retries and how long to wait: retry ``n`` waits a uniform draw
+  in ``[0, min(max_delay, base_delay * 2**(n-1))]`` ("full jitter"), at least the server's
+  ``Retry-After`` (capped at ``max_delay``).
+
+Each side raises the errors of its own tree for a kind: the encoder an `EncoderError`
+subclass (`APIFailureError`) carrying the `Failure`, the runtime the `ProviderError` subclass
+for the kind (`RateLimitError` for ``rate_limit``, ...). Both are StrataRouterErrors with the
+same ``kind``, ``status``, ``retryable`` and ``retry_after``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import operator
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from ..errors import ConfigError, EncoderError, StrataRouterError
+
+__all__ = [
+    "RETRYABLE_KINDS",
+    "APIFailureError",
+    "Failure",
+    "FailureKind",
+    "RetryPolicy",
+    "classify_sdk_error",
+    "classify_status",
+    "parse_retry_after",
+]
+
+
+class FailureKind(str, enum.Enum):
+    """What kind of failure an API call met."""
+
+    RATE_LIMIT = "rate_limit"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    SERVER = "server"
+    REQUEST = "request"
+    MALFORMED = "malformed"
+    OTHER = "other"
+
+
+RETRYABLE_KINDS = frozenset(
+    {FailureKind.RATE_LIMIT, FailureKind.TIMEOUT, FailureKind.CONNECTION, FailureKind.SERVER}
+)
+"""Failures another attempt may fix; a rejected (4xx) or malformed answer will not change."""
+
+
+def classify_status(status: int) -> FailureKind:
+    """The kind of an HTTP error status.
+
+    Example:
+        >>> [classify_status(s).value for s in (429, 408, 503, 400, 409)]
+        ['rate_limit', 'timeout', 'server', 'request', 'request']
+    """
+    if status == 429:
+        return FailureKind.RATE_LIMIT
+    if status == 408:
+        return FailureKind.TIMEOUT
+    if status >= 500:
+        return FailureKind.SERVER
+    if 400 <= status < 500:
+        return FailureKind.REQUEST
+    return FailureKind.OTHER
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One failed call, classified.
+
+    Attributes:
+        kind: what failed.
+        message: the server's or the SDK's message.
+        status: the HTTP status, when there was a response.
+        retry_after: seconds the server asked to wait, when it said.
+    """
+
+    kind: FailureKind
+    message: str
+    status: int | None = None
+    retry_after: float | None = None
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another attempt may succeed (`RETRYABLE_KINDS`)."""
+        return self.kind in RETRYABLE_KINDS
+
+
+def parse_retry_after(
+    headers: Mapping[str, str] | None, *, now: float | None = None
+) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date).
+
+    Example:
+        >>> parse_retry_after({"retry-after": "2"}), parse_retry_after({"retry-after-ms": "250"})
+        (2.0, 0.25)
+    """
+    if not headers:
+        return None
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def classify_sdk_error(
+    exc: BaseException,
+    sdk: ModuleType,
+    root: type[BaseException],
+    *,
+    status: Callable[[Any], int] = operator.attrgetter("status_code"),
+) -> Failure | None:
+    """The `Failure` of an exception raised by a Stainless-generated SDK, or None for others.
+
+    `openai` and `anthropic` are both generated by Stainless and name their errors alike;
+    `root` is the SDK's base error class. `status` gives the HTTP status of an
+    `APIStatusError` (Anthropic's mid-stream `error` events carry theirs elsewhere).
+    """
+    if isinstance(exc, sdk.APITimeoutError):  # a subclass of APIConnectionError: first
+        return Failure(FailureKind.TIMEOUT, str(exc))
+    if isinstance(exc, sdk.APIConnectionError):
+        return Failure(FailureKind.CONNECTION, str(exc))
+    if isinstance(exc, sdk.APIStatusError):
+        code = status(exc)
+        return Failure(
+            classify_status(code), str(exc.message), code, parse_retry_after(exc.response.headers)
+        )
+    if isinstance(exc, sdk.APIResponseValidationError):
+        return Failure(FailureKind.MALFORMED, str(exc))
+    if isinstance(exc, root):
+        return Failure(FailureKind.OTHER, str(exc))
+    return None
+
+
+class APIFailureError(EncoderError):
+    """An embeddings API call failed; the `Failure` says how, `attempts` how often it was tried.
+
+    Attributes:
+        failure: the classified last failure.
+        attempts: calls made, retries included.
+    """
+
+    def __init__(self, message: str, failure: Failure, attempts: int = 1) -> None:
+        """`message` is complete; the failure's fields are exposed as attributes too."""
+        super().__init__(message)
+        self.failure = failure
+        self.attempts = attempts
+
+    @property
+    def kind(self) -> FailureKind:
+        """The failure's kind."""
+        return self.failure.kind
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status, when there was a response."""
+        return self.failure.status
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another attempt may succeed."""
+        return self.failure.retryable
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the server asked to wait, when it said."""
+        return self.failure.retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When to retry a failed API call, and how long to wait first.
+
+    Only errors marked `retryable` are retried (timeouts, connection drops, 429, 5xx); a request
+    the server rejected (400, 401, 404...) is final. The wait before retry `n` (1-based) is
+    drawn uniformly from `[0, min(max_delay, base_delay * 2**(n-1))]` ("full jitter"), or is that
+    upper bound without jitter. A server's `retry_after` is honoured, capped at `max_delay_ms`.
+
+    Example:
+        >>> policy = RetryPolicy(max_retries=3, base_delay_ms=100, jitter=False)
+        >>> [policy.delay_s(n) for n in (1, 2, 3)]
+        [0.1, 0.2, 0.4]
+    """
+
+    max_retries: int = 3
+    base_delay_ms: float = 100
+    max_delay_ms: float = 10_000
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise ConfigError(f"max_retries must be an int, got {self.max_retries!r}")
+        if self.max_retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {self.max_retries}")
+        if not 0 <= self.base_delay_ms <= self.max_delay_ms:
+            raise ConfigError(
+                f"need 0 <= base_delay_ms <= max_delay_ms, got {self.base_delay_ms}, "
+                f"{self.max_delay_ms}"
+            )
+
+    def should_retry(self, error: BaseException, failures: int) -> bool:
+        """Whether to try again after `failures` failed attempts, the last one being `error`."""
+        retryable = isinstance(error, StrataRouterError) and getattr(error, "retryable", False)
+        return retryable is True and failures <= self.max_retries
+
+    def delay_s(
+        self, retry: int, error: BaseException | None = None, *, rng: random.Random | None = None
+    ) -> float:
+        """Seconds to wait before retry number `retry` (1 = the first retry)."""
+        if retry < 1:
+            raise ConfigError(f"retry numbers start at 1, got {retry}")
+        cap = self.max_delay_ms / 1000
+        ceiling = min(cap, self.base_delay_ms / 1000 * 2.0 ** min(retry - 1, 62))
+        delay = (rng or random).uniform(0.0, ceiling) if self.jitter else ceiling
+        retry_after = getattr(error, "retry_after", None)
+        if isinstance(retry_after, (int, float)) and retry_after > 0:
+            delay = max(delay, min(float(retry_after), cap))
+        return delay
