@@ -88,6 +88,17 @@ def test_report_names_the_chosen_hyperparameters(fitted) -> None:
     assert report.n_queries == 3000 and report.n_graded == {"big": 3000, "mid": 3000, "small": 3000}
     assert set(report.hyperparameters["calibration"].values()) <= {"none", "platt", "isotonic"}
     assert report.hyperparameters["folds"] == 5 and report.duration_s > 0
+    # three neighbourhood granularities, x4 apart from sqrt(n)/2, the finest capped at n/10
+    assert report.hyperparameters["n_clusters"] == [27, 108, 300]
+    assert len(report.hyperparameters["temperatures"]) == 3
+
+
+def test_cluster_sizes_keep_ten_queries_per_cluster_and_drop_duplicates() -> None:
+    from stratarouter_core.model_routing.predictor import _cluster_sizes
+
+    assert _cluster_sizes(5608) == [37, 148, 560]
+    assert _cluster_sizes(100) == [5, 10]  # 4x and 16x both hit the n/10 cap
+    assert _cluster_sizes(15) == []  # fewer than two clusters: no neighbourhood evidence
 
 
 # ---------------------------------------------------------------- decision rules
