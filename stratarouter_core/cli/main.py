@@ -2,12 +2,15 @@
 
 The benchmarks are a separate, dev-only distribution (`stratarouter-bench`, in `benchmarks/`
 of the repository); this module imports it only when ``bench`` is the command, so routing
-never loads it and a core install without it still works.
+never loads it and a core install without it still works. `stratarouter serve` lives in the
+runtime distribution (`stratarouter_runtime.server.cli`, extra ``[server]``), imported the
+same way only for ``serve``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +23,22 @@ BENCH_MISSING = (
     "`stratarouter bench` needs the benchmark package stratarouter-bench, which is not "
     "installed; from a clone of the repository: pip install -e benchmarks (or make install-dev)"
 )
+
+
+SERVE_MISSING = (
+    "`stratarouter serve` needs the server extra of the runtime, which is not installed: "
+    "pip install 'stratarouter-runtime[server]'"
+)
+
+
+def _register_serve(serve: Any) -> None:
+    # The runtime is another distribution that depends on the core: import it only here,
+    # by name (the core's type check does not see the runtime).
+    try:
+        cli = importlib.import_module("stratarouter_runtime.server.cli")
+    except ImportError as exc:  # the runtime, or one of the server extra's packages, is missing
+        raise MissingDependencyError(f"{SERVE_MISSING} ({exc})") from exc
+    cli.register(serve)
 
 
 def _register_benches(benches: Any) -> None:
@@ -36,7 +55,7 @@ def _register_benches(benches: Any) -> None:
     stratarouter_bench.register(benches)
 
 
-def _build_parser(with_benches: bool) -> argparse.ArgumentParser:
+def _build_parser(with_benches: bool, with_serve: bool = False) -> argparse.ArgumentParser:
     from . import route_command
 
     parser = argparse.ArgumentParser(prog="stratarouter", description=__doc__)
@@ -47,6 +66,12 @@ def _build_parser(with_benches: bool) -> argparse.ArgumentParser:
     )
     if with_benches:
         _register_benches(bench.add_subparsers(dest="bench", required=True))
+    serve = commands.add_parser(
+        "serve",
+        help="run the REST / OpenAI-compatible server (needs stratarouter-runtime[server])",
+    )
+    if with_serve:
+        _register_serve(serve)
     return parser
 
 
@@ -54,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _build_parser(with_benches=argv[:1] == ["bench"]).parse_args(argv)
+        parser = _build_parser(with_benches=argv[:1] == ["bench"], with_serve=argv[:1] == ["serve"])
+        args = parser.parse_args(argv)
         status: int = args.run(args)
     except StrataRouterError as exc:
         print(f"error: {exc}", file=sys.stderr)

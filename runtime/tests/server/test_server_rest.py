@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
-from conftest import live_server, make_router
+from server_helpers import live_server, make_router
 
 from stratarouter_runtime.server import ServerConfig, create_app
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-from conftest import live_server, make_router
+from server_helpers import live_server, make_router
 
 from stratarouter_runtime import RetryConfig, RuntimeConfig
 from stratarouter_runtime.config import ObservabilityConfig

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import FakeClock, live_server, make_router
+from server_helpers import FakeClock, live_server, make_router
 from stratarouter_core.errors import ConfigError
 
 from stratarouter_runtime.server import ApiKey, Authenticator, RateLimiter, ServerConfig, create_app

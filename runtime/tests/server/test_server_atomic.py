@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import httpx
 import numpy as np
-from conftest import live_server, make_router
 from numpy.typing import NDArray
+from server_helpers import live_server, make_router
 from stratarouter_core import Router, RouterConfig
 from stratarouter_core.testing import HashingEncoder
 
@@ -83,7 +83,7 @@ class GatedEncoder(HashingEncoder):
 
 
 def test_an_in_flight_request_finishes_on_the_set_it_started_with() -> None:
-    from conftest import make_routes
+    from server_helpers import make_routes
 
     encoder = GatedEncoder()
     router = Router(
