@@ -17,7 +17,7 @@ from .calibration import brier_score, expected_calibration_error, reliability_bi
 from .errors import ConfigError, RouteNotFoundError
 
 if TYPE_CHECKING:
-    from .router import Router
+    from .pipeline import RoutingEngine
 
 __all__ = ["EvaluationReport", "evaluate_router"]
 
@@ -123,7 +123,7 @@ class EvaluationReport:
 
 
 def evaluate_router(
-    router: Router,
+    router: RoutingEngine,
     queries: Sequence[str],
     labels: Sequence[str | None],
     embeddings: ArrayLike | None = None,
@@ -192,7 +192,7 @@ def _macro_f1(labels: Sequence[str | None], predicted: Sequence[str | None]) -> 
 
 
 def _latency(
-    router: Router, queries: Sequence[str], embeddings: ArrayLike | None
+    router: RoutingEngine, queries: Sequence[str], embeddings: ArrayLike | None
 ) -> dict[str, float]:
     """Per-query `route()` latency percentiles on up to 1,000 of the queries."""
     sample = min(len(queries), 1000)

@@ -42,7 +42,7 @@ from .scoring.model import FEATURES, LinearHead, ScoringModel
 from .validation import check_embeddings, check_query
 
 if TYPE_CHECKING:
-    from .router import Router
+    from .pipeline import RoutingEngine
 
 __all__ = ["FitReport", "HeldOut", "Objective", "choose_threshold", "fit_router"]
 
@@ -98,7 +98,7 @@ class FitReport:
 
 
 def fit_router(
-    router: Router,
+    router: RoutingEngine,
     queries: Sequence[str],
     labels: Sequence[str | None],
     embeddings: ArrayLike | None = None,
@@ -209,7 +209,7 @@ def fit_router(
 
 
 def _validation_scores(
-    router: Router,
+    router: RoutingEngine,
     state: RouterState,
     vectors: NDArray[np.float32],
     y: NDArray[np.int64],
@@ -258,7 +258,7 @@ def _cross_fitted_scores(
     return held, np.concatenate([y[p] for p in parts]), final_head
 
 
-def _prior_weights(router: Router) -> NDArray[np.float64]:
+def _prior_weights(router: RoutingEngine) -> NDArray[np.float64]:
     """The configured fusion direction (the default prior when none was configured)."""
     given = router.config.weights or FusionWeights()
     return np.array([given.dense, given.sparse, 0.0, given.rule, 0.0])
@@ -284,7 +284,7 @@ def _unpack(validation: tuple[Any, ...]) -> tuple[Sequence[str], Sequence[str | 
 
 
 def _labelled(
-    router: Router,
+    router: RoutingEngine,
     state: RouterState,
     queries: Sequence[str],
     labels: Sequence[str | None],

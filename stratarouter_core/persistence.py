@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -35,7 +35,9 @@ from .scoring.model import FEATURES, ConfidenceModel, LinearHead, ScoringModel
 from .types import Route
 
 if TYPE_CHECKING:
-    from .router import Router
+    from .pipeline import RoutingEngine
+
+    EngineT = TypeVar("EngineT", bound=RoutingEngine)
 
 __all__ = ["FORMAT_VERSION", "load_router", "save_router"]
 
@@ -49,7 +51,7 @@ def _fingerprint(encoder: BaseEncoder) -> str:
     return inner.fingerprint
 
 
-def save_router(router: Router, path: Path) -> None:
+def save_router(router: RoutingEngine, path: Path) -> None:
     """Write `router` to the directory `path` (created or atomically replaced)."""
     from . import __version__
 
@@ -100,7 +102,7 @@ def save_router(router: Router, path: Path) -> None:
         raise
 
 
-def load_router(cls: type[Router], path: Path, encoder: BaseEncoder | None) -> Router:
+def load_router(cls: type[EngineT], path: Path, encoder: BaseEncoder | None) -> EngineT:
     """Read a router written by `save_router`.
 
     Raises:
@@ -137,7 +139,7 @@ def load_router(cls: type[Router], path: Path, encoder: BaseEncoder | None) -> R
         raise PersistenceError(
             f"{path / _ARRAYS} does not match the routes or the encoder dimension"
         )
-    router._install(routes, vectors, owner, _model(manifest["model"], arrays))
+    router.restore(vectors, owner, _model(manifest["model"], arrays))
     return router
 
 

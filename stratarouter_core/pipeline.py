@@ -9,20 +9,23 @@ self-calibration at `build_index` and `explain` call the same stage functions on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
+from .config import RouterConfig
+from .encoders.base import BaseEncoder
 from .index import CandidateIndex
 from .scoring.model import Features, FloatArray, FusedScorer, LinearHead, ScoringModel
 from .scoring.rules import RuleMatcher
 from .scoring.sparse import BM25Index
 from .text import tokenize
-from .types import Route
+from .types import Route, RouteResult
 
-__all__ = ["RouterState", "ScoreParts", "features", "score_parts"]
+__all__ = ["RouterState", "RoutingEngine", "ScoreParts", "features", "score_parts"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,61 @@ class RouterState:
     scorer: FusedScorer  # `model` folded with the prototypes: what route() evaluates
     thresholds: tuple[float, ...]  # per route, after Route.threshold overrides
     max_candidates: int
+
+
+class RoutingEngine(Protocol):
+    """What `fit`, `evaluate` and persistence need of a router (`Router` is one).
+
+    They depend on this, not on `Router`, so the router can call them without an import
+    circle.
+    """
+
+    config: RouterConfig
+    encoder: BaseEncoder
+
+    def __init__(
+        self,
+        encoder: BaseEncoder | None = ...,
+        config: RouterConfig | None = ...,
+        routes: Iterable[Route] = ...,
+    ) -> None: ...
+
+    @property
+    def state(self) -> RouterState:
+        """The built state."""
+        ...
+
+    @property
+    def route_names(self) -> tuple[str, ...]:
+        """Route names in order."""
+        ...
+
+    def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Normalised vectors of `texts`."""
+        ...
+
+    def route(self, query: str, embedding: ArrayLike | None = None) -> RouteResult:
+        """Route one query."""
+        ...
+
+    def route_batch(
+        self, queries: Sequence[str], embeddings: ArrayLike | None = None
+    ) -> list[RouteResult]:
+        """Route many queries."""
+        ...
+
+    def install_model(self, model: ScoringModel) -> None:
+        """Replace the scoring model."""
+        ...
+
+    def restore(
+        self,
+        vectors: NDArray[np.float32],
+        owner: NDArray[np.int64],
+        model: ScoringModel,
+    ) -> None:
+        """Install saved utterance vectors and model without encoding or calibrating."""
+        ...
 
 
 @dataclass(frozen=True)

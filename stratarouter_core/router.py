@@ -167,6 +167,15 @@ class Router:
         vectors = normalise_rows(self.encode(texts))
         self._install(routes, vectors, owner.astype(np.int64), model=self._reusable_model(routes))
 
+    def restore(
+        self, vectors: NDArray[np.float32], owner: NDArray[np.int64], model: ScoringModel
+    ) -> None:
+        """Install saved utterance vectors (grouped by route, in route order) and a model.
+
+        What `Router.load` does: nothing is encoded and the model is used as saved.
+        """
+        self._install(tuple(self._routes.values()), vectors, owner, model)
+
     def _reusable_model(self, routes: tuple[Route, ...]) -> ScoringModel | None:
         built = self._built
         if (

@@ -1,4 +1,4 @@
-"""The candidate-index contract and the choice between exact and approximate search."""
+"""The candidate-index contract: k nearest prototypes by inner product."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 from numpy.typing import NDArray
 
-from ..config import IndexConfig
-
-__all__ = ["CandidateIndex", "build_index"]
+__all__ = ["CandidateIndex"]
 
 
 class CandidateIndex(ABC):
@@ -26,12 +24,3 @@ class CandidateIndex(ABC):
     ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Ids and similarities of the k best prototypes per query, best first: shapes (n, k)."""
 
-
-def build_index(prototypes: NDArray[np.float32], config: IndexConfig) -> CandidateIndex:
-    """Exact search for small route sets, HNSW above `config.exact_max_routes`."""
-    from .exact import ExactIndex
-    from .hnsw import HnswIndex
-
-    if len(prototypes) <= config.exact_max_routes:
-        return ExactIndex(prototypes)
-    return HnswIndex(prototypes, config)
