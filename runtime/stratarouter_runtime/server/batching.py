@@ -10,6 +10,7 @@ next one fills up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -80,18 +81,30 @@ class EncodeBatcher:
             self._one_at_a_time = asyncio.Lock()
         async with self._one_at_a_time:  # the encoder uses every core already: no overlap
             try:
-                vectors = await asyncio.to_thread(self._encode_fn, [text for text, _ in batch])
-            except Exception as exc:  # every waiter gets the error, none hangs
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                return
+                await self._encode_into(batch)
+            except Exception:  # a batch of one already holds its error
+                # one bad text must not fail the requests it happened to share a call with
+                for item in batch if len(batch) > 1 else ():
+                    with contextlib.suppress(Exception):
+                        await self._encode_into([item])
             except BaseException:  # cancelled (shutdown): the waiters are cancelled too
                 for _, future in batch:
                     future.cancel()
                 raise
+
+    async def _encode_into(
+        self, batch: list[tuple[str, asyncio.Future[NDArray[np.float32]]]]
+    ) -> None:
+        """Encode `batch` in one call and resolve its futures (with the error if it fails)."""
+        try:
+            vectors = await asyncio.to_thread(self._encode_fn, [text for text, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1 and not batch[0][1].done():
+                batch[0][1].set_exception(exc)
+            raise
+        finally:
             self.calls += 1
-            self.texts += len(batch)
+        self.texts += len(batch)
         for row, (_, future) in enumerate(batch):
             if not future.done():
                 future.set_result(vectors[row])
