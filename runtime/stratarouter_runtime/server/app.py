@@ -181,6 +181,28 @@ def decision_json(
     }
 
 
+class _JsonBodies:
+    """ASGI middleware: a POST body under /v1 is JSON whatever its declared type.
+
+    ``curl -d '{...}'`` declares ``application/x-www-form-urlencoded``; every POST endpoint
+    here takes JSON only, so the body is read as JSON (malformed JSON is still a 422) instead
+    of failing with a confusing "expected an object".
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].startswith("/v1/")
+        ):
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
+
+
 class _BodyLimit:
     """ASGI middleware: bodies over `limit` bytes get 413 before the app reads them whole."""
 
@@ -365,6 +387,7 @@ def create_app(
             allow_headers=["*"],
         )
     _install_metrics(app, state)
+    app.add_middleware(_JsonBodies)
     app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
     _add_health_routes(app, state)
     _add_routing_routes(app, state)

@@ -4,7 +4,8 @@ Hooked into the core's `stratarouter` command lazily (the core never imports the
 unless ``serve`` is the command). Settings come from flags > environment
 (``STRATAROUTER_SERVER_*``, ``STRATAROUTER_API_KEYS``) > ``--config`` file > defaults; see
 `stratarouter_runtime.server.config`. SIGTERM (and Ctrl-C) stop accepting connections and
-let in-flight requests finish, up to ``graceful_timeout_s``.
+let in-flight requests finish, up to ``graceful_timeout_s``. The runtime bridge is configured
+by `RuntimeConfig.from_env` (``OPENAI_API_KEY``, ``REDIS_URL``, ``DATABASE_URL``...).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from stratarouter_core.errors import ConfigError
 
 from .._deps import require
+from ..config import RuntimeConfig
 from .config import ServerConfig, load_server_config
 
 if TYPE_CHECKING:
@@ -89,7 +91,11 @@ def run(args: argparse.Namespace) -> int:
 
     flags = {field: getattr(args, flag, None) for flag, field in _FLAGS.items()}
     config = load_server_config(flags, config_file=args.config)
-    app = create_app(build_router(config), config=config)
+    # Provider keys, Redis/PostgreSQL URLs and the other runtime settings come from the
+    # environment, as for any runtime user; /metrics needs the Prometheus registry on.
+    runtime = RuntimeConfig.from_env()
+    runtime = runtime.replace(observability=runtime.observability.replace(metrics=True))
+    app = create_app(build_router(config), config=config, runtime_config=runtime)
     uvicorn.run(
         app,
         host=config.host,

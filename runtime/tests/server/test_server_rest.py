@@ -231,3 +231,12 @@ def test_embedding_dimension_follows_the_encoder(client: httpx.Client) -> None:
     rng = np.random.default_rng(0)
     ok = client.post("/v1/route", json={"query": "hi", "embedding": rng.normal(size=64).tolist()})
     assert ok.status_code == 200
+
+
+def test_a_post_without_a_json_content_type_is_read_as_json(client: httpx.Client) -> None:
+    # what `curl -d '{...}'` sends: application/x-www-form-urlencoded
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    ok = client.post("/v1/route", content=b'{"query": "refund my invoice"}', headers=form)
+    assert ok.status_code == 200 and ok.json()["route"] == "billing"
+    bad = client.post("/v1/route", content=b"query=refund", headers=form)
+    assert bad.status_code == 422
