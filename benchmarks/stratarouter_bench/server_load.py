@@ -144,6 +144,7 @@ async def run_level(
         until = started + duration_s
         await asyncio.gather(*(worker(until, True) for _ in range(connections)))
         elapsed = time.perf_counter() - started
+        metrics = (await client.get("/metrics")).text
     latencies.sort()
     n = len(latencies)
     return {
@@ -153,7 +154,19 @@ async def run_level(
         "rps": n / elapsed,
         "p50_ms": latencies[n // 2] * 1000 if n else float("nan"),
         "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
+        "mean_encode_batch": _mean_batch(metrics),
     }
+
+
+def _mean_batch(metrics: str) -> float:
+    """Texts per encoder call so far, from the server's histogram (0 when it never encoded)."""
+    values = {}
+    for line in metrics.splitlines():
+        for name in ("stratarouter_encode_batch_size_sum", "stratarouter_encode_batch_size_count"):
+            if line.startswith(name + " "):
+                values[name] = float(line.split()[1])
+    count = values.get("stratarouter_encode_batch_size_count", 0.0)
+    return values.get("stratarouter_encode_batch_size_sum", 0.0) / count if count else 0.0
 
 
 def _embeddings(encoder: str) -> list[list[float]]:
@@ -193,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
                         print(
                             f"{mode:17} c={connections:<3} {figures['rps']:8.0f} req/s  "
                             f"P50 {figures['p50_ms']:7.2f} ms  P99 {figures['p99_ms']:7.2f} ms  "
-                            f"errors {figures['errors']:.0f}/{figures['requests']:.0f}",
+                            f"errors {figures['errors']:.0f}/{figures['requests']:.0f}  "
+                            f"texts/encode {figures['mean_encode_batch']:.1f}",
                             flush=True,
                         )
             finally:

@@ -1,16 +1,18 @@
 """Server-side micro-batching of query encoding.
 
-Encoding one query at a time wastes the encoder: a transformer's cost per text falls steeply
-with the batch. `EncodeBatcher` gathers the texts of concurrent requests for at most
-``max_wait_s`` (or until ``max_batch`` are waiting) and encodes them in one call, in a worker
-thread so the event loop keeps accepting requests; while one batch is being encoded, the
-next one fills up.
+Encoding one query at a time wastes the encoder: a transformer's cost per text falls with
+the batch. `EncodeBatcher` queues the texts of concurrent requests and one worker task
+encodes them: it waits at most ``max_wait_s`` after the oldest queued text arrived (less if
+``max_batch`` texts are queued), encodes up to ``max_batch`` in one call in a worker thread,
+and meanwhile the next batch fills up; texts that waited through an encoding go next
+without any further wait. Calls never overlap: the encoder uses the cores already.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -19,6 +21,7 @@ from numpy.typing import NDArray
 __all__ = ["EncodeBatcher"]
 
 EncodeFn = Callable[[Sequence[str]], NDArray[np.float32]]
+_Item = tuple[str, "asyncio.Future[NDArray[np.float32]]"]
 
 
 class EncodeBatcher:
@@ -37,10 +40,9 @@ class EncodeBatcher:
         """An idle batcher; it needs a running event loop only once `encode` is awaited."""
         self._encode_fn = encode_fn
         self.max_wait_s, self.max_batch = max_wait_s, max_batch
-        self._pending: list[tuple[str, asyncio.Future[NDArray[np.float32]]]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._running: set[asyncio.Task[None]] = set()
-        self._one_at_a_time: asyncio.Lock | None = None
+        self._pending: list[_Item] = []
+        self._oldest = 0.0  # when the oldest pending text was queued (perf_counter)
+        self._worker: asyncio.Task[None] | None = None
         self.calls = 0
         self.texts = 0
 
@@ -52,34 +54,29 @@ class EncodeBatcher:
     async def encode_many(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """The (n, dim) vectors of `texts` (they may share calls with other requests)."""
         loop = asyncio.get_running_loop()
+        if not self._pending:
+            self._oldest = time.perf_counter()
         futures = []
         for text in texts:
             future: asyncio.Future[NDArray[np.float32]] = loop.create_future()
             self._pending.append((text, future))
             futures.append(future)
-            if len(self._pending) >= self.max_batch:
-                self._flush()
-        if self._pending and self._timer is None:
-            self._timer = loop.call_later(self.max_wait_s, self._flush)
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._drain())
         rows = await asyncio.gather(*futures)
         return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
-    def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-        if self._pending:  # more than one batch waiting: the rest goes next, without delay
-            self._timer = asyncio.get_running_loop().call_later(0, self._flush)
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._run(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-
-    async def _run(self, batch: list[tuple[str, asyncio.Future[NDArray[np.float32]]]]) -> None:
-        if self._one_at_a_time is None:
-            self._one_at_a_time = asyncio.Lock()
-        async with self._one_at_a_time:  # the encoder uses every core already: no overlap
+    async def _drain(self) -> None:
+        """Encode the queue batch by batch until it is empty."""
+        while self._pending:
+            wait = self.max_wait_s - (time.perf_counter() - self._oldest)
+            if wait > 0 and len(self._pending) < self.max_batch:
+                await asyncio.sleep(wait)
+            batch = self._pending[: self.max_batch]
+            self._pending = self._pending[self.max_batch :]
+            self._oldest = time.perf_counter()  # the rest already waited: no further wait
+            if self._pending:
+                self._oldest -= self.max_wait_s
             try:
                 await self._encode_into(batch)
             except Exception:  # a batch of one already holds its error
@@ -87,14 +84,13 @@ class EncodeBatcher:
                 for item in batch if len(batch) > 1 else ():
                     with contextlib.suppress(Exception):
                         await self._encode_into([item])
-            except BaseException:  # cancelled (shutdown): the waiters are cancelled too
-                for _, future in batch:
+            except BaseException:  # cancelled (shutdown): every waiter is cancelled too
+                for _, future in batch + self._pending:
                     future.cancel()
+                self._pending = []
                 raise
 
-    async def _encode_into(
-        self, batch: list[tuple[str, asyncio.Future[NDArray[np.float32]]]]
-    ) -> None:
+    async def _encode_into(self, batch: list[_Item]) -> None:
         """Encode `batch` in one call and resolve its futures (with the error if it fails)."""
         try:
             vectors = await asyncio.to_thread(self._encode_fn, [text for text, _ in batch])
