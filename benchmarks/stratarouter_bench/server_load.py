@@ -8,9 +8,10 @@ Starts the server in a subprocess on 127.0.0.1 (a free port), drives ``POST /v1/
 - ``encode-unbatched``: the server encodes one query per encoder call
   (``encode_max_batch=1``), the baseline micro-batching is measured against.
 
-Every query text is distinct, so the encoder's cache never answers. The load generator is
-asyncio + httpx in this process and shares the machine's cores with the server: figures are
-a lower bound of what the server does with its own cores.
+Every query text is distinct, so the encoder's cache never answers. The load generator is a
+minimal asyncio HTTP/1.1 client in this process (keep-alive, one connection per concurrent
+client); it shares the machine's cores with the server, so figures are a lower bound of what
+the server does with cores of its own.
 """
 
 from __future__ import annotations
@@ -113,38 +114,77 @@ def _start_server(folder: Path, encoder: str, mode: str) -> tuple[subprocess.Pop
     raise RuntimeError("the server did not start within 60 s")
 
 
+class _Connection:
+    """One keep-alive HTTP/1.1 connection speaking just enough HTTP for this load.
+
+    A client library costs more CPU per request than the server's routing does, and the
+    load generator shares the cores with the server: this one costs a few microseconds.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> _Connection:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        headers = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(headers.split(b" ", 2)[1])
+        length = 0
+        for line in headers.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 async def run_level(
     url: str, connections: int, duration_s: float, embeddings: list[list[float]] | None
 ) -> dict[str, float]:
     """Drive `url` with `connections` concurrent clients for `duration_s`; the figures."""
-    import httpx
-
+    host, _, port = url.removeprefix("http://").partition(":")
     latencies: list[float] = []
     errors = 0
     counter = iter(range(10**9))
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+    pool = [await _Connection.open(host, int(port)) for _ in range(connections)]
+    encoded = None if embeddings is None else [json.dumps(e).encode() for e in embeddings]
 
-        async def worker(until: float, record: bool) -> None:
-            nonlocal errors
-            while time.perf_counter() < until:
-                i = next(counter)
-                body: dict[str, Any] = {"query": _query(i), "top_k": 1}
-                if embeddings is not None:
-                    body["embedding"] = embeddings[i % len(embeddings)]
-                started = time.perf_counter()
-                response = await client.post("/v1/route", json=body)
-                if record:
-                    latencies.append(time.perf_counter() - started)
-                    errors += response.status_code != 200
+    async def worker(connection: _Connection, until: float, record: bool) -> None:
+        nonlocal errors
+        while time.perf_counter() < until:
+            i = next(counter)
+            query = json.dumps(_query(i)).encode()
+            body = b'{"top_k": 1, "query": ' + query
+            if encoded is not None:
+                body += b', "embedding": ' + encoded[i % len(encoded)]
+            body += b"}"
+            started = time.perf_counter()
+            status, _ = await connection.request("POST", "/v1/route", body)
+            if record:
+                latencies.append(time.perf_counter() - started)
+                errors += status != 200
 
+    try:
         warm = time.perf_counter() + min(1.0, duration_s / 5)
-        await asyncio.gather(*(worker(warm, False) for _ in range(connections)))
+        await asyncio.gather(*(worker(c, warm, False) for c in pool))
         started = time.perf_counter()
         until = started + duration_s
-        await asyncio.gather(*(worker(until, True) for _ in range(connections)))
+        await asyncio.gather(*(worker(c, until, True) for c in pool))
         elapsed = time.perf_counter() - started
-        metrics = (await client.get("/metrics")).text
+        _, metrics = await pool[0].request("GET", "/metrics")
+    finally:
+        for connection in pool:
+            connection.close()
     latencies.sort()
     n = len(latencies)
     return {
@@ -154,7 +194,7 @@ async def run_level(
         "rps": n / elapsed,
         "p50_ms": latencies[n // 2] * 1000 if n else float("nan"),
         "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
-        "mean_encode_batch": _mean_batch(metrics),
+        "mean_encode_batch": _mean_batch(metrics.decode()),
     }
 
 
