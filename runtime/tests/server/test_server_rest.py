@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from server_helpers import live_server, make_router
 
+from stratarouter_runtime import CoreRuntimeBridge, MemoryStateStore, RuntimeConfig
 from stratarouter_runtime.server import ServerConfig, create_app
+from stratarouter_runtime.state import ExecutionRecord, StateError
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +242,23 @@ def test_a_post_without_a_json_content_type_is_read_as_json(client: httpx.Client
     assert ok.status_code == 200 and ok.json()["route"] == "billing"
     bad = client.post("/v1/route", content=b"query=refund", headers=form)
     assert bad.status_code == 422
+
+
+class _UnreachableStore(MemoryStateStore):
+    """A state store whose database is gone: every read fails."""
+
+    async def get(self, execution_id: str) -> ExecutionRecord | None:
+        raise StateError("connection refused (the test's database is down)")
+
+
+def test_readyz_reports_degraded_when_a_backend_fails_and_routing_goes_on() -> None:
+    router = make_router()
+    bridge = CoreRuntimeBridge(RuntimeConfig(), router, {}, state=_UnreachableStore())
+    with live_server(create_app(router, bridge=bridge)) as url:
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "degraded"
+        assert "connection refused" in ready.json()["backends"]["state"]
+        assert ready.json()["backends"]["cache"] == "ok"
+        routed = httpx.post(f"{url}/v1/route", json={"query": "refund my invoice"})
+        assert routed.json()["route"] == "billing"
