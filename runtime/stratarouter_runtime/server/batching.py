@@ -3,9 +3,11 @@
 Encoding one query at a time wastes the encoder: a transformer's cost per text falls with
 the batch. `EncodeBatcher` queues the texts of concurrent requests and one worker task
 encodes them: it waits at most ``max_wait_s`` after the oldest queued text arrived (less if
-``max_batch`` texts are queued), encodes up to ``max_batch`` in one call in a worker thread,
-and meanwhile the next batch fills up; texts that waited through an encoding go next
-without any further wait. Calls never overlap: the encoder uses the cores already.
+``max_batch`` texts are queued; not at all while traffic comes one request at a time, i.e.
+the last batch was one text and nothing arrived while it was encoded), encodes up to
+``max_batch`` in one call in a worker thread, and meanwhile the next batch fills up; texts
+that waited through an encoding go next without any further wait. Calls never overlap: the
+encoder uses the cores already.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class EncodeBatcher:
         self._pending: list[_Item] = []
         self._oldest = 0.0  # when the oldest pending text was queued (perf_counter)
         self._worker: asyncio.Task[None] | None = None
+        # Whether the last batch had company (more texts, or texts arriving while it was
+        # encoded); the first batch waits, as concurrency is what a server is for.
+        self._concurrent = True
         self.calls = 0
         self.texts = 0
 
@@ -70,15 +75,18 @@ class EncodeBatcher:
         """Encode the queue batch by batch until it is empty."""
         while self._pending:
             wait = self.max_wait_s - (time.perf_counter() - self._oldest)
-            if wait > 0 and len(self._pending) < self.max_batch:
+            # Waiting pays only under concurrency: a lone client would just be slower.
+            if wait > 0 and len(self._pending) < self.max_batch and self._concurrent:
                 await asyncio.sleep(wait)
             batch = self._pending[: self.max_batch]
             self._pending = self._pending[self.max_batch :]
             self._oldest = time.perf_counter()  # the rest already waited: no further wait
             if self._pending:
                 self._oldest -= self.max_wait_s
+            self._concurrent = len(batch) > 1 or bool(self._pending)
             try:
                 await self._encode_into(batch)
+                self._concurrent = self._concurrent or bool(self._pending)
             except Exception:  # a batch of one already holds its error
                 # one bad text must not fail the requests it happened to share a call with
                 for item in batch if len(batch) > 1 else ():

@@ -121,3 +121,16 @@ def test_zero_wait_still_answers() -> None:
             httpx.post(f"{url}/v1/route", json={"query": "is it sunny"}).json()["route"]
             == "weather"
         )
+
+
+async def test_a_lone_client_does_not_wait_and_a_burst_still_batches() -> None:
+    encoder = CountingEncoder()
+    batcher = EncodeBatcher(encoder.encode, max_wait_s=0.25, max_batch=64)
+    await batcher.encode("first")  # waits: the batcher assumes company until it sees none
+    started = asyncio.get_running_loop().time()
+    for i in range(3):
+        await batcher.encode(f"one at a time {i}")
+    assert asyncio.get_running_loop().time() - started < 0.2  # three waits would be 0.75 s
+    encoder.sizes.clear()
+    await asyncio.gather(*(batcher.encode(f"burst {i}") for i in range(10)))
+    assert sum(encoder.sizes) == 10 and len(encoder.sizes) <= 2, encoder.sizes
