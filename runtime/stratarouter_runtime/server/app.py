@@ -342,22 +342,27 @@ def create_app(
         from prometheus_client import CollectorRegistry
 
         registry = CollectorRegistry()
+    metrics = _server_metrics(registry)
+    batch_sizes = metrics["encode_batch"]
+
+    def encode(texts: Any) -> NDArray[np.float32]:
+        # every route set shares the server's encoder: any set's router encodes alike
+        batch_sizes.observe(len(texts))
+        return store.default.router.encode(texts)
+
     state = ServerState(
         config=config,
         store=store,
         batcher=EncodeBatcher(
-            lambda texts: store.default.router.encode(texts),
-            max_wait_s=config.encode_wait_ms / 1000,
-            max_batch=config.encode_max_batch,
+            encode, max_wait_s=config.encode_wait_ms / 1000, max_batch=config.encode_max_batch
         ),
         auth=auth,
         limiter=RateLimiter(config.rate_limit_per_s, config.rate_limit_burst, clock=clock),
         bridge=bridge,
         registry=registry,
         owns_bridge=owns_bridge,
-        metrics=_server_metrics(registry),
+        metrics=metrics,
     )
-    _observe_batches(state)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -421,18 +426,6 @@ def _default_bridge(
         providers = built
     view = cast("Router", _RequestRouter(lambda: store.default.router))
     return CoreRuntimeBridge(runtime_config, view, providers, encoder=store.default.router.encoder)
-
-
-def _observe_batches(state: ServerState) -> None:
-    """Count every encoder call's size in the histogram (wrapping the batcher's encode_fn)."""
-    inner = state.batcher._encode_fn
-    histogram = state.metrics["encode_batch"]
-
-    def observed(texts: Any) -> NDArray[np.float32]:
-        histogram.observe(len(texts))
-        return inner(texts)
-
-    state.batcher._encode_fn = observed
 
 
 def _install_errors(app: FastAPI) -> None:

@@ -125,6 +125,9 @@ class Authenticator:
         return Principal(key_id=key_id(found.secret), tenant=found.tenant)
 
 
+_MAX_BUCKETS = 100_000
+
+
 class RateLimiter:
     """One token bucket per key: `rate` requests per second, bursts up to `burst`.
 
@@ -159,3 +162,10 @@ class RateLimiter:
                     retry_after_s=wait,
                 )
             self._buckets[key] = (tokens - 1.0, now)
+            if len(self._buckets) > _MAX_BUCKETS:  # anonymous clients, one per address
+                self._forget_full(now)
+
+    def _forget_full(self, now: float) -> None:
+        """Drop buckets that have refilled: forgetting a full bucket changes nothing."""
+        refill = self.burst / self.rate
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < refill}

@@ -200,3 +200,18 @@ def test_keys_parse_from_env_and_file(tmp_path: Path) -> None:
     with pytest.raises(AuthenticationError):
         auth.check(f"Bearer {KEY_A}x")
     assert auth.check(f"bearer {KEY_A}").tenant == "acme"
+
+
+def test_rate_limiter_forgets_refilled_buckets_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stratarouter_runtime.server import security
+
+    monkeypatch.setattr(security, "_MAX_BUCKETS", 3)
+    clock = FakeClock()
+    limiter = RateLimiter(1, 1, clock=clock)
+    limiter.acquire("old")
+    clock.now += 5  # "old" has refilled since
+    for key in ("a", "b", "c"):
+        limiter.acquire(key)  # the fourth bucket triggers the clean-up
+    assert set(limiter._buckets) == {"a", "b", "c"}
+    with pytest.raises(RateLimitedError):
+        limiter.acquire("a")  # a bucket still in use keeps its state
