@@ -23,19 +23,28 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..encoders.base import BaseEncoder, CachedEncoder
-from ..errors import ConfigError, NotFittedError, PersistenceError
+from ..errors import ConfigError, PersistenceError
 from .predictor import SuccessModel
 from .types import ModelRouterConfig, ModelRoutingReport, ModelSpec
 
-if TYPE_CHECKING:
-    from .router import ModelRouter
+__all__ = ["FORMAT_VERSION", "SavedModelRouter", "load_model_router", "save_model_router"]
 
-__all__ = ["FORMAT_VERSION", "load_model_router", "save_model_router"]
+
+@dataclasses.dataclass(frozen=True)
+class SavedModelRouter:
+    """Everything a fitted `ModelRouter` is rebuilt from (what `ModelRouter.save` writes)."""
+
+    models: list[ModelSpec]
+    config: ModelRouterConfig
+    predictor: SuccessModel
+    output_tokens: NDArray[np.float64]
+    report: ModelRoutingReport | None
 
 FORMAT_VERSION = 1
 _KIND = "model_router"
@@ -47,27 +56,24 @@ def _inner(encoder: BaseEncoder) -> BaseEncoder:
     return encoder.inner if isinstance(encoder, CachedEncoder) else encoder
 
 
-def save_model_router(router: ModelRouter, path: Path) -> None:
-    """Write a fitted `router` to the directory `path` (created or atomically replaced)."""
+def save_model_router(saved: SavedModelRouter, encoder: BaseEncoder, path: Path) -> None:
+    """Write a fitted router's state to the directory `path` (created or atomically replaced)."""
     from .. import __version__
 
-    predictor = router._predictor
-    if predictor is None:
-        raise NotFittedError("fit the ModelRouter before saving it")
-    inner = _inner(router.encoder)
-    report = router.report
+    predictor, report = saved.predictor, saved.report
+    inner = _inner(encoder)
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "kind": _KIND,
         "stratarouter_version": __version__,
         "encoder": {
             "fingerprint": inner.fingerprint,
-            "dimension": router.encoder.dimension,
+            "dimension": encoder.dimension,
             "class": f"{type(inner).__module__}.{type(inner).__qualname__}",
         },
-        "models": [spec.to_dict() for spec in router.models],
-        "config": router.config.to_dict(),
-        "output_tokens": router._output_tokens.tolist(),
+        "models": [spec.to_dict() for spec in saved.models],
+        "config": saved.config.to_dict(),
+        "output_tokens": saved.output_tokens.tolist(),
         "predictor": predictor.scalars(),
         "report": dataclasses.asdict(report) if report is not None else None,
     }
@@ -90,9 +96,9 @@ def save_model_router(router: ModelRouter, path: Path) -> None:
 
 
 def load_model_router(
-    cls: type[ModelRouter], path: Path, encoder: BaseEncoder | None
-) -> ModelRouter:
-    """Read a router written by `save_model_router`."""
+    path: Path, encoder: BaseEncoder | None
+) -> tuple[SavedModelRouter, BaseEncoder]:
+    """Read a router's state written by `save_model_router`, and the encoder to use with it."""
     manifest = _read_manifest(path)
     saved = manifest["encoder"]
     if encoder is None:
@@ -123,9 +129,8 @@ def load_model_router(
         raise PersistenceError(f"cannot read {path / _ARRAYS}: {exc}") from exc
     if predictor.ridge_weights.shape != (encoder.dimension, len(models)):
         raise PersistenceError(f"{path / _ARRAYS} does not match the models or the encoder")
-    router = cls(models, encoder=encoder, config=config)
-    router._install(predictor, np.asarray(manifest["output_tokens"], dtype=np.float64), report)
-    return router
+    output_tokens = np.asarray(manifest["output_tokens"], dtype=np.float64)
+    return SavedModelRouter(models, config, predictor, output_tokens, report), encoder
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

@@ -445,21 +445,29 @@ class ModelRouter:
     # ------------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:
         """Write the fitted router to the directory `path` (see `persistence`)."""
-        from .persistence import save_model_router
+        from .persistence import SavedModelRouter, save_model_router
 
-        save_model_router(self, Path(path))
+        if self._predictor is None:
+            raise NotFittedError("fit the ModelRouter before saving it")
+        saved = SavedModelRouter(
+            list(self.models), self.config, self._predictor, self._output_tokens, self._report
+        )
+        save_model_router(saved, self.encoder, Path(path))
 
     @classmethod
     def load(cls, path: str | Path, encoder: BaseEncoder | None = None) -> ModelRouter:
         """Read a router written by `save`; `encoder` must match the one it was fitted with."""
         from .persistence import load_model_router
 
-        return load_model_router(cls, Path(path), encoder)
+        saved, encoder = load_model_router(Path(path), encoder)
+        router = cls(saved.models, encoder=encoder, config=saved.config)
+        router._install(saved.predictor, saved.output_tokens, saved.report)
+        return router
 
     def _install(
         self, predictor: SuccessModel, output_tokens: F64, report: ModelRoutingReport | None
     ) -> None:
-        """Adopt a loaded predictor (persistence only)."""
+        """Adopt a fitted predictor (loading, or another config over the same fit)."""
         self._predictor = predictor
         self._output_tokens = output_tokens
         self._report = report
