@@ -25,6 +25,7 @@ __all__ = [
     "fit_confidence",
     "fit_fusion",
     "fit_temperature",
+    "oos_sample_weights",
     "train_linear_head",
 ]
 
@@ -290,6 +291,15 @@ def _cross_validated_c(
         losses.append(total / float(w.sum()))
     best = min(losses)
     return next(c for c, loss in zip(LOGISTIC_CS, losses) if loss <= best * 1.01)
+
+
+def oos_sample_weights(out_of_scope: NDArray[np.bool_], oos_rate: float) -> NDArray[np.float64]:
+    """Sample weights giving out-of-scope samples the share `oos_rate` of the total weight."""
+    weights = np.ones(len(out_of_scope))
+    n_oos, n_in = int(out_of_scope.sum()), int((~out_of_scope).sum())
+    if n_oos and n_in and oos_rate > 0:
+        weights[out_of_scope] = oos_rate / (1.0 - oos_rate) * n_in / n_oos
+    return weights
 
 
 def choose_threshold(

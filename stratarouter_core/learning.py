@@ -35,6 +35,7 @@ from .fitting import (
     fit_confidence,
     fit_fusion,
     fit_temperature,
+    oos_sample_weights,
     train_linear_head,
 )
 from .pipeline import RouterState, features, score_parts
@@ -91,7 +92,7 @@ class FitReport:
             held.confidence,
             held.correct,
             held.out_of_scope,
-            _oos_weights(y, rate),
+            oos_sample_weights(y < 0, rate),
             objective,
             target,
         )
@@ -174,7 +175,7 @@ def fit_router(
     else:
         weights = prior * fit_temperature(held, prior)
     oos_rate = float(np.mean(held_y < 0)) if expected_oos_rate is None else expected_oos_rate
-    sample_weight = _oos_weights(held_y, oos_rate)
+    sample_weight = oos_sample_weights(held_y < 0, oos_rate)
     confidence_model, top_conf, correct = fit_confidence(held, held_y, weights, sample_weight)
     threshold = choose_threshold(top_conf, correct, held_y < 0, sample_weight, objective, target)
     model = ScoringModel(
@@ -348,15 +349,5 @@ def _held_out_scores(
     for more in scored[1:]:
         held = held.concatenate(more)
     return held
-
-
-def _oos_weights(y: NDArray[np.int64], oos_rate: float) -> NDArray[np.float64]:
-    """Sample weights giving out-of-scope queries the share `oos_rate` of the total weight."""
-    weights = np.ones(len(y))
-    oos = y < 0
-    n_oos, n_in = int(oos.sum()), int((~oos).sum())
-    if n_oos and n_in and oos_rate > 0:
-        weights[oos] = oos_rate / (1.0 - oos_rate) * n_in / n_oos
-    return weights
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .config import RouterConfig
 from .encoders.base import BaseEncoder, CachedEncoder
@@ -39,7 +40,14 @@ if TYPE_CHECKING:
 
     EngineT = TypeVar("EngineT", bound=RoutingEngine)
 
-__all__ = ["FORMAT_VERSION", "load_router", "save_router"]
+__all__ = [
+    "FORMAT_VERSION",
+    "describe_encoder",
+    "load_router",
+    "resolve_encoder",
+    "save_router",
+    "write_directory",
+]
 
 FORMAT_VERSION = 2  # 2: confidence map over (log_p, fused score); self-calibration
 _MANIFEST = "router.json"
@@ -57,15 +65,10 @@ def save_router(router: RoutingEngine, path: Path) -> None:
 
     built = router.state
     model = built.model
-    inner = router.encoder.inner if isinstance(router.encoder, CachedEncoder) else router.encoder
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "stratarouter_version": __version__,
-        "encoder": {
-            "fingerprint": _fingerprint(router.encoder),
-            "dimension": router.encoder.dimension,
-            "class": f"{type(inner).__module__}.{type(inner).__qualname__}",
-        },
+        "encoder": describe_encoder(router.encoder),
         "config": router.config.to_dict(),
         "routes": [route.to_dict() for route in built.routes],
         "model": {
@@ -77,19 +80,68 @@ def save_router(router: RoutingEngine, path: Path) -> None:
             "has_head": model.head is not None,
         },
     }
-    arrays = {
+    arrays: dict[str, NDArray[Any]] = {
         "utterance_vectors": built.utterance_vectors,
         "utterance_owner": built.utterance_owner,
     }
     if model.head is not None:
         arrays["head_weights"] = model.head.weights
         arrays["head_bias"] = model.head.bias
+    manifest_text = json.dumps(manifest, indent=2, sort_keys=True)
+    write_directory(path, {_MANIFEST: manifest_text}, {_ARRAYS: arrays})
+
+
+def describe_encoder(encoder: BaseEncoder) -> dict[str, Any]:
+    """What a save records of its encoder: fingerprint, dimension and class."""
+    inner = encoder.inner if isinstance(encoder, CachedEncoder) else encoder
+    return {
+        "fingerprint": inner.fingerprint,
+        "dimension": encoder.dimension,
+        "class": f"{type(inner).__module__}.{type(inner).__qualname__}",
+    }
+
+
+def resolve_encoder(saved: dict[str, Any], encoder: BaseEncoder | None, loader: str) -> BaseEncoder:
+    """The encoder to load a save with: the one given, or the local default it was made with.
+
+    Raises PersistenceError when none is given for a save made with another encoder, or when
+    the given one's fingerprint differs (vectors of different encoders are not comparable).
+    `loader` names the call to pass an encoder to, for the message.
+    """
+    if encoder is None:
+        if "LocalEncoder" not in saved["class"]:
+            raise PersistenceError(
+                f"this was saved with {saved['class']}: pass an equivalent encoder, "
+                f"{loader}(path, encoder=...)"
+            )
+        from .encoders.local import LocalEncoder
+
+        encoder = LocalEncoder()
+    if _fingerprint(encoder) != saved["fingerprint"]:
+        raise PersistenceError(
+            f"encoder mismatch: the saved vectors come from {saved['fingerprint']!r}, the "
+            f"encoder given is {_fingerprint(encoder)!r}; vectors of different encoders are "
+            "not comparable"
+        )
+    return encoder
+
+
+def write_directory(
+    path: Path, texts: dict[str, str], arrays: dict[str, dict[str, NDArray[Any]]]
+) -> None:
+    """Write files into the directory `path`, created or atomically replaced.
+
+    The files go to a temporary sibling first, which is then swapped in: an existing save is
+    never left half-overwritten. `arrays` maps an .npz file name to its arrays.
+    """
     path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        (staging / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        np.savez(staging / _ARRAYS, **arrays)  # type: ignore[arg-type]
+        for name, text in texts.items():
+            (staging / name).write_text(text)
+        for name, named_arrays in arrays.items():
+            np.savez(staging / name, **named_arrays)  # type: ignore[arg-type]
         if path.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
             os.replace(path, retired / path.name)
@@ -117,21 +169,7 @@ def load_router(cls: type[EngineT], path: Path, encoder: BaseEncoder | None) -> 
         routes = tuple(Route(**data) for data in manifest["routes"])
     except (ConfigError, TypeError, KeyError) as exc:
         raise PersistenceError(f"{path / _MANIFEST} has invalid config or routes: {exc}") from exc
-    if encoder is None:
-        if "LocalEncoder" not in manifest["encoder"]["class"]:
-            raise PersistenceError(
-                f"this router was built with {manifest['encoder']['class']}: pass an equivalent "
-                "encoder, Router.load(path, encoder=...)"
-            )
-        from .encoders.local import LocalEncoder
-
-        encoder = LocalEncoder()
-    saved = manifest["encoder"]["fingerprint"]
-    if _fingerprint(encoder) != saved:
-        raise PersistenceError(
-            f"encoder mismatch: the saved vectors come from {saved!r}, the encoder given is "
-            f"{_fingerprint(encoder)!r}; vectors of different encoders are not comparable"
-        )
+    encoder = resolve_encoder(manifest["encoder"], encoder, "Router.load")
     router = cls(encoder=encoder, config=config, routes=routes)
     vectors = np.ascontiguousarray(arrays["utterance_vectors"], dtype=np.float32)
     owner = np.asarray(arrays["utterance_owner"], dtype=np.int64)

@@ -26,15 +26,23 @@ keeps the uncalibrated default (confidence = fused score, threshold 0.5).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .fitting import CandidateScores, choose_threshold, fit_confidence, fit_temperature
+from .fitting import (
+    CandidateScores,
+    choose_threshold,
+    fit_confidence,
+    fit_temperature,
+    oos_sample_weights,
+)
 from .pipeline import RouterState, features, relative_sparse, score_parts
-from .scoring.model import ScoringModel
+from .scoring.model import Features, ScoringModel
+from .text import tokenize
 
 __all__ = [
     "DEFAULT_IN_SCOPE_LOSS",
@@ -82,7 +90,7 @@ def calibrate_from_routes(
     samples = _leave_one_out(state, max_samples, seed)
     if samples is None:
         return state.model
-    in_scope, out_of_scope, loo_usable = samples
+    in_scope, out_of_scope = samples
     if len(in_scope.target) < 2:
         return state.model
     weights = state.model.weights
@@ -91,9 +99,7 @@ def calibrate_from_routes(
     both = in_scope.concatenate(out_of_scope)
     labels = np.concatenate([in_scope.target, np.full(len(out_of_scope.target), -1)])
     is_oos = labels < 0
-    sample_weight = np.ones(len(labels))
-    if is_oos.any():
-        sample_weight[is_oos] = oos_rate / (1 - oos_rate) * (~is_oos).sum() / is_oos.sum()
+    sample_weight = oos_sample_weights(is_oos, oos_rate)
     confidence_model, confidence, correct = fit_confidence(both, labels, scaled, sample_weight)
     threshold = min(
         choose_threshold(
@@ -121,15 +127,14 @@ def calibrate_from_routes(
             "objective": "in_scope_loss",
             "target": in_scope_loss,
             "expected_oos_rate": oos_rate,
-            "self_calibration": report.__dict__,
-            "leave_one_out_examples": loo_usable,
+            "self_calibration": dataclasses.asdict(report),
         },
     )
 
 
 def _leave_one_out(
     state: RouterState, max_samples: int, seed: int
-) -> tuple[CandidateScores, CandidateScores, int] | None:
+) -> tuple[CandidateScores, CandidateScores] | None:
     """Every sampled example's score parts with it left out, as in-scope and OOS samples."""
     n_routes = len(state.routes)
     if n_routes < 2:
@@ -164,23 +169,15 @@ def _leave_one_out(
     left_out_dot = np.einsum("ij,ij->i", remaining, vectors) / np.maximum(counts - 1, 1)
     own_dense = np.clip(left_out_dot / np.maximum(full_mean_length, 1e-12), -1.0, 1.0)
     own_sparse = np.array(
-        [state.bm25.normalized_without(int(r), tokens) for r, tokens in zip(own, _tokens(queries))]
+        [state.bm25.normalized_without(int(r), tokenize(q)) for r, q in zip(own, queries)]
     )
     position = columns == own[:, None]
     found = position.any(axis=1)
     sample, slot = np.nonzero(position)
     dense[sample, slot] = own_dense[sample]
     sparse[sample, slot] = own_sparse[sample]
-    stacked = np.stack(
-        [
-            dense,
-            sparse,
-            relative_sparse(sparse),
-            np.zeros_like(dense) if parts.rule is None else np.asarray(parts.rule, float),
-            np.zeros_like(dense),
-        ],
-        axis=-1,
-    )
+    parts_of_all = Features(dense, sparse, relative_sparse(sparse), parts.rule, None)
+    stacked = parts_of_all.stacked().astype(np.float64, copy=False)
     in_rows = np.flatnonzero(has_rest & found)
     in_scope = CandidateScores(
         stacked[in_rows], np.asarray(columns)[in_rows], position[in_rows].argmax(axis=1)
@@ -194,7 +191,7 @@ def _leave_one_out(
         np.full(len(oos_rows), -1),
         excluded=position[oos_rows],
     )
-    return in_scope, out_of_scope, len(in_rows)
+    return in_scope, out_of_scope
 
 
 def _upper_quantile(confidence: NDArray[np.float64], share: float) -> float:
@@ -234,8 +231,3 @@ def _sample_rows(
     ]
     return np.concatenate(picked).astype(np.int64)
 
-
-def _tokens(queries: list[str]) -> list[list[str]]:
-    from .text import tokenize
-
-    return [tokenize(q) for q in queries]

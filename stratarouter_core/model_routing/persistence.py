@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..encoders.base import BaseEncoder, CachedEncoder
+from ..encoders.base import BaseEncoder
 from ..errors import ConfigError, PersistenceError
+from ..persistence import describe_encoder, resolve_encoder, write_directory
 from .predictor import SuccessModel
 from .types import ModelRouterConfig, ModelRoutingReport, ModelSpec
 
@@ -52,47 +50,24 @@ _MANIFEST = "model_router.json"
 _ARRAYS = "arrays.npz"
 
 
-def _inner(encoder: BaseEncoder) -> BaseEncoder:
-    return encoder.inner if isinstance(encoder, CachedEncoder) else encoder
-
-
 def save_model_router(saved: SavedModelRouter, encoder: BaseEncoder, path: Path) -> None:
     """Write a fitted router's state to the directory `path` (created or atomically replaced)."""
     from .. import __version__
 
     predictor, report = saved.predictor, saved.report
-    inner = _inner(encoder)
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "kind": _KIND,
         "stratarouter_version": __version__,
-        "encoder": {
-            "fingerprint": inner.fingerprint,
-            "dimension": encoder.dimension,
-            "class": f"{type(inner).__module__}.{type(inner).__qualname__}",
-        },
+        "encoder": describe_encoder(encoder),
         "models": [spec.to_dict() for spec in saved.models],
         "config": saved.config.to_dict(),
         "output_tokens": saved.output_tokens.tolist(),
         "predictor": predictor.scalars(),
         "report": dataclasses.asdict(report) if report is not None else None,
     }
-    path = path.resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        (staging / _MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        np.savez(staging / _ARRAYS, **predictor.arrays())  # type: ignore[arg-type]
-        if path.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, retired / path.name)
-            os.replace(staging, path)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    manifest_text = json.dumps(manifest, indent=2, sort_keys=True)
+    write_directory(path, {_MANIFEST: manifest_text}, {_ARRAYS: predictor.arrays()})
 
 
 def load_model_router(
@@ -100,21 +75,7 @@ def load_model_router(
 ) -> tuple[SavedModelRouter, BaseEncoder]:
     """Read a router's state written by `save_model_router`, and the encoder to use with it."""
     manifest = _read_manifest(path)
-    saved = manifest["encoder"]
-    if encoder is None:
-        if "LocalEncoder" not in saved["class"]:
-            raise PersistenceError(
-                f"this router was fitted with {saved['class']}: pass an equivalent encoder, "
-                "ModelRouter.load(path, encoder=...)"
-            )
-        from ..encoders.local import LocalEncoder
-
-        encoder = LocalEncoder()
-    if _inner(encoder).fingerprint != saved["fingerprint"]:
-        raise PersistenceError(
-            f"encoder mismatch: the router was fitted on {saved['fingerprint']!r} vectors, the "
-            f"encoder given is {_inner(encoder).fingerprint!r}"
-        )
+    encoder = resolve_encoder(manifest["encoder"], encoder, "ModelRouter.load")
     try:
         models = [ModelSpec(**spec) for spec in manifest["models"]]
         config = ModelRouterConfig.from_dict(manifest["config"])
