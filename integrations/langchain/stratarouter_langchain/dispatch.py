@@ -24,7 +24,8 @@ from stratarouter_core import (
     RoutingDecision,
 )
 
-from ._text import RouterInput, to_text
+from ._choosing import ChoosingRunnable
+from ._text import RouterInput
 
 __all__ = ["FALLBACK_TARGET", "NoBranchError", "SemanticRouteDispatch"]
 
@@ -37,7 +38,7 @@ NoBranchError = NoRouteError
 """The name this package used before `stratarouter_core.NoRouteError`; the same class."""
 
 
-class SemanticRouteDispatch(Runnable[RouterInput, Any]):
+class SemanticRouteDispatch(ChoosingRunnable):
     """Routes the input, then runs the branch registered for the chosen route.
 
     The branch runs as a child of this run with the tag `route:<name>` and the metadata
@@ -147,36 +148,6 @@ class SemanticRouteDispatch(Runnable[RouterInput, Any]):
                                         run_id=callbacks.parent_run_id)
         return branch, self._child(decision, config, callbacks)
 
-    def _text(self, value: RouterInput) -> str:
-        return to_text(value, self.input_key, type(self).__name__)
-
-    def invoke(
-        self, input: RouterInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Any:
-        """Route `input` and return the output of the chosen branch."""
-        return self._call_with_config(self._run, input, config, **kwargs)
-
-    async def ainvoke(
-        self, input: RouterInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Any:
-        """Async `invoke`: routes with `aroute` and awaits the branch's `ainvoke`."""
-        return await self._acall_with_config(self._arun, input, config, **kwargs)
-
-    def stream(
-        self, input: RouterInput, config: RunnableConfig | None = None, **kwargs: Any | None
-    ) -> Iterator[Any]:
-        """Route `input`, then yield the chosen branch's chunks as it produces them."""
-        yield from self._transform_stream_with_config(iter([input]), self._stream, config, **kwargs)
-
-    async def astream(
-        self, input: RouterInput, config: RunnableConfig | None = None, **kwargs: Any | None
-    ) -> AsyncIterator[Any]:
-        """Async `stream`: yields the chosen branch's `astream` chunks."""
-        async for chunk in self._atransform_stream_with_config(
-            _aiter_one(input), self._astream, config, **kwargs
-        ):
-            yield chunk
-
     def _run(self, input: RouterInput, run_manager: CallbackManagerForChainRun,
              config: RunnableConfig, **kwargs: Any) -> Any:
         start, text = time.perf_counter(), self._text(input)
@@ -209,6 +180,3 @@ class SemanticRouteDispatch(Runnable[RouterInput, Any]):
         async for chunk in branch.astream(input, child, **kwargs):
             yield chunk
 
-
-async def _aiter_one(value: RouterInput) -> AsyncIterator[RouterInput]:
-    yield value

@@ -16,12 +16,13 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
 from stratarouter_core import ConfigError, ModelChoice, ModelRouter
 
-from ._text import RouterInput, to_text
+from ._choosing import ChoosingRunnable
+from ._text import RouterInput
 
 __all__ = ["ModelRouterRunnable"]
 
 
-class ModelRouterRunnable(Runnable[RouterInput, Any]):
+class ModelRouterRunnable(ChoosingRunnable):
     """Runs each input on the model a fitted `ModelRouter` picks for it.
 
     The rule (`min_quality`, `cost_weight`, `max_cost`) is the router's (see
@@ -118,36 +119,6 @@ class ModelRouterRunnable(Runnable[RouterInput, Any]):
         }
         return child
 
-    def _text(self, value: RouterInput) -> str:
-        return to_text(value, self.input_key, type(self).__name__)
-
-    def invoke(
-        self, input: RouterInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Any:
-        """Pick a model for `input` and return its output."""
-        return self._call_with_config(self._run, input, config, **kwargs)
-
-    async def ainvoke(
-        self, input: RouterInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Any:
-        """Async `invoke`: routing runs in a worker thread, the model's `ainvoke` is awaited."""
-        return await self._acall_with_config(self._arun, input, config, **kwargs)
-
-    def stream(
-        self, input: RouterInput, config: RunnableConfig | None = None, **kwargs: Any | None
-    ) -> Iterator[Any]:
-        """Pick a model, then yield its chunks as it produces them."""
-        yield from self._transform_stream_with_config(iter([input]), self._stream, config, **kwargs)
-
-    async def astream(
-        self, input: RouterInput, config: RunnableConfig | None = None, **kwargs: Any | None
-    ) -> AsyncIterator[Any]:
-        """Async `stream`: yields the chosen model's `astream` chunks."""
-        async for chunk in self._atransform_stream_with_config(
-            _aiter_one(input), self._astream, config, **kwargs
-        ):
-            yield chunk
-
     def _run(
         self,
         input: RouterInput,
@@ -201,6 +172,3 @@ class ModelRouterRunnable(Runnable[RouterInput, Any]):
         async for chunk in model.astream(input, child, **kwargs):
             yield chunk
 
-
-async def _aiter_one(value: RouterInput) -> AsyncIterator[RouterInput]:
-    yield value
