@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .semantic_router_baseline import add_compare_argument
+
 __all__ = ["register", "run"]
 
 
@@ -33,13 +35,7 @@ def register(benches: Any) -> None:
         metavar="K",
         help="use the first K train examples of each label (default: all)",
     )
-    parser.add_argument(
-        "--compare",
-        action="append",
-        default=[],
-        choices=["semantic-router"],
-        help="also run a rival on the same embeddings",
-    )
+    add_compare_argument(parser)
     parser.add_argument(
         "--oos-rate",
         type=float,

@@ -30,6 +30,7 @@ from stratarouter_core import Route, Router
 from stratarouter_core.calibration import expected_calibration_error
 
 from .datasets import IntentDataset, PrecomputedEncoder, Split, load_intent_dataset
+from .semantic_router_baseline import add_compare_argument
 
 __all__ = ["CONFIGURATIONS", "ScenarioScores", "register", "run", "run_scenarios"]
 
@@ -47,13 +48,7 @@ def register(benches: Any) -> None:
         "--embeddings", required=True, help=".npz with one embedding array per split"
     )
     parser.add_argument("--seeds", type=int, default=20, help="scenarios per configuration")
-    parser.add_argument(
-        "--compare",
-        action="append",
-        default=[],
-        choices=["semantic-router"],
-        help="also run a rival on the same embeddings",
-    )
+    add_compare_argument(parser)
     parser.add_argument(
         "--configurations",
         type=_configurations,

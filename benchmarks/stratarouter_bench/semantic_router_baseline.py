@@ -50,6 +50,7 @@ __all__ = [
     "SETTINGS",
     "BaselineFitReport",
     "SemanticRouterBaseline",
+    "add_compare_argument",
     "measure_latency",
 ]
 
@@ -331,3 +332,14 @@ def measure_latency(
         baseline.route(text, row)
         timings[i] = time.perf_counter() - start
     return timings
+
+
+def add_compare_argument(parser: Any) -> None:
+    """`--compare semantic-router`: run the rival on the same embeddings too (repeatable)."""
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        choices=["semantic-router"],
+        help="also run a rival on the same embeddings",
+    )

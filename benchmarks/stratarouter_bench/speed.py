@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .semantic_router_baseline import add_compare_argument
+
 __all__ = ["register", "run"]
 
 
@@ -32,7 +34,7 @@ def register(benches: Any) -> None:
     parser.add_argument(
         "--queries", type=int, default=5000, help="timed route() calls (default 5000)"
     )
-    parser.add_argument("--compare", action="append", default=[], choices=["semantic-router"])
+    add_compare_argument(parser)
     parser.add_argument(
         "--scale",
         action="store_true",
