@@ -17,6 +17,9 @@ from .calibration import brier_score, expected_calibration_error, reliability_bi
 from .errors import ConfigError, RouteNotFoundError
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
     from .pipeline import RoutingEngine
 
 __all__ = ["EvaluationReport", "evaluate_router"]
@@ -30,6 +33,10 @@ class EvaluationReport:
     for an in-scope query, "no route" (fallback or None) for an out-of-scope one.
     `top1_accuracy` ignores the threshold. Calibration is measured on the top candidate's
     confidence against whether it is the labelled route.
+
+    `confusion[expected][decided]` counts the decisions; out-of-scope queries and rejected
+    ones are both named after the fallback route (or "(none)"), so a right rejection is on
+    the diagonal. `plot_reliability` and `plot_confusion` draw them (`[plot]` extra).
     """
 
     n_in_scope: int
@@ -83,43 +90,69 @@ class EvaluationReport:
         ]
         return sorted(errors, key=lambda item: -item[2])[:limit]
 
-    def plot(self, path: str | Path) -> Path:
-        """Write a PNG with the reliability diagram and the most confused pairs."""
-        require("matplotlib", extra="plot")
-        import matplotlib
+    def plot_reliability(
+        self,
+        path: str | Path | None = None,
+        *,
+        ax: Axes | None = None,
+        label: str = "router",
+        show_counts: bool = True,
+    ) -> Figure:
+        """Draw the reliability diagram of the in-scope queries (needs the `[plot]` extra).
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        Accuracy of the top route against its mean confidence, per confidence bin, beside the
+        diagonal of perfect calibration. Pass the `ax` of an earlier call to draw several
+        reports on one diagram (e.g. before and after `fit`); `path` also writes the figure
+        (PNG, SVG or PDF from the suffix).
 
-        figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
-        left.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-        if self.reliability:
-            _, conf, acc, counts = zip(*self.reliability)
-            left.plot(conf, acc, marker="o", label=f"router (ECE {self.ece_in_scope:.3f})")
-            left.bar(
-                [c for c in conf],
-                [n / max(counts) * 0.2 for n in counts],
-                width=0.03,
-                alpha=0.3,
-                label="share of queries (scaled)",
-            )
-        left.set(
-            xlabel="confidence",
-            ylabel="accuracy",
-            title="Reliability (in-scope)",
-            xlim=(0, 1),
-            ylim=(0, 1),
+        Returns:
+            The matplotlib `Figure` (of `ax` when given).
+
+        Raises:
+            MissingDependencyError: matplotlib is not installed.
+        """
+        from . import _plots
+
+        figure = _plots.reliability_figure(
+            self.reliability, self.ece_in_scope, label=label, ax=ax, show_counts=show_counts
         )
-        left.legend(loc="upper left")
-        confused = self.most_confused(12)
-        labels = [f"{e} -> {p}" for e, p, _ in confused]
-        right.barh(labels[::-1], [n for *_, n in confused][::-1])
-        right.set(title="Most confused (expected -> predicted)", xlabel="queries")
-        figure.tight_layout()
-        out = Path(path)
-        figure.savefig(out, dpi=110)
-        plt.close(figure)
-        return out
+        _plots.save(figure, path)
+        return figure
+
+    def plot_confusion(
+        self, path: str | Path | None = None, *, ax: Axes | None = None, max_routes: int = 12
+    ) -> Figure:
+        """Draw the confusion summary: a heat map of the routes most involved in errors.
+
+        Rows are expected routes, columns decided ones; a cell is the share of the row's
+        queries (annotated with the count), "(none)" or the fallback route meaning no route.
+        Needs the `[plot]` extra; `path` also writes the figure.
+
+        Returns:
+            The matplotlib `Figure` (of `ax` when given).
+
+        Raises:
+            MissingDependencyError: matplotlib is not installed.
+        """
+        from . import _plots
+
+        figure = _plots.confusion_figure(self.confusion, max_routes=max_routes, ax=ax)
+        _plots.save(figure, path)
+        return figure
+
+    def plot(self, path: str | Path) -> Path:
+        """Write one PNG with the reliability diagram and the confusion summary side by side."""
+        from . import _plots
+
+        require("matplotlib", extra="plot")
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(13.0, 5.5), layout="constrained")
+        left, right = figure.subplots(1, 2)
+        self.plot_reliability(ax=left)
+        self.plot_confusion(ax=right)
+        _plots.save(figure, path)
+        return Path(path)
 
 
 def evaluate_router(
@@ -148,9 +181,10 @@ def evaluate_router(
     rejected = np.array([p is None for p in predicted])
     n_rejected = int(rejected.sum())
     confusion: dict[str, dict[str, int]] = {}
+    no_route = fallback or "(none)"  # out of scope and rejected share a name: no error
     for expected, got in zip(labels, predicted):
-        row = confusion.setdefault(expected or "(none)", {})
-        key = got or (fallback or "(none)")
+        row = confusion.setdefault(expected or no_route, {})
+        key = got or no_route
         row[key] = row.get(key, 0) + 1
     return EvaluationReport(
         n_in_scope=int(in_scope.sum()),
