@@ -17,6 +17,7 @@ from stratarouter_core.errors import (
 )
 
 from ..errors import CircuitOpenError, ProviderError
+from .routeset import RouteSetConflictError
 from .security import AuthenticationError, RateLimitedError
 
 __all__ = ["LimitExceededError", "ModelNotFoundError", "NotFoundError", "error_body", "status_of"]
@@ -40,6 +41,7 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (RateLimitedError, 429),
     (LimitExceededError, 413),
     (NotFoundError, 404),
+    (RouteSetConflictError, 409),
     (RouteNotFoundError, 404),
     (DimensionMismatchError, 422),
     (InvalidQueryError, 422),
