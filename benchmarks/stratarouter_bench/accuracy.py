@@ -14,11 +14,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .semantic_router_baseline import add_compare_argument
+
+if TYPE_CHECKING:
+    from stratarouter_core.evaluation import EvaluationReport
 
 __all__ = ["register", "run"]
 
@@ -50,6 +53,16 @@ def register(benches: Any) -> None:
         help="in-scope loss budget of the in_scope_loss objective (default 0.015)",
     )
     parser.add_argument("--out", help="write all figures to this JSON file")
+    parser.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="write the reliability diagram on test (no fit vs fit) to this image (.png/.svg)",
+    )
+    parser.add_argument(
+        "--plot-confusion",
+        metavar="PATH",
+        help="write the confusion summary of the fitted router on test to this image",
+    )
     parser.set_defaults(run=run)
 
 
@@ -108,20 +121,19 @@ def run(args: argparse.Namespace) -> int:
     n_examples = sum(len(e) for e in by_label.values())
     with _step(f"building {len(by_label)} routes from {n_examples} examples"):
         router.build_index()
-    rows = [_evaluate("StrataRouter, no fit (top-1 only)", router, test, thresholded=False)]
+    unfitted = _evaluate("StrataRouter, no fit (top-1 only)", router, test, thresholded=False)
     with _step(f"fit on {len(val.texts)} val queries"):
         report = router.fit(val.texts, val.labels, val.vectors, expected_oos_rate=args.oos_rate)
-    rows.append(
-        _evaluate(
-            f"StrataRouter fit, objective accuracy @ OOS rate {report.expected_oos_rate:.2f}",
-            router,
-            test,
-        )
+    fitted = _evaluate(
+        f"StrataRouter fit, objective accuracy @ OOS rate {report.expected_oos_rate:.2f}",
+        router,
+        test,
     )
+    rows = [unfitted[0], fitted[0]]
+    _plot(unfitted[1], fitted[1], args)
     router.set_threshold(report.threshold_for("in_scope_loss", args.in_scope_loss))
-    rows.append(
-        _evaluate(f"StrataRouter fit, objective in_scope_loss {args.in_scope_loss}", router, test)
-    )
+    method = f"StrataRouter fit, objective in_scope_loss {args.in_scope_loss}"
+    rows.append(_evaluate(method, router, test)[0])
     if "semantic-router" in args.compare:
         rows += _semantic_router_rows(by_label, train, test)
     _print(rows, data.name, len(by_label), args.examples_per_route, report.duration_s)
@@ -136,10 +148,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(method: str, router: Any, test: Any, *, thresholded: bool = True) -> Row:
+def _plot(unfitted: EvaluationReport, fitted: EvaluationReport, args: argparse.Namespace) -> None:
+    """The reliability diagram (both routers on one axes) and the fitted confusion summary."""
+    if args.plot:
+        figure = unfitted.plot_reliability(label="no fit: calibrated from the route examples")
+        fitted.plot_reliability(args.plot, ax=figure.axes[0], label="after fit on val")
+        print(f"reliability diagram written to {args.plot}")
+    if args.plot_confusion:
+        fitted.plot_confusion(args.plot_confusion)
+        print(f"confusion summary written to {args.plot_confusion}")
+
+
+def _evaluate(
+    method: str, router: Any, test: Any, *, thresholded: bool = True
+) -> tuple[Row, EvaluationReport]:
     with _step(f"evaluating: {method}"):
-        report = router.evaluate(test.texts, test.labels, test.vectors)
-    return Row(
+        report: EvaluationReport = router.evaluate(test.texts, test.labels, test.vectors)
+    row = Row(
         method=method,
         top1=report.top1_accuracy,
         in_scope_accuracy=report.in_scope_accuracy if thresholded else None,
@@ -149,6 +174,7 @@ def _evaluate(method: str, router: Any, test: Any, *, thresholded: bool = True) 
         ece_all=report.ece_all if thresholded else None,
         p50_us=report.latency_us["p50"],
     )
+    return row, report
 
 
 def _semantic_router_rows(by_label: dict[str, list[str]], train: Any, test: Any) -> list[Row]:

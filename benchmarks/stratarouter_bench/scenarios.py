@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,7 +32,17 @@ from stratarouter_core.calibration import expected_calibration_error
 from .datasets import IntentDataset, PrecomputedEncoder, Split, load_intent_dataset
 from .semantic_router_baseline import add_compare_argument
 
-__all__ = ["CONFIGURATIONS", "ScenarioScores", "register", "run", "run_scenarios"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "CONFIGURATIONS",
+    "ScenarioScores",
+    "plot_scenarios",
+    "register",
+    "run",
+    "run_scenarios",
+]
 
 CONFIGURATIONS: tuple[tuple[int, int], ...] = ((2, 5), (5, 5), (10, 5), (25, 5), (10, 3), (10, 10))
 METHODS = ("stratarouter", "semantic-router", "nearest-example")
@@ -57,6 +67,9 @@ def register(benches: Any) -> None:
         help="routes x examples per configuration (default: 2x5,5x5,10x5,25x5,10x3,10x10)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--plot", metavar="PATH", help="write the figures as bars per configuration to this image"
+    )
     parser.set_defaults(run=run)
 
 
@@ -102,7 +115,51 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(_as_json(results), indent=2))
     else:
         print(_table(results, args.seeds))
+    if args.plot:
+        plot_scenarios(results, args.seeds, args.plot)
+        print(f"plot written to {args.plot}")
     return 0
+
+
+PLOTTED = (  # ScenarioScores field, panel title
+    ("top1", "in-scope top-1 (threshold ignored)"),
+    ("decision_accuracy", "in-scope decision accuracy"),
+    ("far_rejection", "far out-of-scope rejected"),
+    ("near_rejection", "near out-of-scope rejected"),
+    ("ece", "ECE, in-scope + far (lower is better)"),
+    ("ms_per_query", "ms per query (log scale)"),
+)
+
+
+def plot_scenarios(
+    results: dict[tuple[int, int], dict[str, ScenarioScores]], seeds: int, path: str
+) -> Figure:
+    """One panel per figure, one group of bars per configuration, one bar per method."""
+    from matplotlib.figure import Figure
+
+    configurations = list(results)
+    methods = list(next(iter(results.values()))) if results else []
+    figure = Figure(figsize=(15.0, 7.5), layout="constrained")
+    width = 0.8 / max(len(methods), 1)
+    for axes, (name, title) in zip(figure.subplots(2, 3).flat, PLOTTED):
+        for m, method in enumerate(methods):
+            values = [getattr(results[c][method], name) for c in configurations]
+            if all(v is None for v in values):
+                continue  # e.g. nearest-example never abstains: no rejection to draw
+            positions = [i + (m - (len(methods) - 1) / 2) * width for i in range(len(values))]
+            axes.bar(positions, [np.nan if v is None else v for v in values], width,
+                     label=method, color=f"C{m}")
+        axes.set_xticks(range(len(configurations)), [f"{r}×{k}" for r, k in configurations])
+        axes.set(title=title, xlabel="routes × examples per route")
+        if name == "ms_per_query":
+            axes.set_yscale("log")
+        else:
+            axes.set_ylim(0, 1)
+    handles, labels = figure.axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside upper center", ncols=len(methods))
+    figure.suptitle(f"Scenarios: defaults, no fit, mean over {seeds} seeds per configuration")
+    figure.savefig(path, dpi=100)
+    return figure
 
 
 def run_scenarios(
