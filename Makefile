@@ -7,7 +7,7 @@ ADAPTERS := $(wildcard integrations/*/pyproject.toml)
 # every distribution of the repository, each linted and type-checked with its own config
 PACKAGES := . runtime benchmarks $(patsubst %/,%,$(dir $(ADAPTERS)))
 
-.PHONY: demo test install install-dev lint bench clean
+.PHONY: demo test install install-dev lint bench clean grpc-stubs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: install-dev
 
 bench: install-dev
 	$(PY) -m stratarouter_core.cli.main bench accuracy --dataset ../shared/datasets/clinc150.json --embeddings ../shared/datasets/clinc150.minilm.npz --compare semantic-router
+
+# after editing runtime/stratarouter_runtime/server/proto/stratarouter.proto (a test checks the stubs are current)
+grpc-stubs: install-dev
+	$(PY) runtime/scripts/gen_grpc_stubs.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info */*.egg-info integrations/*/*.egg-info .pytest_cache .mypy_cache .ruff_cache
