@@ -368,9 +368,18 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.bridge is not None and state.owns_bridge:
             await state.bridge.start()
+        grpc_server = None
+        if config.grpc_port is not None:  # the gRPC service shares this state and loop
+            from .grpc_api import start_grpc_server
+
+            grpc_server, app.state.grpc_port = await start_grpc_server(
+                state, config.host, config.grpc_port
+            )
         try:
             yield
         finally:
+            if grpc_server is not None:  # in-flight calls get the drain time REST had
+                await grpc_server.stop(config.graceful_timeout_s)
             if state.bridge is not None and state.owns_bridge:
                 await state.bridge.aclose()
 

@@ -31,6 +31,7 @@ _FLAGS = {
     "router_dir": "router_dir",
     "host": "host",
     "port": "port",
+    "grpc_port": "grpc_port",
     "encoder": "encoder",
     "api_keys_file": "api_keys_file",
     "provider_url": "provider_url",
@@ -48,6 +49,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--router-dir", help="directory written by Router.save")
     parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port (default 8000)")
+    parser.add_argument(
+        "--grpc-port", type=int, help="also serve gRPC on this port (needs the [grpc] extra)"
+    )
     parser.add_argument("--config", help="server settings file (YAML; ServerConfig fields)")
     parser.add_argument(
         "--encoder", choices=["local", "hashing"], help="query encoder (default local)"
@@ -108,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
     flags = {field: getattr(args, flag, None) for flag, field in _FLAGS.items()}
     config = load_server_config(flags, config_file=args.config)
+    if config.grpc_port is not None:  # fail now, naming the extra, not in uvicorn's startup
+        require("grpc", extra="grpc")
     # Provider keys, Redis/PostgreSQL URLs and the other runtime settings come from the
     # environment, as for any runtime user; /metrics needs the Prometheus registry on.
     runtime = RuntimeConfig.from_env()

@@ -33,6 +33,8 @@ class ServerConfig:
     Args:
         host: Interface to bind; anything but loopback with no API keys logs a loud warning.
         port: TCP port.
+        grpc_port: TCP port of the gRPC service on the same host (None: no gRPC; 0: a free
+            port); needs ``stratarouter-runtime[grpc]``.
         routes: Routes file (YAML or JSON) to serve; or
         router_dir: A directory written by `Router.save`.
         encoder: ``"local"`` (offline all-MiniLM-L6-v2) or ``"hashing"`` (the dependency-free
@@ -57,6 +59,7 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    grpc_port: int | None = None
     routes: str | None = None
     router_dir: str | None = None
     encoder: str = "local"
@@ -82,6 +85,12 @@ class ServerConfig:
             "port",
             "an integer in [0, 65535]",
             self.port,
+        )
+        _check(
+            self.grpc_port is None or (_int(self.grpc_port) and 0 <= self.grpc_port < 65536),
+            "grpc_port",
+            "unset or an integer in [0, 65535]",
+            self.grpc_port,
         )
         _check(
             self.encoder in ("local", "hashing"), "encoder", "'local' or 'hashing'", self.encoder
@@ -147,6 +156,7 @@ def _check(ok: bool, name: str, expected: str, value: object) -> None:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ServerConfig)}
 _TUPLES = {"api_keys", "cors_origins"}
+_OPTIONAL_INTS = {"grpc_port"}  # default None: the default's type cannot say "int"
 
 
 def _coerce(name: str, raw: Any, source: str) -> Any:
@@ -164,7 +174,7 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
                 raise ValueError(raw)
             return raw.lower() in {"1", "true", "yes"}
-        if isinstance(default, int):
+        if isinstance(default, int) or name in _OPTIONAL_INTS:
             return int(raw)
         if isinstance(default, float):
             return float(raw)
