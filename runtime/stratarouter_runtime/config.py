@@ -276,6 +276,10 @@ class StateConfig(_Replace):
             considered abandoned and may be recovered by another bridge.
         worker_id: Stable identity of this bridge (e.g. a pod name). A bridge restarted with the
             same id recovers its own executions at once, without waiting for their lease.
+        recovery_interval_s: Also run recovery every this many seconds while the bridge runs
+            (0, the default: only at start). With several bridges over one PostgreSQL store,
+            this is how a survivor takes over the executions of a bridge that died; each
+            abandoned record is claimed by exactly one of them.
 
     Example:
         >>> StateConfig().backend
@@ -298,6 +302,7 @@ class StateConfig(_Replace):
     recover_on_start: bool = True
     lease_timeout_s: float = 30.0
     worker_id: str | None = None
+    recovery_interval_s: float = 0.0
 
     def __post_init__(self) -> None:
         _choice("state.backend", self.backend, ("memory", "sqlite", "postgresql"))
@@ -316,6 +321,7 @@ class StateConfig(_Replace):
         _flag("state.recover_on_start", self.recover_on_start)
         _positive("state.lease_timeout_s", self.lease_timeout_s)
         _text("state.worker_id", self.worker_id, optional=True)
+        _number("state.recovery_interval_s", self.recovery_interval_s, 0.0)
 
     def __repr__(self) -> str:
         """Field values with the DSN password masked."""
@@ -564,6 +570,7 @@ ENV_VARIABLES: dict[str, tuple[str, str]] = {
     "STRATAROUTER_RECOVER_ON_START": ("state", "recover_on_start"),
     "STRATAROUTER_LEASE_TIMEOUT_S": ("state", "lease_timeout_s"),
     "STRATAROUTER_WORKER_ID": ("state", "worker_id"),
+    "STRATAROUTER_RECOVERY_INTERVAL_S": ("state", "recovery_interval_s"),
     "STRATAROUTER_METRICS_ENABLED": ("observability", "metrics"),
     "PROMETHEUS_PORT": ("observability", "prometheus_port"),
     "STRATAROUTER_TRACING_ENABLED": ("observability", "tracing"),

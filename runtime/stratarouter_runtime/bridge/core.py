@@ -125,6 +125,7 @@ class BridgeCore:
         self._started = False
         self._start_lock: asyncio.Lock | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None  # periodic recovery, when asked
         self._inflight: set[str] = set()  # executions this bridge is running right now
         self._recover_lock: asyncio.Lock | None = None
 

@@ -40,16 +40,19 @@ class BridgeLifecycle(BridgeCore):
             await self.state.start()
             self.observability.start()
             self._heartbeat = asyncio.ensure_future(self._renew_leases())
+            if self.config.state.recovery_interval_s > 0:
+                self._sweeper = asyncio.ensure_future(self._recover_periodically())
             self._started = True
         return await self.recover() if self.config.state.recover_on_start else None
 
     async def aclose(self) -> None:
         """Stop the lease renewal and close what the bridge opened (not providers passed in)."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        for task in (self._heartbeat, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._heartbeat = self._sweeper = None
         if self._owned_providers:
             for client in self.providers.values():
                 await client.aclose()
@@ -77,6 +80,17 @@ class BridgeLifecycle(BridgeCore):
             except StrataRouterError as exc:  # keep renewing: the store may come back
                 logger.warning(
                     "lease renewal failed: %s", exc, extra={"error_type": type(exc).__name__}
+                )
+
+    async def _recover_periodically(self) -> None:
+        """Take over, every ``recovery_interval_s``, what other (dead) bridges left behind."""
+        while True:
+            await asyncio.sleep(self.config.state.recovery_interval_s)
+            try:
+                await self.recover()
+            except StrataRouterError as exc:  # keep sweeping: the store may come back
+                logger.warning(
+                    "periodic recovery failed: %s", exc, extra={"error_type": type(exc).__name__}
                 )
 
     async def recover(self) -> RecoveryReport:
