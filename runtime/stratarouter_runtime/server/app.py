@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
-from stratarouter_core.errors import InvalidQueryError, StrataRouterError
+from stratarouter_core.errors import ConfigError, InvalidQueryError, StrataRouterError
 from stratarouter_core.types import RouteResult
 
 from .._deps import require
@@ -35,6 +35,7 @@ from .batching import EncodeBatcher
 from .config import ServerConfig, is_loopback
 from .errors import LimitExceededError, NotFoundError, error_body, status_of
 from .routeset import RouteSet, RouteStore, parse_routes_document
+from .routesync import RouteSetSync
 from .security import (
     ApiKey,
     Authenticator,
@@ -128,6 +129,7 @@ class ServerState:
     registry: Any
     owns_bridge: bool = False
     metrics: dict[str, Any] = field(default_factory=dict)
+    route_sync: RouteSetSync | None = None
 
     async def decide(
         self, rs: RouteSet, query: str, embedding: list[float] | None
@@ -362,12 +364,14 @@ def create_app(
         registry=registry,
         owns_bridge=owns_bridge,
         metrics=metrics,
+        route_sync=_route_sync(config, runtime_config or (bridge.config if bridge else None)),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.bridge is not None and state.owns_bridge:
             await state.bridge.start()
+        await _start_route_sync(state)  # the latest shared sets are live before serving
         grpc_server = None
         if config.grpc_port is not None:  # the gRPC service shares this state and loop
             from .grpc_api import start_grpc_server
@@ -380,6 +384,8 @@ def create_app(
         finally:
             if grpc_server is not None:  # in-flight calls get the drain time REST had
                 await grpc_server.stop(config.graceful_timeout_s)
+            if state.route_sync is not None:
+                await state.route_sync.close()
             if state.bridge is not None and state.owns_bridge:
                 await state.bridge.aclose()
 
@@ -435,6 +441,38 @@ def _default_bridge(
         providers = built
     view = cast("Router", _RequestRouter(lambda: store.default.router))
     return CoreRuntimeBridge(runtime_config, view, providers, encoder=store.default.router.encoder)
+
+
+def _route_sync(config: ServerConfig, runtime: RuntimeConfig | None) -> RouteSetSync | None:
+    """Share route sets through PostgreSQL when the execution store is there (or when told)."""
+    if config.route_sync == "off":
+        return None
+    state = runtime.state if runtime is not None else None
+    if state is None or state.backend != "postgresql" or state.database_url is None:
+        if config.route_sync == "postgresql":
+            raise ConfigError(
+                "ServerConfig.route_sync='postgresql' needs the PostgreSQL state backend "
+                "(DATABASE_URL)"
+            )
+        return None
+    return RouteSetSync(state.database_url, schema=state.schema, poll_s=config.route_sync_poll_s)
+
+
+async def _start_route_sync(state: ServerState) -> None:
+    if state.route_sync is not None:
+        await state.route_sync.start(state.store)
+
+
+def _if_match(header: str | None) -> int | None:
+    """The version an ``If-Match`` header names (``3`` or ``"3"``), or None."""
+    if header is None:
+        return None
+    text = header.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise InvalidQueryError(
+            f"If-Match must be a route set version (an integer), got {header!r}"
+        )
+    return int(text)
 
 
 def _install_errors(app: FastAPI) -> None:
@@ -608,11 +646,17 @@ def _add_routing_routes(app: FastAPI, state: ServerState) -> None:
     )
     async def put_routes(request: Request, principal: AuthPrincipal) -> dict[str, Any]:
         """Replace the caller's route set atomically (built aside; in-flight requests finish
-        on the old one; an invalid document changes nothing)."""
+        on the old one; an invalid document changes nothing). With ``If-Match: <version>``
+        the replacement happens only if that version is still the live one (409 if not)."""
         body = await request.body()
         content_type = request.headers.get("content-type", "")
         routes, router_config = parse_routes_document(body, json_format="json" in content_type)
-        published = await state.store.replace(principal.tenant, routes, router_config)
+        published = await state.store.replace(
+            principal.tenant,
+            routes,
+            router_config,
+            expected_version=_if_match(request.headers.get("if-match")),
+        )
         logger.info(
             "route set replaced",
             extra={

@@ -105,6 +105,16 @@ def _pin_blas_threads() -> None:
     threadpoolctl.threadpool_limits(limits=1, user_api="blas")  # stays until restored
 
 
+def _sweep_when_shared(runtime: RuntimeConfig) -> RuntimeConfig:
+    """Over a shared PostgreSQL store, recover periodically (every lease timeout, unless
+    ``STRATAROUTER_RECOVERY_INTERVAL_S`` says otherwise): a surviving server then takes over
+    what a dead one left, not only a restarted one."""
+    state = runtime.state
+    if state.backend != "postgresql" or state.recovery_interval_s > 0:
+        return runtime
+    return runtime.replace(state=state.replace(recovery_interval_s=state.lease_timeout_s))
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the settings and the router, then serve until SIGTERM/SIGINT."""
     uvicorn = require("uvicorn", extra="server")
@@ -118,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     # environment, as for any runtime user; /metrics needs the Prometheus registry on.
     runtime = RuntimeConfig.from_env()
     runtime = runtime.replace(observability=runtime.observability.replace(metrics=True))
+    runtime = _sweep_when_shared(runtime)
     app = create_app(build_router(config), config=config, runtime_config=runtime)
     _pin_blas_threads()
     uvicorn.run(

@@ -55,6 +55,12 @@ class ServerConfig:
         provider_url: An OpenAI-compatible server used as provider ``local``.
         default_provider: Provider of a bare model name in `/v1/chat/completions`.
         graceful_timeout_s: On SIGTERM, how long in-flight requests may take to finish.
+        route_sync: How route sets reach the other servers: ``"auto"`` (through PostgreSQL
+            when the execution store is PostgreSQL, i.e. ``DATABASE_URL`` is set; else each
+            server keeps its own), ``"postgresql"`` (required: an error without it) or
+            ``"off"``. See `stratarouter_runtime.server.routesync`.
+        route_sync_poll_s: Seconds between two version polls, the safety net of the
+            notifications (a missed one is caught within this time).
     """
 
     host: str = "127.0.0.1"
@@ -78,6 +84,8 @@ class ServerConfig:
     provider_url: str | None = None
     default_provider: str = "openai"
     graceful_timeout_s: float = 30.0
+    route_sync: str = "auto"
+    route_sync_poll_s: float = 5.0
 
     def __post_init__(self) -> None:
         _check(
@@ -118,6 +126,18 @@ class ServerConfig:
             "graceful_timeout_s",
             "a number > 0",
             self.graceful_timeout_s,
+        )
+        _check(
+            self.route_sync in ("auto", "postgresql", "off"),
+            "route_sync",
+            "'auto', 'postgresql' or 'off'",
+            self.route_sync,
+        )
+        _check(
+            _finite(self.route_sync_poll_s) and self.route_sync_poll_s > 0,
+            "route_sync_poll_s",
+            "a number > 0",
+            self.route_sync_poll_s,
         )
         _check(
             not (self.routes and self.router_dir), "routes", "unset when router_dir is set", "both"
