@@ -1,7 +1,8 @@
 """`stratarouter bench server-load`: requests/s and latency of `stratarouter serve` on loopback.
 
-Starts the server in a subprocess on 127.0.0.1 (a free port), drives ``POST /v1/route`` with
-1, 16 and 64 concurrent connections for a fixed time each, and stops by itself. Modes:
+Starts the server in a subprocess on 127.0.0.1 (free ports), drives ``POST /v1/route`` (REST)
+and ``stratarouter.v1.StrataRouter/Route`` (gRPC, ``--protocols``) with 1, 16 and 64 concurrent
+connections for a fixed time each, and stops by itself. Modes:
 
 - ``embedding``: each request carries its embedding (no encoding on the server);
 - ``encode``: the server encodes, with its micro-batcher (default settings);
@@ -11,13 +12,16 @@ Starts the server in a subprocess on 127.0.0.1 (a free port), drives ``POST /v1/
 Every query text is distinct, so the encoder's cache never answers. The load generator is a
 minimal asyncio HTTP/1.1 client in this process (keep-alive, one connection per concurrent
 client); it shares the machine's cores with the server, so figures are a lower bound of what
-the server does with cores of its own.
+the server does with cores of its own. The gRPC load uses grpc.aio with one channel (one
+HTTP/2 connection) per concurrent client and sends pre-serialised requests (the embedding's
+bytes are encoded once), so the client's protobuf work is not counted against the server.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import signal
@@ -29,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register", "run", "run_level"]
+__all__ = ["register", "run", "run_grpc_level", "run_level"]
 
 _ROUTES = """\
 config: {threshold: 0.0}
@@ -58,6 +62,9 @@ def register(benches: Any) -> None:
     )
     parser.add_argument("--connections", default="1,16,64", help="comma list (default 1,16,64)")
     parser.add_argument(
+        "--protocols", default="rest,grpc", help="comma list of rest, grpc (default both)"
+    )
+    parser.add_argument(
         "--duration", type=float, default=5.0, help=f"seconds per level (max {MAX_DURATION_S:g})"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -75,7 +82,9 @@ def _free_port() -> int:
         return port
 
 
-def _start_server(folder: Path, encoder: str, mode: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(
+    folder: Path, encoder: str, mode: str, grpc_port: int | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
     routes = folder / "routes.yaml"
@@ -99,6 +108,8 @@ def _start_server(folder: Path, encoder: str, mode: str) -> tuple[subprocess.Pop
         "--log-level",
         "warning",
     ]
+    if grpc_port is not None:
+        command += ["--grpc-port", str(grpc_port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -185,6 +196,12 @@ async def run_level(
     finally:
         for connection in pool:
             connection.close()
+    return _figures(connections, latencies, errors, elapsed, metrics)
+
+
+def _figures(
+    connections: int, latencies: list[float], errors: int, elapsed: float, metrics: bytes
+) -> dict[str, float]:
     latencies.sort()
     n = len(latencies)
     return {
@@ -196,6 +213,69 @@ async def run_level(
         "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
         "mean_encode_batch": _mean_batch(metrics.decode()),
     }
+
+
+async def run_grpc_level(
+    url: str,
+    target: str,
+    connections: int,
+    duration_s: float,
+    embeddings: list[list[float]] | None,
+) -> dict[str, float]:
+    """Drive the gRPC `Route` at `target` like `run_level` drives REST; the same figures."""
+    # imported as Any: the benchmarks' mypy run has no grpc/protobuf stubs to follow
+    grpc: Any = importlib.import_module("grpc")
+    pb: Any = importlib.import_module("stratarouter_runtime.server.proto.stratarouter_pb2")
+
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(10**9))
+    # one HTTP/2 connection per client: channels do not share a subchannel
+    channels = [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(connections)
+    ]
+    calls = [
+        c.unary_unary("/stratarouter.v1.StrataRouter/Route", None, None) for c in channels
+    ]
+    # protobuf fields concatenate: query + top_k per call, the embedding's bytes prebuilt
+    vectors = [] if embeddings is None else [
+        pb.RouteRequest(embedding=e).SerializeToString() for e in embeddings
+    ]
+
+    async def worker(call: Any, until: float, record: bool) -> None:
+        nonlocal errors
+        while time.perf_counter() < until:
+            i = next(counter)
+            body = pb.RouteRequest(query=_query(i), top_k=1).SerializeToString()
+            if vectors:
+                body += vectors[i % len(vectors)]
+            started = time.perf_counter()
+            try:
+                await call(body, timeout=30)
+                failed = False
+            except grpc.RpcError:
+                failed = True
+            if record:
+                latencies.append(time.perf_counter() - started)
+                errors += failed
+
+    try:
+        await asyncio.gather(*(c.channel_ready() for c in channels))
+        warm = time.perf_counter() + min(1.0, duration_s / 5)
+        await asyncio.gather(*(worker(c, warm, False) for c in calls))
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(c, started + duration_s, True) for c in calls))
+        elapsed = time.perf_counter() - started
+    finally:
+        await asyncio.gather(*(c.close() for c in channels))
+    host, _, port = url.removeprefix("http://").partition(":")
+    connection = await _Connection.open(host, int(port))
+    try:
+        _, metrics = await connection.request("GET", "/metrics")
+    finally:
+        connection.close()
+    return _figures(connections, latencies, errors, elapsed, metrics)
 
 
 def _mean_batch(metrics: str) -> float:
@@ -226,30 +306,34 @@ def _embeddings(encoder: str) -> list[list[float]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run every mode at every connection count; print a table (or JSON)."""
+    """Run every mode and protocol at every connection count; print a table (or JSON)."""
     duration = min(float(args.duration), MAX_DURATION_S)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = set(modes) - {"embedding", "encode", "encode-unbatched"}
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    unknown |= set(protocols) - {"rest", "grpc"}
     if unknown:
-        raise SystemExit(f"unknown modes: {sorted(unknown)}")
+        raise SystemExit(f"unknown modes or protocols: {sorted(unknown)}")
     levels = [int(c) for c in args.connections.split(",")]
     results = []
     with tempfile.TemporaryDirectory(prefix="stratarouter-load-") as folder:
         for mode in modes:
             vectors = _embeddings(args.encoder) if mode == "embedding" else None
-            process, url = _start_server(Path(folder), args.encoder, mode)
+            grpc_port = _free_port() if "grpc" in protocols else None
+            process, url = _start_server(Path(folder), args.encoder, mode, grpc_port)
             try:
-                for connections in levels:
-                    figures = asyncio.run(run_level(url, connections, duration, vectors))
-                    results.append({"mode": mode, "encoder": args.encoder, **figures})
-                    if not args.json:
-                        print(
-                            f"{mode:17} c={connections:<3} {figures['rps']:8.0f} req/s  "
-                            f"P50 {figures['p50_ms']:7.2f} ms  P99 {figures['p99_ms']:7.2f} ms  "
-                            f"errors {figures['errors']:.0f}/{figures['requests']:.0f}  "
-                            f"texts/encode {figures['mean_encode_batch']:.1f}",
-                            flush=True,
-                        )
+                for protocol in protocols:
+                    for connections in levels:
+                        if protocol == "rest":
+                            level = run_level(url, connections, duration, vectors)
+                        else:
+                            target = f"127.0.0.1:{grpc_port}"
+                            level = run_grpc_level(url, target, connections, duration, vectors)
+                        figures = asyncio.run(level)
+                        row = {"mode": mode, "protocol": protocol, "encoder": args.encoder}
+                        results.append({**row, **figures})
+                        if not args.json:
+                            _print_row(results[-1])
             finally:
                 process.send_signal(signal.SIGTERM)
                 try:
@@ -259,3 +343,13 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return 0 if all(r["errors"] == 0 for r in results) else 1
+
+
+def _print_row(r: dict[str, Any]) -> None:
+    print(
+        f"{r['mode']:17} {r['protocol']:4} c={r['connections']:<3} {r['rps']:8.0f} req/s  "
+        f"P50 {r['p50_ms']:7.2f} ms  P99 {r['p99_ms']:7.2f} ms  "
+        f"errors {r['errors']:.0f}/{r['requests']:.0f}  "
+        f"texts/encode {r['mean_encode_batch']:.1f}",
+        flush=True,
+    )

@@ -22,6 +22,8 @@ def test_server_load_reports_every_level_without_errors(capsys: pytest.CaptureFi
             "embedding,encode",
             "--connections",
             "1,4",
+            "--protocols",
+            "rest,grpc",
             "--duration",
             "0.5",
             "--json",
@@ -29,14 +31,15 @@ def test_server_load_reports_every_level_without_errors(capsys: pytest.CaptureFi
     )
     assert status == 0
     results = json.loads(capsys.readouterr().out)
-    assert [(r["mode"], r["connections"]) for r in results] == [
-        ("embedding", 1),
-        ("embedding", 4),
-        ("encode", 1),
-        ("encode", 4),
+    assert [(r["mode"], r["protocol"], r["connections"]) for r in results] == [
+        (mode, protocol, connections)
+        for mode in ("embedding", "encode")
+        for protocol in ("rest", "grpc")
+        for connections in (1, 4)
     ]
     for r in results:
         assert r["errors"] == 0 and r["requests"] > 0 and r["rps"] > 0
         assert 0 < r["p50_ms"] <= r["p99_ms"]
-    assert results[0]["mean_encode_batch"] == 0.0  # embeddings given: the server never encoded
+    # embeddings given: the server never encoded, over REST or gRPC
+    assert results[3]["mean_encode_batch"] == 0.0
     assert results[-1]["mean_encode_batch"] >= 1.0
