@@ -1,4 +1,4 @@
-"""LocalEncoder: the numpy all-MiniLM-L6-v2 must reproduce sentence-transformers, offline."""
+"""LocalEncoder: all-MiniLM-L6-v2 on onnxruntime and on numpy must reproduce sentence-transformers, offline."""
 
 from __future__ import annotations
 
@@ -36,9 +36,19 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def encoder(local_encoder: LocalEncoder) -> LocalEncoder:
-    return local_encoder
+@pytest.fixture(scope="module", params=["onnxruntime", "numpy"])
+def encoder(request, local_encoder: LocalEncoder) -> LocalEncoder:
+    """Each test runs on both forward passes (the default one and the numpy fallback)."""
+    chosen = LocalEncoder(local_encoder.model_dir, backend=request.param)
+    assert chosen.backend == request.param
+    return chosen
+
+
+def linked_model_dir(tmp_path: Path, model_dir: Path) -> Path:
+    """A new folder holding links to the model files: a model not loaded yet in this process."""
+    for name in ("model.safetensors", "tokenizer.json"):
+        (tmp_path / name).symlink_to(model_dir / name)
+    return tmp_path
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +178,9 @@ def test_missing_dependency_names_the_extra(monkeypatch, encoder, module):
     assert INSTALL_EXTRA in str(info.value)
 
 
-def test_dependency_gone_at_load_time(monkeypatch, encoder):
-    fresh = LocalEncoder(encoder.model_dir)  # constructed while tokenizers is importable
+def test_dependency_gone_at_load_time(monkeypatch, tmp_path, encoder):
+    # constructed while tokenizers is importable, from files no encoder has loaded yet
+    fresh = LocalEncoder(linked_model_dir(tmp_path, encoder.model_dir))
     monkeypatch.setitem(sys.modules, "tokenizers", None)
     with pytest.raises(MissingDependencyError, match=r"stratarouter\[local\]"):
         fresh.encode(["hello"])
@@ -244,11 +255,11 @@ def test_no_socket_is_opened(monkeypatch, encoder):
 
 
 # loading, threads and the erf fallback
-def test_weights_load_once_under_concurrency(monkeypatch, encoder):
+def test_weights_load_once_under_concurrency(monkeypatch, tmp_path, encoder):
     calls = []
-    real = local._load_weights
-    monkeypatch.setattr(local, "_load_weights", lambda path: calls.append(path) or real(path))
-    fresh = LocalEncoder(encoder.model_dir)
+    real = local.load_weights
+    monkeypatch.setattr(local, "load_weights", lambda path: calls.append(path) or real(path))
+    fresh = LocalEncoder(linked_model_dir(tmp_path, encoder.model_dir), backend=encoder.backend)
     assert calls == []  # construction is cheap
     results: list[np.ndarray] = []
     barrier = threading.Barrier(4)
@@ -300,6 +311,52 @@ def test_numpy_erf_fallback_is_accurate(encoder):
     x = np.linspace(-8, 8, 200_001, dtype=np.float32)
     error = np.abs(local._numpy_erf(x).astype(np.float64) - special.erf(x.astype(np.float64)))
     assert error.max() < 1e-7
-    fallback = LocalEncoder(encoder.model_dir)
-    fallback._erf = local._numpy_erf
+
+def test_numpy_pass_without_scipy_erf(monkeypatch, tmp_path, encoder):
+    monkeypatch.setattr(local, "_load_erf", lambda: local._numpy_erf)
+    fallback = LocalEncoder(linked_model_dir(tmp_path, encoder.model_dir), backend="numpy")
     np.testing.assert_allclose(fallback.encode(TEXTS), encoder.encode(TEXTS), atol=1e-5)
+    assert fallback._load().forward.erf is local._numpy_erf
+
+
+# the two forward passes and the shared weights
+def test_onnxruntime_and_numpy_passes_agree(local_encoder):
+    texts = [f"{text} {'word ' * (i % 7)}" for i, text in enumerate(TEXTS * 7)]  # 70, ragged
+    fast = LocalEncoder(local_encoder.model_dir, backend="onnxruntime").encode(texts)
+    plain = LocalEncoder(local_encoder.model_dir, backend="numpy").encode(texts)
+    np.testing.assert_allclose(fast, plain, atol=1e-5)
+
+
+def test_default_backend_is_onnxruntime_when_installed(local_encoder):
+    assert LocalEncoder(local_encoder.model_dir).backend == "onnxruntime"  # in the [local] extra
+
+
+def test_auto_falls_back_to_numpy_without_onnxruntime(monkeypatch, tmp_path, local_encoder):
+    real_find_spec = local.importlib.util.find_spec
+    monkeypatch.setattr(
+        local.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a),
+    )
+    fallback = LocalEncoder(linked_model_dir(tmp_path, local_encoder.model_dir))
+    assert fallback.backend == "numpy"
+    np.testing.assert_allclose(fallback.encode(TEXTS), local_encoder.encode(TEXTS), atol=1e-5)
+    with pytest.raises(MissingDependencyError, match=r"onnxruntime.*stratarouter\[local\]"):
+        LocalEncoder(local_encoder.model_dir, backend="onnxruntime")
+
+
+def test_unknown_backend_is_refused(local_encoder):
+    with pytest.raises(ConfigError, match="backend must be one of auto, onnxruntime, numpy"):
+        LocalEncoder(local_encoder.model_dir, backend="torch")
+
+
+def test_encoders_of_the_same_files_share_one_loaded_model(monkeypatch, tmp_path, local_encoder):
+    calls = []
+    real = local.load_weights
+    monkeypatch.setattr(local, "load_weights", lambda path: calls.append(path) or real(path))
+    folder = linked_model_dir(tmp_path, local_encoder.model_dir)
+    first, second = LocalEncoder(folder), LocalEncoder(str(folder))
+    first.encode(["one"]), second.encode(["two"])
+    assert first._load() is second._load() and len(calls) == 1
+    LocalEncoder(folder, max_length=32).encode(["three"])  # other truncation: its own tokenizer
+    assert len(calls) == 2
