@@ -69,7 +69,11 @@ logger = logging.getLogger("stratarouter_runtime.server")
 # against the set its own request routed with, even while another tenant's set is swapped.
 current_router: contextvars.ContextVar[Router] = contextvars.ContextVar("stratarouter_router")
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+# Embeddings are float32: a finite float64 beyond its range would overflow to infinity.
+_F32_MAX = float(np.finfo(np.float32).max)
+FiniteFloat = Annotated[
+    float, Field(allow_inf_nan=False, strict=True, ge=-_F32_MAX, le=_F32_MAX)
+]
 TopK = Annotated[StrictInt, Field(ge=1, le=1000)]
 
 
@@ -148,6 +152,13 @@ class ServerState:
         """Reject blank and over-long queries before any work is spent on them."""
         if not query.strip():
             raise InvalidQueryError("query must be a non-blank string")
+        if not query.isascii():  # JSON may escape lone surrogates, which no encoder takes
+            try:
+                query.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidQueryError(
+                    f"query is not valid Unicode: {exc.reason} at character {exc.start}"
+                ) from None
         if len(query) > self.config.max_query_chars:
             raise InvalidQueryError(
                 f"query is {len(query)} characters long; the limit is "
