@@ -16,10 +16,12 @@ The messages are in ``proto/stratarouter.proto``.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
@@ -37,7 +39,9 @@ import grpc  # noqa: E402
 from grpc import aio  # noqa: E402
 
 from .proto import stratarouter_pb2 as pb  # noqa: E402
-from .proto import stratarouter_pb2_grpc as pb_grpc  # noqa: E402
+
+# (looked up, not imported: mypy has no protobuf stubs here)
+DecodeError: type[Exception] = importlib.import_module("google.protobuf.message").DecodeError
 
 if TYPE_CHECKING:
     from .app import ServerState
@@ -147,6 +151,7 @@ class StrataRouterService:
     async def _route(
         self, request: pb.RouteRequest, context: aio.ServicerContext
     ) -> pb.RouteResponse:
+        _well_formed(request)
         principal = self._authorize(context)
         started = time.perf_counter()
         top_k = self._top_k(request)
@@ -158,6 +163,7 @@ class StrataRouterService:
     async def _route_batch(
         self, request: pb.RouteBatchRequest, context: aio.ServicerContext
     ) -> pb.RouteBatchResponse:
+        _well_formed(request)
         principal = self._authorize(context)
         started = time.perf_counter()
         top_k, queries = self._top_k(request), list(request.queries)
@@ -199,6 +205,7 @@ class StrataRouterService:
     ) -> AsyncIterator[pb.ExecuteEvent]:
         from .app import _require_bridge, current_router, execution_json
 
+        _well_formed(request)
         principal = self._authorize(context)
         bridge = _require_bridge(self.state)
         rs = self.state.store.get(principal.tenant)
@@ -220,6 +227,51 @@ class StrataRouterService:
         if not 1 <= request.top_k <= 1000:
             raise InvalidQueryError(f"top_k must be in [1, 1000], got {request.top_k}")
         return int(request.top_k)
+
+
+@dataclass(frozen=True)
+class _Malformed:
+    """What the deserializer hands the handler for bytes that are not the request message
+    (gRPC's own deserializer would end the call with INTERNAL)."""
+
+    message: str
+    problem: str
+
+
+def _parser(cls: Any) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except DecodeError as exc:
+            return _Malformed(cls.DESCRIPTOR.full_name, str(exc))
+
+    return parse
+
+
+def _well_formed(request: object) -> None:
+    if isinstance(request, _Malformed):
+        raise InvalidQueryError(f"the request is not a valid {request.message}: {request.problem}")
+
+
+def _handlers(service: StrataRouterService) -> Any:
+    """The service's method handlers (as protoc's ``add_..._to_server`` builds them, but with
+    a deserializer that lets a malformed request become INVALID_ARGUMENT)."""
+    unary, stream = grpc.unary_unary_rpc_method_handler, grpc.unary_stream_rpc_method_handler
+    methods = {
+        "Route": unary(service.Route, _parser(pb.RouteRequest), pb.RouteResponse.SerializeToString),
+        "RouteBatch": unary(
+            service.RouteBatch,
+            _parser(pb.RouteBatchRequest),
+            pb.RouteBatchResponse.SerializeToString,
+        ),
+        "Execute": stream(
+            service.Execute, _parser(pb.ExecuteRequest), pb.ExecuteEvent.SerializeToString
+        ),
+        "Health": unary(
+            service.Health, _parser(pb.HealthRequest), pb.HealthResponse.SerializeToString
+        ),
+    }
+    return grpc.method_handlers_generic_handler("stratarouter.v1.StrataRouter", methods)
 
 
 def _peer_host(peer: str) -> str:
@@ -298,8 +350,7 @@ async def start_grpc_server(
             ("grpc.so_reuseport", 0),  # a port in use is an error, not a shared listener
         ]
     )
-    add: Callable[[Any, aio.Server], None] = pb_grpc.add_StrataRouterServicer_to_server
-    add(StrataRouterService(state), server)
+    server.add_generic_rpc_handlers((_handlers(StrataRouterService(state)),))
     bound = server.add_insecure_port(f"{_bracketed(host)}:{port}")
     if bound == 0:
         raise StrataRouterError(f"cannot bind the gRPC port {host}:{port}")

@@ -320,3 +320,13 @@ def test_grpc_port_from_env_and_validated() -> None:
         ServerConfig(grpc_port=70000)
     with pytest.raises(ConfigError, match="GRPC_PORT"):
         load_server_config(environ={"STRATAROUTER_SERVER_GRPC_PORT": "many"})
+
+
+def test_bytes_that_are_no_request_message_are_invalid_argument(served: Served) -> None:
+    raw = served.channel.unary_unary("/stratarouter.v1.StrataRouter/Route", None, None)
+    code, details = _code(lambda: raw(b"\xff\xff\xff\xff", metadata=_auth(KEY)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid stratarouter.v1.RouteRequest" in details
+    unknown = served.channel.unary_unary("/stratarouter.v1.StrataRouter/Nope", None, None)
+    code, _ = _code(lambda: unknown(b"", metadata=_auth(KEY)))
+    assert code == grpc.StatusCode.UNIMPLEMENTED
