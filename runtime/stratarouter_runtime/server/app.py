@@ -451,7 +451,19 @@ def _default_bridge(
             built["local"] = LocalClient(config.provider_url)
         providers = built
     view = cast("Router", _RequestRouter(lambda: store.default.router))
-    return CoreRuntimeBridge(runtime_config, view, providers, encoder=store.default.router.encoder)
+    model_router = None
+    if config.model_router_dir:
+        from stratarouter_core import ModelRouter
+
+        # with the routes' encoder: the model router's vectors must be the routes' (checked)
+        model_router = ModelRouter.load(config.model_router_dir, store.default.router.encoder)
+    return CoreRuntimeBridge(
+        runtime_config,
+        view,
+        providers,
+        encoder=store.default.router.encoder,
+        model_router=model_router,
+    )
 
 
 def _route_sync(config: ServerConfig, runtime: RuntimeConfig | None) -> RouteSetSync | None:

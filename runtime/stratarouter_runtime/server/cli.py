@@ -29,6 +29,7 @@ __all__ = ["build_router", "register", "run"]
 _FLAGS = {
     "routes": "routes",
     "router_dir": "router_dir",
+    "model_router_dir": "model_router_dir",
     "host": "host",
     "port": "port",
     "grpc_port": "grpc_port",
@@ -47,6 +48,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--routes", help="routes file (YAML or JSON) to serve")
     source.add_argument("--router-dir", help="directory written by Router.save")
+    parser.add_argument(
+        "--model-router-dir",
+        help="directory written by ModelRouter.save: picks the model of routes with a models pool",
+    )
     parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port (default 8000)")
     parser.add_argument(

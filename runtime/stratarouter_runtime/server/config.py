@@ -37,6 +37,10 @@ class ServerConfig:
             port); needs ``stratarouter-runtime[grpc]``.
         routes: Routes file (YAML or JSON) to serve; or
         router_dir: A directory written by `Router.save`.
+        model_router_dir: A directory written by `ModelRouter.save`: a route whose metadata
+            lists a ``models`` pool (and so ``model: "auto"`` in chat completions landing on
+            it) runs on the model this ModelRouter picks for the query. It must have been
+            fitted with the routes' encoder.
         encoder: ``"local"`` (offline all-MiniLM-L6-v2) or ``"hashing"`` (the dependency-free
             `HashingEncoder`, for demos and tests).
         api_keys: Accepted bearer tokens, each ``key`` or ``key:tenant``.
@@ -68,6 +72,7 @@ class ServerConfig:
     grpc_port: int | None = None
     routes: str | None = None
     router_dir: str | None = None
+    model_router_dir: str | None = None
     encoder: str = "local"
     api_keys: tuple[str, ...] = ()
     api_keys_file: str | None = None
