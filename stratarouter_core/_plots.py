@@ -89,7 +89,7 @@ def reliability_figure(
         xlim=(0, 1),
         ylim=(0, 1),
     )
-    axes.legend(loc="upper left")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize="small")
     return figure
 
 

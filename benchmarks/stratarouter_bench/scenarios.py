@@ -147,18 +147,20 @@ def plot_scenarios(
             if all(v is None for v in values):
                 continue  # e.g. nearest-example never abstains: no rejection to draw
             positions = [i + (m - (len(methods) - 1) / 2) * width for i in range(len(values))]
-            axes.bar(positions, [np.nan if v is None else v for v in values], width,
-                     label=method, color=f"C{m}")
+            bars = axes.bar(positions, [np.nan if v is None else v for v in values], width,
+                            label=method, color=f"C{m}")
+            # a bar of height 0 is invisible: say "0" (semantic-router never rejects)
+            axes.bar_label(bars, ["0" if v == 0 else "" for v in values], fontsize=7)
         axes.set_xticks(range(len(configurations)), [f"{r}×{k}" for r, k in configurations])
         axes.set(title=title, xlabel="routes × examples per route")
         if name == "ms_per_query":
             axes.set_yscale("log")
-        else:
+        elif name != "ece":
             axes.set_ylim(0, 1)
     handles, labels = figure.axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside upper center", ncols=len(methods))
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(methods))
     figure.suptitle(f"Scenarios: defaults, no fit, mean over {seeds} seeds per configuration")
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=80)
     return figure
 
 
