@@ -7,7 +7,7 @@ ADAPTERS := $(wildcard integrations/*/pyproject.toml)
 # every distribution of the repository, each linted and type-checked with its own config
 PACKAGES := . runtime benchmarks $(patsubst %/,%,$(dir $(ADAPTERS)))
 
-.PHONY: demo test install install-dev lint bench clean grpc-stubs
+.PHONY: demo test install install-dev lint docs bench clean grpc-stubs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ lint: install-dev
 	$(VENV)/bin/ruff check .  # each file under the config of its own distribution
 	@for p in $(PACKAGES); do echo "mypy --strict $$p"; (cd $$p && $(CURDIR)/$(VENV)/bin/mypy) || exit 1; done
 
+docs: install-dev  # the documentation site, into site/ (warnings fail the build)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 bench: install-dev
 	$(PY) -m stratarouter_core.cli.main bench accuracy --dataset ../shared/datasets/clinc150.json --embeddings ../shared/datasets/clinc150.minilm.npz --compare semantic-router
 
@@ -40,4 +43,4 @@ grpc-stubs: install-dev
 	$(PY) runtime/scripts/gen_grpc_stubs.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info */*.egg-info integrations/*/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) site build dist *.egg-info */*.egg-info integrations/*/*.egg-info .pytest_cache .mypy_cache .ruff_cache
