@@ -28,7 +28,7 @@ from typing import Any
 __all__ = ["ConfigReferenceError", "docstring_args", "on_page_markdown", "render_table"]
 
 MARKER = re.compile(r"<!-- config-table: (?P<target>[\w.]+:\w+)(?P<extra>.*?)-->", re.DOTALL)
-_ARG = re.compile(r"^(?P<name>\w+)(?: \([^)]*\))?: ?(?P<text>.*)$")
+_ARG = re.compile(r"^(?P<names>\w+(?:, \w+)*)(?: \([^)]*\))?: ?(?P<text>.*)$")
 
 
 class ConfigReferenceError(Exception):
@@ -49,10 +49,10 @@ def docstring_args(cls: type[Any]) -> dict[str, str]:
     doc = inspect.getdoc(cls) or ""
     out: dict[str, str] = {}
     in_args = False
-    current: str | None = None
+    current: list[str] = []
     for line in doc.splitlines():
         if line.strip() in ("Args:", "Attributes:"):
-            in_args, current = True, None
+            in_args, current = True, []
             continue
         if not in_args:
             continue
@@ -63,11 +63,13 @@ def docstring_args(cls: type[Any]) -> dict[str, str]:
         match = _ARG.match(stripped) if line.startswith("    ") and not line.startswith(
             "     "
         ) else None
-        if match:
-            current = match["name"]
-            out[current] = match["text"].strip()
+        if match:  # "name: text", or "a, b, c: text" describing several fields at once
+            current = match["names"].split(", ")
+            for name in current:
+                out[name] = match["text"].strip()
         elif current and stripped:
-            out[current] = f"{out[current]} {stripped}".strip()
+            for name in current:
+                out[name] = f"{out[name]} {stripped}".strip()
     return out
 
 
@@ -105,7 +107,12 @@ def render_table(target: str, extra: str = "") -> str:
     given = _marker_descriptions(extra)
     stray = sorted(set(given) - names)
     if stray:
-        raise ConfigReferenceError(f"{target}: the page describes no-longer fields {stray}")
+        raise ConfigReferenceError(f"{target}: the page describes unknown fields {stray}")
+    twice = sorted(set(given) & set(documented))
+    if twice:
+        raise ConfigReferenceError(
+            f"{target}: {twice} are described by the docstring already: drop them from the page"
+        )
     rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
     for field in fields:
         text = documented.get(field.name) or given.get(field.name)
