@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,9 +49,12 @@ from stratarouter_runtime.cache import DEFAULT_GUARD, DEFAULT_SIMILARITY_THRESHO
 from stratarouter_runtime.guard import QueryGuard, analyse
 from stratarouter_runtime.guard_model import FEATURES, SoftModel, lexicon, pair_features
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = [
-    "GuardFit", "PairSet", "evaluate", "fit_guard", "fit_threshold", "load_pairs", "register",
-    "run",
+    "GuardFit", "PairSet", "evaluate", "fit_guard", "fit_threshold", "load_pairs", "plot_cache",
+    "register", "run",
 ]
 
 DEFAULT_THRESHOLDS = (0.85, 0.9, 0.92, 0.94, 0.945, 0.95, 0.97)
@@ -85,6 +88,10 @@ def register(benches: Any) -> None:
                              "explicitly (never a library default)")
     parser.add_argument("--min-recall", type=float, default=0.22,
                         help="fit-half recall the fitted operating point must keep (--fit)")
+    parser.add_argument("--plot", metavar="PATH",
+                        help="write precision and recall against the threshold, plain cosine "
+                             "vs the guarded cache, to this image (held-out half with "
+                             "--split half)")
     parser.set_defaults(run=run, make_encoder=_local_encoder)
 
 
@@ -214,7 +221,40 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         _print_table(report)
+    if args.plot:
+        held_out = np.arange(len(pairs)) % 2 == 1 if args.split == "half" else None
+        plot_cache(data, DEFAULT_GUARD, args.plot, mask=held_out)
+        if not args.json:
+            print(f"plot written to {args.plot}")
     return 0
+
+
+def plot_cache(
+    data: PairSet, guard: QueryGuard, path: str, *, mask: NDArray[np.bool_] | None = None
+) -> Figure:
+    """Precision and recall of a hit against the threshold (0.800 to 0.995), with and without
+    the guard, on the pairs of `mask` (all when None); the default threshold is marked."""
+    from matplotlib.figure import Figure
+
+    keep = np.ones(len(data.pairs), dtype=bool) if mask is None else mask
+    accepted = data.accepted(guard)[keep]
+    similarity, labels = data.similarity[keep], data.labels[keep]
+    figure = Figure(figsize=(7.0, 4.8), layout="constrained")
+    axes = figure.add_subplot()
+    for name, verdicts, colour in (("plain cosine", None, "C1"), ("cache + guard", accepted, "C0")):
+        rows = [evaluate(similarity, labels, verdicts, t) for t in _GRID]
+        precision = [np.nan if r["precision"] is None else r["precision"] for r in rows]
+        axes.plot(_GRID, precision, color=colour, label=f"{name}: precision")
+        axes.plot(_GRID, [r["recall"] for r in rows], color=colour, linestyle="--",
+                  label=f"{name}: recall")
+    axes.axvline(DEFAULT_SIMILARITY_THRESHOLD, color="grey", linestyle=":",
+                 label=f"default threshold {DEFAULT_SIMILARITY_THRESHOLD}")
+    view = "held-out half" if mask is not None else "all pairs"
+    axes.set(xlabel="cosine threshold of a hit", ylabel="share", ylim=(0, 1.02),
+             title=f"Semantic cache hits: {int(keep.sum())} labelled pairs ({view})")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, fontsize="small")
+    figure.savefig(path, dpi=100)
+    return figure
 
 
 def _report(document: dict[str, Any], data: PairSet, args: argparse.Namespace) -> dict[str, Any]:

@@ -90,3 +90,33 @@ def test_scenarios_plot_has_one_bar_per_method_and_configuration(
             assert drawn == {"stratarouter", "semantic-router", "nearest-example"}
         else:
             assert drawn == {"stratarouter", "semantic-router"}
+
+
+def test_cache_plot_draws_precision_and_recall_of_both_against_the_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_bench_cache import PAIRS, PairEncoder, parse, write_pairs
+
+    from stratarouter_bench import cache
+
+    figures = []
+    original = cache.plot_cache
+    monkeypatch.setattr(cache, "plot_cache",
+                        lambda *a, **k: figures.append(original(*a, **k)) or figures[-1])
+    plot = tmp_path / "cache.png"
+    args = parse(["--pairs", str(write_pairs(tmp_path / "pairs.json", PAIRS)), "--split", "all",
+                  "--no-cache", "--plot", str(plot)], PairEncoder())
+    assert args.run(args) == 0
+    assert f"plot written to {plot}" in capsys.readouterr().out
+    assert plot.read_bytes()[:8] == PNG
+    (figure,) = figures
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    at = {label: dict(zip(np.round(line.get_xdata(), 3), line.get_ydata()))
+          for label, line in lines.items() if ":" in label}
+    # at the default 0.9 (see test_bench_cache): the guard lifts precision from 1/3 to 2/3
+    assert at["plain cosine: precision"][0.9] == pytest.approx(1 / 3, abs=1e-3)
+    assert at["cache + guard: precision"][0.9] == pytest.approx(2 / 3, abs=1e-3)
+    assert at["plain cosine: recall"][0.9] == pytest.approx(2 / 3, abs=1e-3)
+    assert at["plain cosine: recall"][0.845] == pytest.approx(1.0)  # the pizza pair is at 0.85
+    assert at["cache + guard: recall"][0.995] == 0.0
+    assert list(lines["default threshold 0.9"].get_xdata()) == [0.9, 0.9]
