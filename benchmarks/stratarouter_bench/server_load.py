@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import itertools
 import json
 import os
 import signal
@@ -49,6 +50,9 @@ routes:
 """
 _TOPICS = ["refund for order", "rain in city", "app crash on device", "flight to airport"]
 MAX_DURATION_S = 30.0
+# One sequence for the whole run: no text repeats across levels, protocols or modes, so the
+# encoder's cache never answers (each level used to restart at 0 and hit the cache).
+_SEQUENCE = itertools.count()
 
 
 def register(benches: Any) -> None:
@@ -166,14 +170,13 @@ async def run_level(
     host, _, port = url.removeprefix("http://").partition(":")
     latencies: list[float] = []
     errors = 0
-    counter = iter(range(10**9))
     pool = [await _Connection.open(host, int(port)) for _ in range(connections)]
     encoded = None if embeddings is None else [json.dumps(e).encode() for e in embeddings]
 
     async def worker(connection: _Connection, until: float, record: bool) -> None:
         nonlocal errors
         while time.perf_counter() < until:
-            i = next(counter)
+            i = next(_SEQUENCE)
             query = json.dumps(_query(i)).encode()
             body = b'{"top_k": 1, "query": ' + query
             if encoded is not None:
@@ -188,19 +191,20 @@ async def run_level(
     try:
         warm = time.perf_counter() + min(1.0, duration_s / 5)
         await asyncio.gather(*(worker(c, warm, False) for c in pool))
+        before = await _encode_totals(url)
         started = time.perf_counter()
         until = started + duration_s
         await asyncio.gather(*(worker(c, until, True) for c in pool))
         elapsed = time.perf_counter() - started
-        _, metrics = await pool[0].request("GET", "/metrics")
+        batch = _mean_batch(before, await _encode_totals(url))
     finally:
         for connection in pool:
             connection.close()
-    return _figures(connections, latencies, errors, elapsed, metrics)
+    return _figures(connections, latencies, errors, elapsed, batch)
 
 
 def _figures(
-    connections: int, latencies: list[float], errors: int, elapsed: float, metrics: bytes
+    connections: int, latencies: list[float], errors: int, elapsed: float, batch: float
 ) -> dict[str, float]:
     latencies.sort()
     n = len(latencies)
@@ -211,7 +215,7 @@ def _figures(
         "rps": n / elapsed,
         "p50_ms": latencies[n // 2] * 1000 if n else float("nan"),
         "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
-        "mean_encode_batch": _mean_batch(metrics.decode()),
+        "mean_encode_batch": batch,
     }
 
 
@@ -229,7 +233,6 @@ async def run_grpc_level(
 
     latencies: list[float] = []
     errors = 0
-    counter = iter(range(10**9))
     # one HTTP/2 connection per client: channels do not share a subchannel
     channels = [
         grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
@@ -246,7 +249,7 @@ async def run_grpc_level(
     async def worker(call: Any, until: float, record: bool) -> None:
         nonlocal errors
         while time.perf_counter() < until:
-            i = next(counter)
+            i = next(_SEQUENCE)
             body = pb.RouteRequest(query=_query(i), top_k=1).SerializeToString()
             if vectors:
                 body += vectors[i % len(vectors)]
@@ -264,29 +267,39 @@ async def run_grpc_level(
         await asyncio.gather(*(c.channel_ready() for c in channels))
         warm = time.perf_counter() + min(1.0, duration_s / 5)
         await asyncio.gather(*(worker(c, warm, False) for c in calls))
+        before = await _encode_totals(url)
         started = time.perf_counter()
         await asyncio.gather(*(worker(c, started + duration_s, True) for c in calls))
         elapsed = time.perf_counter() - started
+        batch = _mean_batch(before, await _encode_totals(url))
     finally:
         await asyncio.gather(*(c.close() for c in channels))
+    return _figures(connections, latencies, errors, elapsed, batch)
+
+
+async def _encode_totals(url: str) -> tuple[float, float]:
+    """(texts encoded, encoder calls) so far, from the server's batch-size histogram."""
     host, _, port = url.removeprefix("http://").partition(":")
     connection = await _Connection.open(host, int(port))
     try:
         _, metrics = await connection.request("GET", "/metrics")
     finally:
         connection.close()
-    return _figures(connections, latencies, errors, elapsed, metrics)
-
-
-def _mean_batch(metrics: str) -> float:
-    """Texts per encoder call so far, from the server's histogram (0 when it never encoded)."""
     values = {}
-    for line in metrics.splitlines():
+    for line in metrics.decode().splitlines():
         for name in ("stratarouter_encode_batch_size_sum", "stratarouter_encode_batch_size_count"):
             if line.startswith(name + " "):
                 values[name] = float(line.split()[1])
-    count = values.get("stratarouter_encode_batch_size_count", 0.0)
-    return values.get("stratarouter_encode_batch_size_sum", 0.0) / count if count else 0.0
+    return (
+        values.get("stratarouter_encode_batch_size_sum", 0.0),
+        values.get("stratarouter_encode_batch_size_count", 0.0),
+    )
+
+
+def _mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """Texts per encoder call during one level (0 when the server never encoded)."""
+    calls = after[1] - before[1]
+    return (after[0] - before[0]) / calls if calls else 0.0
 
 
 def _embeddings(encoder: str) -> list[list[float]]:
