@@ -10,7 +10,8 @@ from __future__ import annotations
 from .app import ServerState, create_app
 from .batching import EncodeBatcher
 from .config import ServerConfig, load_server_config
-from .routeset import RouteSet, RouteStore
+from .routeset import RouteSet, RouteSetConflictError, RouteStore
+from .routesync import RouteSetSync
 from .security import ApiKey, Authenticator, RateLimiter
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "EncodeBatcher",
     "RateLimiter",
     "RouteSet",
+    "RouteSetConflictError",
+    "RouteSetSync",
     "RouteStore",
     "ServerConfig",
     "ServerState",
