@@ -15,6 +15,8 @@ builtin a caller would naturally catch (`ValueError`, `KeyError`, `ImportError`,
     ├── DuplicateRouteError(ValueError)       two routes with the same name
     ├── ConfigError ── EmptyRouterError       build_index() with no routes
     ├── ConfigError ── InfeasibleTargetError  fit(): no threshold meets the objective's target
+    ├── ConfigError ── BulkInputError         route-bulk: unreadable input, missing or bad column
+    ├── BulkEngineError(RuntimeError)         route-bulk: the Ray cluster unreachable, a job failed
     ├── IndexNotBuiltError(RuntimeError)      route() before build_index()
     ├── NotFittedError(RuntimeError)          a learned component used before fit()
     ├── EncoderError(RuntimeError)            an encoder failed to produce vectors
@@ -25,6 +27,8 @@ builtin a caller would naturally catch (`ValueError`, `KeyError`, `ImportError`,
 from __future__ import annotations
 
 __all__ = [
+    "BulkEngineError",
+    "BulkInputError",
     "ConfigError",
     "DimensionMismatchError",
     "DuplicateRouteError",
@@ -125,3 +129,20 @@ class EmptyRouterError(ConfigError):
 
 class InfeasibleTargetError(ConfigError):
     """No threshold meets the requested precision, out-of-scope recall or in-scope loss."""
+
+
+class BulkInputError(ConfigError):
+    """Bulk routing input that cannot be used: not Parquet, a missing or bad column, a bad row.
+
+    Attributes:
+        path: The input file.
+    """
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        """`message` is complete (it already names the file and the column)."""
+        super().__init__(message)
+        self.path = path  # restored from __dict__ when unpickled (Ray ships worker errors)
+
+
+class BulkEngineError(StrataRouterError, RuntimeError):
+    """The bulk routing engine failed for a reason other than the input (Ray unreachable...)."""
