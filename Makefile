@@ -23,7 +23,7 @@ demo: install
 install-dev: install
 	$(PIP) install --quiet -e '.[dev]'
 	# one resolve for the runtime, the benchmarks and the adapters: crewai, autogen and ag2 pins agree
-	$(PIP) install --quiet -e 'runtime[all,test]' -e benchmarks $(foreach p,$(dir $(ADAPTERS)),-e "$(p)[test]")
+	$(PIP) install --quiet -e '.[ray]' -e 'runtime[all,test]' -e benchmarks $(foreach p,$(dir $(ADAPTERS)),-e "$(p)[test]")
 
 test: install-dev
 	$(PY) -m pytest -q  # testpaths: tests, runtime/tests, benchmarks/tests, integrations/*/tests
