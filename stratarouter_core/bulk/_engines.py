@@ -127,8 +127,9 @@ def _execute(
     # waits for ever. The CPU share only places actors; each still runs on a core of its own.
     cpus = float(ray.cluster_resources().get("CPU", 1))
     actor_cpus = max(0.0, min(1.0, (cpus - 1.0) / workers))
-    dataset = ray.data.read_parquet(
-        str(plan.path), columns=plan.input_columns, num_cpus=_READ_CPUS
+    # select_columns after reading: Ray Data pushes the projection down into the reader
+    dataset = ray.data.read_parquet(str(plan.path), num_cpus=_READ_CPUS).select_columns(
+        plan.input_columns
     )
     decided = dataset.map_batches(
         BatchRouter,

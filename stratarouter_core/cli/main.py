@@ -56,11 +56,12 @@ def _register_benches(benches: Any) -> None:
 
 
 def _build_parser(with_benches: bool, with_serve: bool = False) -> argparse.ArgumentParser:
-    from . import route_command
+    from . import bulk_command, route_command
 
     parser = argparse.ArgumentParser(prog="stratarouter", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     route_command.register(commands)
+    bulk_command.register(commands)
     bench = commands.add_parser(
         "bench", help="run the benchmarks (needs stratarouter-bench: pip install -e benchmarks)"
     )
