@@ -8,10 +8,11 @@ process, `Router.route_batch` on each batch), so a row's decision and confidence
     This process, streaming the input in record batches (`ParquetFile.iter_batches`), so the
     file never has to fit in memory. Needs ``pip install 'stratarouter[bulk]'`` (pyarrow).
 ``ray``
-    Ray Data: `read_parquet`, then `map_batches` over a pool of `workers` actors, each holding
-    one router; the decisions stream back in input order to one writer in this process.
+    A pool of `workers` Ray actors, each holding one router and routing whole row groups of
+    the input; the decisions come back in input order to one writer in this process.
     Needs ``pip install 'stratarouter[ray]'``. With `address`, the input path must be
-    readable from every node of the cluster (shared storage, or an URI Ray reads).
+    readable from every node of the cluster (shared storage). Parallelism is per row group:
+    write the input with several row groups (pyarrow's default is 1M rows each).
 
 Input columns: the query text (always: BM25 and the rules read it) and, optionally, an
 embedding per row (a list of floats of the router's dimension); without embeddings the
@@ -49,7 +50,7 @@ class BulkConfig:
     """How to read, route and write a bulk job.
 
     Attributes:
-        engine: ``"local"`` (this process) or ``"ray"`` (Ray Data actor pool).
+        engine: ``"local"`` (this process) or ``"ray"`` (a Ray actor pool).
         text_column: Input column holding the query texts.
         embedding_column: Input column holding the query vectors; None uses ``embedding``
             when the input has such a column, else encodes the texts.

@@ -82,7 +82,7 @@ def _candidates_type(pa: Any) -> Any:
 
 
 class BatchRouter:
-    """Routes Arrow batches with a saved router loaded once; a Ray Data callable class.
+    """Routes Arrow batches with a saved router loaded once (per process, per Ray actor).
 
     Args:
         router_dir: Directory written by `Router.save`.

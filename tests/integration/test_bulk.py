@@ -159,19 +159,18 @@ def test_cli_routes_a_file_and_reports_errors_without_traceback(router_dir, quer
     assert "does not exist" in bad.stderr and "Traceback" not in bad.stderr
 
 
-# Ray Data's DataContext warns about its own deprecated fields when Ray copies it.
-@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
-# a 500-row file reaches the actor pool as one block: Ray's advice to split it, not an error
-@pytest.mark.filterwarnings("ignore:The minimum number of concurrent actors:UserWarning")
 def test_ray_engine_with_two_workers_equals_route_batch(router_dir, queries, expected, tmp_path):
     ray = pytest.importorskip("ray", reason="the Ray engine needs the [ray] extra (make test has it)")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+        # ten row groups: the actors share the file and their results must come back in order
+        source = tmp_path / "groups.parquet"
+        pq.write_table(pq.read_table(queries), source, row_group_size=ROWS // 10)
         out = tmp_path / "ray.parquet"
         config = BulkConfig(
             engine="ray", workers=2, keep_columns=("id",), batch_size=128, progress=False
         )
-        report = route_bulk(router_dir, queries, out, config)
+        report = route_bulk(router_dir, source, out, config)
         assert (report.rows, report.workers) == (ROWS, 2)
         decisions = pq.read_table(out).to_pydict()
         assert decisions["id"] == list(range(ROWS))
