@@ -10,6 +10,9 @@ stacker:
    at the cost of a few hundred dot products instead of a pass over the training set);
 3. the query length in tokens (log).
 
+The calibrated result is then updated with the grades of the most similar graded queries
+(see `evidence`), so that a repeat or a near copy of a graded query is answered from its grades.
+
 Everything the stacker and the calibrator see is cross-fitted: each training query's features
 come from ridge models and clusters fitted without its fold, and the calibrator is fitted on
 the stacker's out-of-fold outputs. Each hyper-parameter (ridge strength per model, softmax
@@ -31,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..calibration import IsotonicCalibrator
+from .evidence import GradedNeighbours, fit_graded_neighbours
 from .types import ModelRouterConfig
 
 __all__ = ["FitDiagnostics", "SuccessModel", "fit_success_model"]
@@ -55,6 +59,7 @@ class SuccessModel:
     isotonic_models: tuple[int, ...]  # models calibrated by isotonic regression
     isotonic_x: F64  # their tables, model j's on [2j - 0.5, 2j + 1.5] (see _isotonic_tables)
     isotonic_y: F64
+    evidence: GradedNeighbours | None = None  # the graded-neighbour update, when CV kept it
 
     def __post_init__(self) -> None:
         """Fold the stages into the few arrays `predict` uses (see `_Compiled`)."""
@@ -80,11 +85,13 @@ class SuccessModel:
         if c.isotonic:
             raw = _expit(logits[:, c.isotonic])
             p[:, c.isotonic] = np.interp(raw + c.isotonic_offsets, self.isotonic_x, self.isotonic_y)
+        if self.evidence is not None:
+            p = self.evidence.update(p, vectors)
         return p
 
-    def arrays(self) -> dict[str, F64]:
+    def arrays(self) -> dict[str, NDArray[Any]]:
         """Arrays for an .npz file (see `from_arrays`)."""
-        out = {
+        out: dict[str, NDArray[Any]] = {
             "ridge_weights": self.ridge_weights,
             "ridge_bias": self.ridge_bias,
             "stack_weights": self.stack_weights,
@@ -96,6 +103,8 @@ class SuccessModel:
         for g, (centroids, table) in enumerate(zip(self.centroids, self.profiles)):
             out[f"centroids_{g}"] = centroids
             out[f"profile_{g}"] = table
+        if self.evidence is not None:
+            out.update(self.evidence.arrays())
         return out
 
     def scalars(self) -> dict[str, Any]:
@@ -104,6 +113,7 @@ class SuccessModel:
             "temperatures": list(self.temperatures),
             "isotonic_models": list(self.isotonic_models),
             "n_granularities": len(self.profiles),
+            "evidence": None if self.evidence is None else self.evidence.scalars(),
         }
 
     @classmethod
@@ -114,6 +124,7 @@ class SuccessModel:
             return np.asarray(arrays[name], dtype=np.float64)
 
         granularities = range(int(scalars["n_granularities"]))
+        evidence = scalars.get("evidence")  # absent from saves made before the stage existed
         return cls(
             ridge_weights=get("ridge_weights"),
             ridge_bias=get("ridge_bias"),
@@ -126,6 +137,7 @@ class SuccessModel:
             isotonic_models=tuple(int(m) for m in scalars["isotonic_models"]),
             isotonic_x=get("isotonic_x"),
             isotonic_y=get("isotonic_y"),
+            evidence=None if evidence is None else GradedNeighbours.from_arrays(arrays, evidence),
         )
 
     def predict_one(self, vector: NDArray[np.floating[Any]], log_tokens: float) -> list[float]:
@@ -140,6 +152,8 @@ class SuccessModel:
         if c.isotonic:
             raw = _expit(logits[c.isotonic])
             p[c.isotonic] = np.interp(raw + c.isotonic_offsets, self.isotonic_x, self.isotonic_y)
+        if self.evidence is not None:
+            p = self.evidence.update_one(p, vector)
         out: list[float] = p.tolist()
         return out
 
@@ -213,6 +227,10 @@ class FitDiagnostics:
     cv_ece: list[float]
     cv_p_success: F64  # (n, M) cross-fitted calibrated p_success (NaN where ungraded)
     folds: int
+    evidence_temperature: float | None  # None: the graded-neighbour update was left out
+    evidence_strength: float | None
+    cv_brier_before_evidence: float
+    cv_brier_after_evidence: float
 
 
 def fit_success_model(
@@ -255,6 +273,18 @@ def _fit(
         stack_oof, grades, known, folds, config
     )
     iso_x, iso_y = _isotonic_tables(iso_tables)
+    evidence = fit_graded_neighbours(
+        x,
+        grades,
+        known,
+        folds,
+        calibrated,
+        neighbours=config.evidence_neighbours,
+        temperatures=config.evidence_temperatures,
+        strengths=config.evidence_strengths,
+    )
+    calibrated = evidence.cv_p_success
+    stage = evidence.stage
     model = SuccessModel(
         ridge_weights=ridge_final[0],
         ridge_bias=ridge_final[1],
@@ -267,6 +297,7 @@ def _fit(
         isotonic_models=tuple(iso_models),
         isotonic_x=iso_x,
         isotonic_y=iso_y,
+        evidence=stage,
     )
     brier, ece = [], []
     from ..calibration import expected_calibration_error
@@ -285,6 +316,10 @@ def _fit(
         cv_ece=ece,
         cv_p_success=np.where(known, calibrated, np.nan),
         folds=n_folds,
+        evidence_temperature=None if stage is None else stage.temperature,
+        evidence_strength=None if stage is None else stage.strength,
+        cv_brier_before_evidence=evidence.cv_brier_prior,
+        cv_brier_after_evidence=evidence.cv_brier,
     )
     return model, diagnostics
 

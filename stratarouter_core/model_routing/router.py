@@ -223,6 +223,8 @@ class ModelRouter:
                 "n_clusters": diagnostics.n_clusters,
                 "temperatures": diagnostics.temperatures,
                 "folds": diagnostics.folds,
+                "evidence_temperature": diagnostics.evidence_temperature,
+                "evidence_strength": diagnostics.evidence_strength,
             },
             cv_brier=per_model(diagnostics.cv_brier),
             cv_ece=per_model(diagnostics.cv_ece),

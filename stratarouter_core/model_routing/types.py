@@ -91,6 +91,12 @@ class ModelRouterConfig:
         chars_per_token: Prompt-length estimate when the encoder has no tokenizer.
         prompt_overhead_tokens: Tokens added to every prompt (system prompt, template).
         seed: Seed of the fold split and of k-means.
+        evidence_neighbours: Most similar graded queries whose grades update p_success
+            (a repeat of a graded query counts as one graded answer); 0 turns the update off.
+        evidence_temperatures: Temperatures tried for the neighbours' weight
+            exp((cosine - 1) / T).
+        evidence_strengths: Strengths tried for the prior: how many graded answers the
+            calibrated p_success counts as in the update.
     """
 
     folds: int = 5
@@ -107,18 +113,31 @@ class ModelRouterConfig:
     chars_per_token: float = 4.0
     prompt_overhead_tokens: float = 0.0
     seed: int = 0
+    evidence_neighbours: int = 20
+    evidence_temperatures: tuple[float, ...] = (0.03, 0.05, 0.1, 0.15, 0.2, 0.3)
+    evidence_strengths: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
 
     def __post_init__(self) -> None:
         """Reject values that cannot work."""
         if self.folds < 2:
             raise ConfigError(f"folds must be >= 2, got {self.folds}")
-        for label in ("ridge_strengths", "temperatures", "stacker_c"):
+        for label in (
+            "ridge_strengths",
+            "temperatures",
+            "stacker_c",
+            "evidence_temperatures",
+            "evidence_strengths",
+        ):
             grid = getattr(self, label)
             if not grid or any(not math.isfinite(v) or v <= 0 for v in grid):
                 raise ConfigError(f"{label} must be a non-empty tuple of positive numbers")
         if min(self.temperatures) < 0.01:
             # exp((cos - 1) / T) stays above float64's smallest normal for T >= 0.01
             raise ConfigError("temperatures must be >= 0.01")
+        if min(self.evidence_temperatures) < 0.01:
+            raise ConfigError("evidence_temperatures must be >= 0.01")
+        if self.evidence_neighbours < 0:
+            raise ConfigError(f"evidence_neighbours must be >= 0, got {self.evidence_neighbours}")
         if self.calibration not in ("auto", "isotonic", "platt", "none"):
             raise ConfigError(f"unknown calibration {self.calibration!r}")
         if self.prior_strength < 0 or self.chars_per_token <= 0:
