@@ -16,7 +16,10 @@ method's quality-cost curve (the same `decide` that `ModelRouter.route` uses). F
 - AvgAcc: the quality of the quality-only choice (w = 0); Gain@Best-single =
   (AvgAcc - best single) / best single and Gap@Oracle = (oracle - AvgAcc) / oracle, both
   relative, as LLMRouterBench reports them;
-- ECE of each model's predicted quality against its graded scores (15 equal-width bins);
+- ECE of each model's predicted quality against its graded scores (15 equal-width bins), with
+  its floor: the median ECE that outcomes drawn from the predictions themselves would show
+  (a perfectly calibrated predictor as sharp as this one, on as many queries), and the share
+  of such draws at least as far off as the real grades (the consistency test's p-value);
 - for one strong/weak pair, RouteLLM's APGR (area under the performance-gap-recovered curve
   over the share of strong calls, from 0 to 100%) and CPT(50%) / CPT(80%) (the share of
   strong calls needed to recover 50% / 80% of the gap), ranking queries by predicted
@@ -26,12 +29,14 @@ The best single model and the pair are chosen on train. Baselines: best single m
 random mix (any random split between models: the upper convex hull of the single models),
 oracle (the true scores), kNN (k=20, mean graded score per model among the 20 most similar
 train queries) and per-model logistic regression on the embeddings (scikit-learn defaults,
-labels score >= 0.5).
+labels score >= 0.5). ModelRouter is also run without its graded-neighbour update, and
+``--drop-repeats`` scores only the test queries whose text is not in train.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -43,7 +48,13 @@ import numpy as np
 from numpy.typing import NDArray
 from stratarouter_core.calibration import expected_calibration_error
 from stratarouter_core.errors import ConfigError
-from stratarouter_core.model_routing import ModelRouter, ModelSpec, Rule, decide
+from stratarouter_core.model_routing import (
+    ModelRouter,
+    ModelRouterConfig,
+    ModelSpec,
+    Rule,
+    decide,
+)
 
 from .datasets import PrecomputedEncoder
 
@@ -52,6 +63,7 @@ __all__ = ["GradedData", "MethodResult", "load_graded", "register", "run"]
 F64 = NDArray[np.float64]
 _WEIGHTS = np.concatenate([[0.0], np.logspace(-4, 1, 400)])  # cost_weight sweep
 _KNN_K = 20
+_FLOOR_DRAWS = 200
 
 
 def register(benches: Any) -> None:
@@ -63,6 +75,11 @@ def register(benches: Any) -> None:
     parser.add_argument("--embeddings", required=True, help=".npz with train and test vectors")
     parser.add_argument("--plot", help="write the quality-cost curves to this PNG")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--drop-repeats",
+        action="store_true",
+        help="score only the test queries whose exact text is not among the training queries",
+    )
     parser.add_argument(
         "--pair",
         help="STRONG,WEAK models for APGR/CPT (default: the best model on train, and the best "
@@ -137,6 +154,8 @@ class MethodResult:
     gap_at_oracle: float
     max_ece: float | None = None
     ece: dict[str, float] | None = None
+    ece_floor: dict[str, float] | None = None
+    ece_p_value: dict[str, float] | None = None
     apgr: float | None = None
     cpt50: float | None = None
     cpt80: float | None = None
@@ -168,13 +187,15 @@ def _logistic(data: GradedData) -> F64:
     return out
 
 
-def _ours(data: GradedData) -> tuple[F64, ModelRouter, float, float]:
+def _ours(
+    data: GradedData, config: ModelRouterConfig | None = None
+) -> tuple[F64, ModelRouter, float, float]:
     """p_success on test, the fitted router, fit seconds and route() P50 microseconds."""
     texts = data.train_queries + data.test_queries
     encoder = PrecomputedEncoder(
         texts, np.concatenate([data.train_vectors, data.test_vectors]), data.embedding_model
     )
-    router = ModelRouter(data.models, encoder=encoder)
+    router = ModelRouter(data.models, encoder=encoder, config=config)
     scores = [
         {name: float(v) for name, v in zip(data.names, row) if not np.isnan(v)}
         for row in data.train_scores
@@ -305,12 +326,13 @@ def _result(
     avg = _quality_only(predicted, truth)
     strong, weak = ref.pair
     known = ~np.isnan(truth)
-    ece = None
+    ece = floor = p_value = None
     if calibrated:
         ece = {
             name: expected_calibration_error(predicted[known[:, m], m], truth[known[:, m], m])
             for m, name in enumerate(data.names)
         }
+        floor, p_value = _ece_floor(predicted, truth, data.names)
     both = known[:, strong] & known[:, weak]
     apgr, cpt50, cpt80 = _apgr_cpt(
         (predicted[:, strong] - predicted[:, weak])[both], truth[both, strong], truth[both, weak]
@@ -324,11 +346,39 @@ def _result(
         gap_at_oracle=(ref.oracle - avg) / ref.oracle,
         max_ece=max(ece.values()) if ece else None,
         ece=ece,
+        ece_floor=floor,
+        ece_p_value=p_value,
         apgr=apgr,
         cpt50=cpt50,
         cpt80=cpt80,
         curve=curve,
     )
+
+
+def _ece_floor(
+    predicted: F64, truth: F64, names: Sequence[str]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per model: the median ECE of outcomes drawn from `predicted` itself, and the p-value.
+
+    A perfectly calibrated predictor still shows an ECE on a finite test set, the larger the
+    sharper it is and the fewer the queries; outcomes are drawn as Bernoulli(p), which makes
+    the floor a little high for partial-credit grades.
+    """
+    rng = np.random.default_rng(0)
+    floor, p_value = {}, {}
+    for m, name in enumerate(names):
+        rows = ~np.isnan(truth[:, m])
+        p = np.clip(predicted[rows, m], 0.0, 1.0)
+        observed = expected_calibration_error(p, truth[rows, m])
+        drawn = np.array(
+            [
+                expected_calibration_error(p, (rng.random(len(p)) < p).astype(np.float64))
+                for _ in range(_FLOOR_DRAWS)
+            ]
+        )
+        floor[name] = float(np.median(drawn))
+        p_value[name] = float(np.mean(drawn >= observed))
+    return floor, p_value
 
 
 def _quality_only(predicted: F64, truth: F64) -> float:
@@ -372,6 +422,8 @@ def _baseline_rows(data: GradedData, ref: _Reference) -> list[MethodResult]:
 def run(args: argparse.Namespace) -> int:
     """Fit every method on train, evaluate on test, print one table (or JSON)."""
     data = load_graded(args.dataset, args.embeddings)
+    if args.drop_repeats:
+        data = _without_repeats(data)
     truth = np.nan_to_num(data.test_scores)
     train_means = np.nanmean(data.train_scores, axis=0)
     best = int(np.argmax(train_means))
@@ -385,6 +437,10 @@ def run(args: argparse.Namespace) -> int:
     rows = _baseline_rows(data, ref)
     rows.append(_result(f"kNN (k={_KNN_K})", _knn(data), data, ref))
     rows.append(_result("logistic regression per model", _logistic(data), data, ref))
+    without_update, _, _, _ = _ours(data, ModelRouterConfig(evidence_neighbours=0))
+    rows.append(
+        _result("ModelRouter without the graded-neighbour update", without_update, data, ref)
+    )
     p, router, fit_s, p50_us = _ours(data)
     rows.append(_result("StrataRouter ModelRouter", p, data, ref))
     report = router.report
@@ -392,6 +448,7 @@ def run(args: argparse.Namespace) -> int:
         "dataset": data.name,
         "n_train": len(data.train_queries),
         "n_test": len(data.test_queries),
+        "repeats_dropped": bool(args.drop_repeats),
         "models": data.names,
         "price": data.price.tolist(),
         "best_single": data.names[best],
@@ -444,11 +501,19 @@ def _print(rows: Sequence[MethodResult], payload: dict[str, Any]) -> None:
         cells = [_fmt(getattr(row, attr), style) for _, attr, style in columns]
         print(f"| {row.method} | " + " | ".join(cells) + " |")
     ours = rows[-1]
-    if ours.ece:
-        print("\nECE of p_success per model (ModelRouter, test):")
-        print("| " + " | ".join(ours.ece) + " |")
-        print("|---" * len(ours.ece) + "|")
-        print("| " + " | ".join(f"{v:.3f}" for v in ours.ece.values()) + " |")
+    if ours.ece and ours.ece_floor and ours.ece_p_value:
+        print(
+            "\nECE of p_success per model (ModelRouter, test), its floor (median ECE of a "
+            "perfectly calibrated predictor as sharp, on as many queries) and the p-value:"
+        )
+        print("| | " + " | ".join(ours.ece) + " |")
+        print("|---" * (len(ours.ece) + 1) + "|")
+        for label, values in (
+            ("ECE", ours.ece),
+            ("floor", ours.ece_floor),
+            ("p-value", ours.ece_p_value),
+        ):
+            print(f"| {label} | " + " | ".join(f"{v:.3f}" for v in values.values()) + " |")
     print(
         f"\nModelRouter.fit: {payload['fit_seconds']:.1f} s; "
         f"route() with the embedding given: P50 {payload['route_p50_us']:.0f} us"
@@ -481,6 +546,20 @@ def _plot(rows: Sequence[MethodResult], data: GradedData, path: str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=130)
     plt.close(figure)
+
+
+def _without_repeats(data: GradedData) -> GradedData:
+    """The data with the test queries whose exact text is a training query left out."""
+    seen = set(data.train_queries)
+    keep = np.array([q not in seen for q in data.test_queries], dtype=bool)
+    if not keep.any():
+        raise ConfigError("--drop-repeats: every test query is also a training query")
+    return dataclasses.replace(
+        data,
+        test_queries=[q for q, k in zip(data.test_queries, keep) if k],
+        test_scores=data.test_scores[keep],
+        test_vectors=data.test_vectors[keep],
+    )
 
 
 def _unit(vectors: NDArray[np.float32]) -> NDArray[np.float32]:

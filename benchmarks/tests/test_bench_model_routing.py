@@ -56,6 +56,7 @@ def test_json_report_and_plot(tmp_path, capsys) -> None:
         "oracle",
         "kNN",
         "logistic regression per model",
+        "ModelRouter without the graded-neighbour update",
         "StrataRouter ModelRouter",
     }
     assert payload["best_single"] == "big" and payload["pair"] == ["big", "mid"]
@@ -72,6 +73,9 @@ def test_json_report_and_plot(tmp_path, capsys) -> None:
         (oracle["avg_acc"] - ours["avg_acc"]) / oracle["avg_acc"]
     )
     assert set(ours["ece"]) == {"big", "mid", "small"} and ours["max_ece"] < 0.2
+    assert set(ours["ece_floor"]) == set(ours["ece"]) == set(ours["ece_p_value"])
+    assert all(0.0 < v < 0.2 for v in ours["ece_floor"].values())
+    assert payload["repeats_dropped"] is False and payload["n_test"] == 200
     assert ours["apgr"] > 0.5 and ours["cpt80"] is not None
     assert rows["random mix"]["cost_saved_at_best_quality"] == pytest.approx(0.0)
     assert payload["route_p50_us"] > 0 and plot.stat().st_size > 10_000
@@ -83,7 +87,29 @@ def test_table_output(tmp_path, capsys) -> None:
     assert main([*args, "--pair", "mid,small"]) == 0
     out = capsys.readouterr().out
     assert "pair mid vs small" in out and "| StrataRouter ModelRouter |" in out
-    assert "ECE of p_success per model" in out
+    assert "ECE of p_success per model" in out and "| floor |" in out and "| p-value |" in out
+
+
+def test_drop_repeats_scores_only_new_test_queries(tmp_path, capsys) -> None:
+    dataset, vectors = _write(tmp_path, n_train=300, n_test=80)
+    raw = json.loads(dataset.read_text())
+    for i in range(30):  # 30 test queries repeat a training query's text
+        raw["test"][i][0] = raw["train"][i][0]
+    dataset.write_text(json.dumps(raw))
+    args = ["bench", "model-routing", "--dataset", str(dataset), "--embeddings", str(vectors)]
+    assert main([*args, "--json", "--drop-repeats"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["repeats_dropped"] is True and payload["n_test"] == 50
+
+
+def test_ece_floor_tells_calibrated_from_miscalibrated() -> None:
+    rng = np.random.default_rng(5)
+    p = rng.random((400, 1))
+    honest = (rng.random((400, 1)) < p).astype(float)
+    floor, p_value = model_routing._ece_floor(p, honest, ["m"])
+    assert 0.02 < floor["m"] < 0.1 and p_value["m"] > 0.05
+    _, p_value = model_routing._ece_floor(p, 1.0 - honest, ["m"])  # confidently wrong
+    assert p_value["m"] == 0.0
 
 
 def test_pair_helpers() -> None:
