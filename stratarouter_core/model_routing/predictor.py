@@ -280,8 +280,10 @@ def _fit(
         folds,
         calibrated,
         neighbours=config.evidence_neighbours,
+        probe=config.evidence_probe,
         temperatures=config.evidence_temperatures,
         strengths=config.evidence_strengths,
+        seed=config.seed,
     )
     calibrated = evidence.cv_p_success
     stage = evidence.stage

@@ -93,6 +93,8 @@ class ModelRouterConfig:
         seed: Seed of the fold split and of k-means.
         evidence_neighbours: Most similar graded queries whose grades update p_success
             (a repeat of a graded query counts as one graded answer); 0 turns the update off.
+        evidence_probe: Clusters of graded queries (about sqrt(N) of them) searched for those
+            neighbours; more finds the exact nearest more often and costs more per query.
         evidence_temperatures: Temperatures tried for the neighbours' weight
             exp((cosine - 1) / T).
         evidence_strengths: Strengths tried for the prior: how many graded answers the
@@ -114,6 +116,7 @@ class ModelRouterConfig:
     prompt_overhead_tokens: float = 0.0
     seed: int = 0
     evidence_neighbours: int = 20
+    evidence_probe: int = 8
     evidence_temperatures: tuple[float, ...] = (0.03, 0.05, 0.1, 0.15, 0.2, 0.3)
     evidence_strengths: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -138,6 +141,8 @@ class ModelRouterConfig:
             raise ConfigError("evidence_temperatures must be >= 0.01")
         if self.evidence_neighbours < 0:
             raise ConfigError(f"evidence_neighbours must be >= 0, got {self.evidence_neighbours}")
+        if self.evidence_probe < 1:
+            raise ConfigError(f"evidence_probe must be >= 1, got {self.evidence_probe}")
         if self.calibration not in ("auto", "isotonic", "platt", "none"):
             raise ConfigError(f"unknown calibration {self.calibration!r}")
         if self.prior_strength < 0 or self.chars_per_token <= 0:

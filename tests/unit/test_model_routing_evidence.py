@@ -3,6 +3,7 @@ does with a repeat of a graded query."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -26,7 +27,15 @@ def test_a_repeat_counts_as_one_graded_answer_and_far_queries_as_almost_none() -
     graded = np.ones_like(grades)
     graded[0, 1] = 0.0  # query 0 was never graded on model 1
     stage = GradedNeighbours(
-        vectors, grades * graded, graded, neighbours=4, temperature=0.05, strength=2.0
+        vectors,
+        grades * graded,
+        graded,
+        centroids=np.full((1, 4), 0.5, dtype=np.float32),  # one cluster holding all four
+        starts=np.array([0, 4]),
+        probe=1,
+        neighbours=4,
+        temperature=0.05,
+        strength=2.0,
     )
     prior = np.array([[0.5, 0.5]])
     far = np.exp(-1.0 / 0.05)  # weight of a neighbour at cosine 0
@@ -64,11 +73,50 @@ def test_cross_validation_keeps_the_update_where_neighbours_know_the_answer() ->
         folds,
         prior,
         neighbours=20,
+        probe=8,
+        seed=0,
         temperatures=(0.03, 0.1),
         strengths=(0.5, 2.0),
     )
     assert fit.stage is not None
     assert fit.cv_brier < 0.5 * fit.cv_brier_prior  # the copies in other folds answer it
+
+
+def test_the_clustered_search_finds_the_exact_neighbours_and_batch_equals_one() -> None:
+    x, grades = _repeats(200, 3, seed=4)
+    known = np.ones_like(grades, dtype=bool)
+    folds = np.random.default_rng(5).permutation(len(x)) % 5
+    fit = fit_graded_neighbours(
+        x,
+        grades,
+        known,
+        folds,
+        np.full_like(grades, 0.5),
+        neighbours=20,
+        probe=4,
+        temperatures=(0.1,),
+        strengths=(2.0,),
+        seed=0,
+    )
+    stage = fit.stage
+    assert stage is not None and len(stage.centroids) == round(np.sqrt(len(x)))
+    assert stage.starts[0] == 0 and stage.starts[-1] == len(x)
+    queries = _unit(x[:50] + 0.01 * np.random.default_rng(6).normal(size=(50, 32)))
+    prior = np.full((50, 2), 0.5)
+    batch = stage.update(prior, queries)
+    one = np.array([stage.update_one(prior[i], queries[i]) for i in range(50)])
+    np.testing.assert_allclose(batch, one, rtol=1e-5)
+    # probing every cluster is an exact search: same answers as a brute-force top 20
+    everything = dataclasses.replace(stage, probe=len(stage.centroids))
+    sims = queries @ stage.vectors.T
+    top = np.argsort(-sims, axis=1)[:, :20]
+    w = np.exp((np.take_along_axis(sims, top, axis=1) - 1.0) / 0.1)
+    exact = (2.0 * prior + np.einsum("nk,nkm->nm", w, stage.grades[top])) / (
+        2.0 + np.einsum("nk,nkm->nm", w, stage.graded[top])
+    )
+    np.testing.assert_allclose(everything.update(prior, queries), exact, rtol=1e-5)
+    # the probed search misses little: the copies sit in the query's nearest clusters
+    np.testing.assert_allclose(batch, exact, atol=0.02)
 
 
 def test_cross_validation_leaves_the_update_out_when_neighbours_are_noise() -> None:
@@ -85,6 +133,8 @@ def test_cross_validation_leaves_the_update_out_when_neighbours_are_noise() -> N
         folds,
         prior,
         neighbours=20,
+        probe=8,
+        seed=0,
         temperatures=(0.03, 0.1),
         strengths=(2.0, 8.0),
     )
@@ -149,8 +199,32 @@ def test_turning_the_update_off_and_loading_a_save_made_before_it(repeat_router,
         {"evidence_temperatures": ()},
         {"evidence_temperatures": (0.001,)},
         {"evidence_strengths": (0.0,)},
+        {"evidence_probe": 0},
     ],
 )
 def test_bad_evidence_settings_are_config_errors(kwargs) -> None:
     with pytest.raises(ConfigError, match="evidence_"):
         ModelRouterConfig(**kwargs)
+
+
+def test_large_batches_are_updated_in_bounded_steps(monkeypatch) -> None:
+    from stratarouter_core.model_routing import evidence
+
+    x, grades = _repeats(100, 3, seed=7)
+    stage = fit_graded_neighbours(
+        x,
+        grades,
+        np.ones_like(grades, dtype=bool),
+        np.arange(len(x)) % 5,
+        np.full_like(grades, 0.5),
+        neighbours=20,
+        probe=100,  # every cluster: the widest gather
+        temperatures=(0.1,),
+        strengths=(2.0,),
+        seed=0,
+    ).stage
+    assert stage is not None
+    prior = np.full_like(grades, 0.5)
+    whole = stage.update(prior, x)
+    monkeypatch.setattr(evidence, "_GATHERED_FLOATS", 1)  # one query per step
+    np.testing.assert_array_equal(stage.update(prior, x), whole)
