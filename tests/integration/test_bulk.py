@@ -77,7 +77,10 @@ def queries(tmp_path_factory, clinc) -> Path:
 
 def _assert_same(decisions: dict, expected) -> None:
     assert decisions["route"] == [r.route_id for r in expected]
-    assert decisions["confidence"] == [r.confidence for r in expected]
+    # batches of another size take other BLAS paths: equal to float32 rounding, not bit for bit
+    np.testing.assert_allclose(
+        decisions["confidence"], [r.confidence for r in expected], rtol=1e-5, atol=1e-7
+    )
     assert decisions["is_fallback"] == [r.is_fallback for r in expected]
     assert decisions["accepted"] == [r.route_id is not None and not r.is_fallback for r in expected]
 
