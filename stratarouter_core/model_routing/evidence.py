@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .kmeans import spherical_kmeans
+
 __all__ = ["EvidenceFit", "GradedNeighbours", "fit_graded_neighbours"]
 
 F64 = NDArray[np.float64]
@@ -182,10 +184,8 @@ def fit_graded_neighbours(
     prior_brier = float(prior_losses.sum() / total)
     if neighbours < 1 or len(x) < 2:
         return EvidenceFit(None, prior, prior_brier, prior_brier)
-    from .predictor import _cluster  # the same spherical k-means as the profiles
-
     x32 = x.astype(np.float32)
-    centroids, labels = _cluster(x, max(1, round(np.sqrt(len(x)))), seed)
+    centroids, labels = spherical_kmeans(x, max(1, round(np.sqrt(len(x)))), seed)
     searched = _nearest(x32 @ centroids.astype(np.float32).T, probe)
     in_probe = np.zeros((len(x), len(centroids)), dtype=bool)
     np.put_along_axis(in_probe, searched, True, axis=1)

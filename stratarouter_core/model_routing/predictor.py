@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 
 from ..calibration import IsotonicCalibrator
 from .evidence import GradedNeighbours, fit_graded_neighbours
+from .kmeans import one_hot, spherical_kmeans
 from .types import ModelRouterConfig
 
 __all__ = ["FitDiagnostics", "SuccessModel", "fit_success_model"]
@@ -229,8 +230,6 @@ class FitDiagnostics:
     folds: int
     evidence_temperature: float | None  # None: the graded-neighbour update was left out
     evidence_strength: float | None
-    cv_brier_before_evidence: float
-    cv_brier_after_evidence: float
 
 
 def fit_success_model(
@@ -320,8 +319,6 @@ def _fit(
         folds=n_folds,
         evidence_temperature=None if stage is None else stage.temperature,
         evidence_strength=None if stage is None else stage.strength,
-        cv_brier_before_evidence=evidence.cv_brier_prior,
-        cv_brier_after_evidence=evidence.cv_brier,
     )
     return model, diagnostics
 
@@ -406,36 +403,11 @@ def _profile(sims: F64, table: F64, temperature: float) -> F64:
     return out
 
 
-def _cluster(x: F64, k: int, seed: int, iterations: int = 12) -> tuple[F64, NDArray[np.int64]]:
-    """Spherical k-means (cosine), seeded with k distinct random rows.
-
-    A few Lloyd steps of matrix products: the profiles only need coarse, stable regions, not
-    the converged optimum scikit-learn's k-means++ pays seconds for.
-    """
-    rng = np.random.default_rng(seed)
-    x32 = x.astype(np.float32)  # assignments only need float32 products
-    centroids = x32[rng.choice(len(x), size=k, replace=False)].copy()
-    for _ in range(iterations):
-        labels = np.argmax(x32 @ centroids.T, axis=1)
-        sums = _one_hot(labels, k).T.astype(np.float32) @ x32
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        empty = norms[:, 0] == 0  # an emptied cluster keeps its old centre
-        sums[empty] = centroids[empty]
-        centroids = sums / np.where(norms > 0, norms, 1.0)
-    return centroids.astype(np.float64), np.argmax(x32 @ centroids.T, axis=1).astype(np.int64)
-
-
-def _one_hot(labels: NDArray[np.int64], k: int) -> F64:
-    out = np.zeros((len(labels), k))
-    out[np.arange(len(labels)), labels] = 1.0
-    return out
-
-
 def _cluster_means(
     labels: NDArray[np.int64], k: int, grades: F64, known: NDArray[np.bool_], strength: float
 ) -> F64:
     """Mean grade per cluster and model, shrunk toward the model's mean by `strength` counts."""
-    members = _one_hot(labels, k).T
+    members = one_hot(labels, k).T
     counts = members @ known.astype(np.float64)
     sums = members @ np.where(known, grades, 0.0)
     prior = sums.sum(axis=0) / np.maximum(counts.sum(axis=0), 1.0)
@@ -456,7 +428,7 @@ def _neighbourhood(
     oof = np.zeros((len(temps), *grades.shape))
     for f in np.unique(folds):
         train, held = folds != f, folds == f
-        centroids, labels = _cluster(x[train], k, config.seed)
+        centroids, labels = spherical_kmeans(x[train], k, config.seed)
         table = _cluster_means(labels, k, grades[train], known[train], config.prior_strength)
         sims = x[held] @ centroids.T
         for t, temperature in enumerate(temps):
@@ -464,7 +436,7 @@ def _neighbourhood(
     filled = np.where(known, grades, 0.0)
     loss = (((oof - filled) ** 2) * known).sum(axis=(1, 2))
     best = int(loss.argmin())
-    centroids, labels = _cluster(x, k, config.seed)
+    centroids, labels = spherical_kmeans(x, k, config.seed)
     table = _cluster_means(labels, k, grades, known, config.prior_strength)
     return oof[best], centroids, table, float(temps[best])
 

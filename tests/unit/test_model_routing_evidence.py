@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 from stratarouter_core import ConfigError, ModelRouter, ModelRouterConfig, ModelSpec
-from stratarouter_core.model_routing.evidence import GradedNeighbours, fit_graded_neighbours
+from stratarouter_core.model_routing.evidence import (
+    EvidenceFit,
+    GradedNeighbours,
+    fit_graded_neighbours,
+)
 from stratarouter_core.testing import HashingEncoder
 
 CHEAP = ModelSpec("cheap", input_usd_per_mtok=0.1, output_usd_per_mtok=0.1)
@@ -61,43 +65,42 @@ def _repeats(n_groups: int, per_group: int, seed: int) -> tuple[np.ndarray, np.n
     return x, np.repeat(pattern, per_group, axis=0)
 
 
-def test_cross_validation_keeps_the_update_where_neighbours_know_the_answer() -> None:
-    x, grades = _repeats(200, 3, seed=0)
-    known = np.ones_like(grades, dtype=bool)
-    folds = np.random.default_rng(1).permutation(len(x)) % 5
-    prior = np.full_like(grades, 0.5)  # a predictor that learned nothing
-    fit = fit_graded_neighbours(
+def _fit(
+    x: np.ndarray,
+    grades: np.ndarray,
+    folds: np.ndarray,
+    *,
+    probe: int = 8,
+    temperatures: tuple[float, ...] = (0.1,),
+    strengths: tuple[float, ...] = (2.0,),
+) -> EvidenceFit:
+    """Every query graded, from a prior that learned nothing (0.5)."""
+    return fit_graded_neighbours(
         x,
         grades,
-        known,
+        np.ones_like(grades, dtype=bool),
         folds,
-        prior,
+        np.full_like(grades, 0.5),
         neighbours=20,
-        probe=8,
+        probe=probe,
+        temperatures=temperatures,
+        strengths=strengths,
         seed=0,
-        temperatures=(0.03, 0.1),
-        strengths=(0.5, 2.0),
     )
+
+
+def test_cross_validation_keeps_the_update_where_neighbours_know_the_answer() -> None:
+    x, grades = _repeats(200, 3, seed=0)
+    folds = np.random.default_rng(1).permutation(len(x)) % 5
+    fit = _fit(x, grades, folds, temperatures=(0.03, 0.1), strengths=(0.5, 2.0))
     assert fit.stage is not None
     assert fit.cv_brier < 0.5 * fit.cv_brier_prior  # the copies in other folds answer it
 
 
 def test_the_clustered_search_finds_the_exact_neighbours_and_batch_equals_one() -> None:
     x, grades = _repeats(200, 3, seed=4)
-    known = np.ones_like(grades, dtype=bool)
     folds = np.random.default_rng(5).permutation(len(x)) % 5
-    fit = fit_graded_neighbours(
-        x,
-        grades,
-        known,
-        folds,
-        np.full_like(grades, 0.5),
-        neighbours=20,
-        probe=4,
-        temperatures=(0.1,),
-        strengths=(2.0,),
-        seed=0,
-    )
+    fit = _fit(x, grades, folds, probe=4)
     stage = fit.stage
     assert stage is not None and len(stage.centroids) == round(np.sqrt(len(x)))
     assert stage.starts[0] == 0 and stage.starts[-1] == len(x)
@@ -123,23 +126,10 @@ def test_cross_validation_leaves_the_update_out_when_neighbours_are_noise() -> N
     rng = np.random.default_rng(2)
     x = _unit(rng.normal(size=(600, 32)))
     grades = (rng.random((600, 2)) < 0.5).astype(float)  # grades unrelated to the query
-    known = np.ones_like(grades, dtype=bool)
     folds = rng.permutation(600) % 5
-    prior = np.full_like(grades, 0.5)
-    fit = fit_graded_neighbours(
-        x,
-        grades,
-        known,
-        folds,
-        prior,
-        neighbours=20,
-        probe=8,
-        seed=0,
-        temperatures=(0.03, 0.1),
-        strengths=(2.0, 8.0),
-    )
+    fit = _fit(x, grades, folds, temperatures=(0.03, 0.1), strengths=(2.0, 8.0))
     assert fit.stage is None and fit.cv_brier == fit.cv_brier_prior
-    np.testing.assert_array_equal(fit.cv_p_success, prior)
+    np.testing.assert_array_equal(fit.cv_p_success, np.full_like(grades, 0.5))
 
 
 @pytest.fixture(scope="module")
@@ -211,18 +201,7 @@ def test_large_batches_are_updated_in_bounded_steps(monkeypatch) -> None:
     from stratarouter_core.model_routing import evidence
 
     x, grades = _repeats(100, 3, seed=7)
-    stage = fit_graded_neighbours(
-        x,
-        grades,
-        np.ones_like(grades, dtype=bool),
-        np.arange(len(x)) % 5,
-        np.full_like(grades, 0.5),
-        neighbours=20,
-        probe=100,  # every cluster: the widest gather
-        temperatures=(0.1,),
-        strengths=(2.0,),
-        seed=0,
-    ).stage
+    stage = _fit(x, grades, np.arange(len(x)) % 5, probe=100).stage  # the widest gather
     assert stage is not None
     prior = np.full_like(grades, 0.5)
     whole = stage.update(prior, x)
