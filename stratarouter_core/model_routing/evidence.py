@@ -29,12 +29,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .kmeans import spherical_kmeans
+from .kmeans import row_steps, spherical_kmeans
 
 __all__ = ["EvidenceFit", "GradedNeighbours", "fit_graded_neighbours"]
 
 F64 = NDArray[np.float64]
-_GATHERED_FLOATS = 1 << 23  # 32 MB of candidate vectors per batch step
 
 
 @dataclass(frozen=True)
@@ -51,37 +50,20 @@ class GradedNeighbours:
     temperature: float
     strength: float
 
-    def __post_init__(self) -> None:
-        """Padded member table (C, largest cluster), -1 past a cluster's end, for batches."""
-        sizes = np.diff(self.starts)
-        table = np.full((len(sizes), int(sizes.max(initial=1))), -1, dtype=np.int64)
-        for c, (start, size) in enumerate(zip(self.starts[:-1], sizes)):
-            table[c, :size] = np.arange(start, start + size)
-        object.__setattr__(self, "_members", table)
-
     def update(self, p: F64, vectors: NDArray[np.floating[Any]]) -> F64:
         """Updated p_success (n, M) for the prior `p` (n, M) of unit-norm `vectors` (n, d)."""
         queries = np.asarray(vectors, dtype=np.float32)
-        members: NDArray[np.int64] = self._members  # type: ignore[attr-defined]
-        # each query gathers probe x (largest cluster) vectors: bound the gathered floats
-        per_query = min(self.probe, len(members)) * members.shape[1] * queries.shape[1]
-        step = max(1, _GATHERED_FLOATS // per_query)
-        if len(queries) <= step:
-            return self._update(p, queries)
-        return np.concatenate(
-            [self._update(p[i : i + step], queries[i : i + step]) for i in range(0, len(p), step)]
+        if len(queries) == 1:  # a search cluster by cluster costs a loop; one query needs none
+            return self.update_one(p[0], queries[0])[None, :]
+        nearest, sims = _search(
+            queries,
+            self.centroids,
+            self.vectors,
+            self.starts,
+            self.probe,
+            self.neighbours,
         )
-
-    def _update(self, p: F64, queries: NDArray[np.float32]) -> F64:
-        clusters = _nearest(queries @ self.centroids.T, self.probe)
-        members: NDArray[np.int64] = self._members  # type: ignore[attr-defined]
-        candidates = members[clusters].reshape(len(queries), -1)  # (n, probe * largest)
-        sims = np.einsum("nd,nkd->nk", queries, self.vectors[candidates])
-        sims[candidates < 0] = -np.inf
-        k = min(self.neighbours, candidates.shape[1])
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        nearest = np.take_along_axis(candidates, top, axis=1)
-        weights = np.exp((np.take_along_axis(sims, top, axis=1) - 1.0) / self.temperature)
+        weights = np.exp((sims - 1.0) / self.temperature)
         mass = np.einsum("nk,nkm->nm", weights, self.graded[nearest])
         votes = np.einsum("nk,nkm->nm", weights, self.grades[nearest])
         out: F64 = (self.strength * p + votes) / (self.strength + mass)
@@ -148,6 +130,47 @@ def _nearest(sims: NDArray[np.float32], probe: int) -> NDArray[np.int64]:
     return out
 
 
+def _search(
+    queries: NDArray[np.float32],
+    centroids: NDArray[np.float32],
+    vectors: NDArray[np.float32],
+    starts: NDArray[np.int64],
+    probe: int,
+    neighbours: int,
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Rows of `vectors` (grouped by cluster) nearest each query within its `probe` nearest
+    clusters, and their cosines; slots beyond a query's candidates have cosine -inf (weight 0).
+
+    Cluster by cluster: one product of the queries that probe it with its members, merged into
+    each query's running top k. Gathering each query's candidate vectors instead copied MBs
+    per query, and a (queries x graded) product grows as N^2.
+    """
+    k = min(neighbours, len(vectors))
+    nearest = np.zeros((len(queries), k), dtype=np.int64)
+    sims = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    probed = _nearest(queries @ centroids.T, probe)
+    pairs = np.argsort(probed, axis=None, kind="stable")  # (query, cluster) pairs by cluster
+    clusters = probed.ravel()[pairs]
+    asking = pairs // probed.shape[1]
+    bounds = np.searchsorted(clusters, np.arange(len(centroids) + 1))
+    for c in np.unique(clusters):
+        first, last = int(starts[c]), int(starts[c + 1])
+        if first == last:
+            continue
+        members = np.arange(first, last)
+        cluster_queries = asking[bounds[c] : bounds[c + 1]]
+        for step in row_steps(len(cluster_queries), last - first):
+            rows = cluster_queries[step]
+            found = np.concatenate([sims[rows], queries[rows] @ vectors[first:last].T], axis=1)
+            ids = np.concatenate(
+                [nearest[rows], np.broadcast_to(members, (len(rows), len(members)))], axis=1
+            )
+            top = np.argpartition(-found, k - 1, axis=1)[:, :k]
+            sims[rows] = np.take_along_axis(found, top, axis=1)
+            nearest[rows] = np.take_along_axis(ids, top, axis=1)
+    return nearest, sims
+
+
 @dataclass(frozen=True)
 class EvidenceFit:
     """What `fit_graded_neighbours` found: the stage (or None) and the updated out-of-fold p."""
@@ -186,22 +209,20 @@ def fit_graded_neighbours(
         return EvidenceFit(None, prior, prior_brier, prior_brier)
     x32 = x.astype(np.float32)
     centroids, labels = spherical_kmeans(x, max(1, round(np.sqrt(len(x)))), seed)
-    searched = _nearest(x32 @ centroids.astype(np.float32).T, probe)
-    in_probe = np.zeros((len(x), len(centroids)), dtype=bool)
-    np.put_along_axis(in_probe, searched, True, axis=1)
+    centroids32 = np.ascontiguousarray(centroids, dtype=np.float32)
     # per held-out query: its nearest graded queries among the other folds, searched in its
     # probed clusters as prediction will search them
     k = min(neighbours, int(np.min([np.sum(folds != f) for f in np.unique(folds)])))
     nearest = np.zeros((len(x), k), dtype=np.int64)
-    sims = np.zeros((len(x), k))
+    sims = np.full((len(x), k), -np.inf, dtype=np.float32)
     for f in np.unique(folds):
         held = np.nonzero(folds == f)[0]
         train = np.nonzero(folds != f)[0]
-        block = x32[held] @ x32[train].T
-        block[~in_probe[held][:, labels[train]]] = -np.inf
-        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
-        nearest[held] = train[top]
-        sims[held] = np.take_along_axis(block, top, axis=1)
+        grouped = train[np.argsort(labels[train], kind="stable")]
+        starts = np.searchsorted(labels[grouped], np.arange(len(centroids) + 1))
+        found, cosines = _search(x32[held], centroids32, x32[grouped], starts, probe, k)
+        nearest[held, : found.shape[1]] = grouped[found]
+        sims[held, : found.shape[1]] = cosines
     best: tuple[float, float, float, F64] | None = None
     for temperature in temperatures:
         weights = np.exp((sims - 1.0) / temperature)
@@ -222,7 +243,7 @@ def fit_graded_neighbours(
         vectors=np.ascontiguousarray(x32[order]),
         grades=filled[order],
         graded=graded[order],
-        centroids=np.ascontiguousarray(centroids, dtype=np.float32),
+        centroids=centroids32,
         starts=np.searchsorted(labels[order], np.arange(len(centroids) + 1)).astype(np.int64),
         probe=probe,
         neighbours=neighbours,

@@ -101,6 +101,35 @@ def test_cluster_sizes_keep_ten_queries_per_cluster_and_drop_duplicates() -> Non
     assert _cluster_sizes(15) == []  # fewer than two clusters: no neighbourhood evidence
 
 
+def test_neighbourhood_profiles_are_out_of_fold() -> None:
+    from stratarouter_core.model_routing.predictor import _neighbourhood
+    from stratarouter_core.model_routing.types import ModelRouterConfig
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    grades = (rng.random((400, 2)) < 0.5).astype(float)
+    known = np.ones_like(grades, dtype=bool)
+    folds = np.arange(400) % 5
+    config = ModelRouterConfig()
+    oof, *_ = _neighbourhood(x, grades, known, folds, 40, config)
+    # a held-out query's grade is in no table its own profile reads
+    flipped = grades.copy()
+    flipped[folds == 0] = 1.0 - flipped[folds == 0]
+    again, *_ = _neighbourhood(x, flipped, known, folds, 40, config)
+    np.testing.assert_array_equal(again[folds == 0], oof[folds == 0])
+    assert not np.allclose(again[folds != 0], oof[folds != 0])
+
+
+def test_member_sums_equal_the_indicator_product() -> None:
+    from stratarouter_core.model_routing.kmeans import member_sums
+
+    labels = np.array([2, 0, 2, 2, 0])
+    values = np.arange(10.0).reshape(5, 2)
+    indicator = np.eye(4)[labels].T  # cluster 1 and 3 have no member
+    np.testing.assert_array_equal(member_sums(labels, values, 4), indicator @ values)
+
+
 # ---------------------------------------------------------------- decision rules
 P = np.array([[0.95, 0.85, 0.40]])
 COSTS = np.array([[10.0, 2.0, 0.5]])

@@ -198,12 +198,30 @@ def test_bad_evidence_settings_are_config_errors(kwargs) -> None:
 
 
 def test_large_batches_are_updated_in_bounded_steps(monkeypatch) -> None:
-    from stratarouter_core.model_routing import evidence
+    from stratarouter_core.model_routing import kmeans
 
     x, grades = _repeats(100, 3, seed=7)
-    stage = _fit(x, grades, np.arange(len(x)) % 5, probe=100).stage  # the widest gather
+    stage = _fit(x, grades, np.arange(len(x)) % 5, probe=100).stage  # every cluster probed
     assert stage is not None
     prior = np.full_like(grades, 0.5)
     whole = stage.update(prior, x)
-    monkeypatch.setattr(evidence, "_GATHERED_FLOATS", 1)  # one query per step
-    np.testing.assert_array_equal(stage.update(prior, x), whole)
+    monkeypatch.setattr(kmeans, "_PRODUCT_FLOATS", 1)  # one query per product
+    # float32 products of one row and of many take different BLAS paths
+    np.testing.assert_allclose(stage.update(prior, x), whole, rtol=1e-5, atol=1e-7)
+
+
+def test_cross_validated_search_memory_grows_with_n_not_n_squared() -> None:
+    import tracemalloc
+
+    rng = np.random.default_rng(8)
+    x = _unit(rng.normal(size=(20_000, 32)))
+    grades = (rng.random((20_000, 2)) < 0.5).astype(float)
+    folds = np.arange(len(x)) % 5
+    tracemalloc.start()
+    try:
+        _fit(x, grades, folds)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # one (held-out x other folds) product per fold would be 4,000 x 16,000 floats (256 MB)
+    assert peak < 64 * 2**20
