@@ -30,7 +30,9 @@ random mix (any random split between models: the upper convex hull of the single
 oracle (the true scores), kNN (k=20, mean graded score per model among the 20 most similar
 train queries) and per-model logistic regression on the embeddings (scikit-learn defaults,
 labels score >= 0.5). ModelRouter is also run without its graded-neighbour update, and
-``--drop-repeats`` scores only the test queries whose text is not in train.
+``--drop-repeats`` scores only the test queries whose text is not in train. ``--models A,B``
+routes among those models only (a strong/weak pair: every method is fitted on their columns
+alone), and ``--train-sample N --seed S`` fits every method on N random training queries.
 """
 
 from __future__ import annotations
@@ -80,6 +82,16 @@ def register(benches: Any) -> None:
         action="store_true",
         help="score only the test queries whose exact text is not among the training queries",
     )
+    parser.add_argument(
+        "--models",
+        help="MODEL,MODEL,...: route among these models only (e.g. a strong/weak pair)",
+    )
+    parser.add_argument(
+        "--train-sample",
+        type=int,
+        help="fit every method on a random subset of this many training queries",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of --train-sample (default 0)")
     parser.add_argument(
         "--pair",
         help="STRONG,WEAK models for APGR/CPT (default: the best model on train, and the best "
@@ -424,6 +436,10 @@ def run(args: argparse.Namespace) -> int:
     data = load_graded(args.dataset, args.embeddings)
     if args.drop_repeats:
         data = _without_repeats(data)
+    if args.models:
+        data = _only_models(data, args.models)
+    if args.train_sample is not None:
+        data = _train_sample(data, args.train_sample, args.seed)
     truth = np.nan_to_num(data.test_scores)
     train_means = np.nanmean(data.train_scores, axis=0)
     best = int(np.argmax(train_means))
@@ -559,6 +575,38 @@ def _without_repeats(data: GradedData) -> GradedData:
         test_queries=[q for q, k in zip(data.test_queries, keep) if k],
         test_scores=data.test_scores[keep],
         test_vectors=data.test_vectors[keep],
+    )
+
+
+def _only_models(data: GradedData, spec: str) -> GradedData:
+    """The data restricted to the named models, in the order given."""
+    wanted = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in data.names]
+    if unknown or len(set(wanted)) < 2 or len(set(wanted)) != len(wanted):
+        raise ConfigError(
+            f"--models {spec!r}: expected two or more distinct models among {data.names}"
+        )
+    columns = [data.names.index(name) for name in wanted]
+    return dataclasses.replace(
+        data,
+        models=tuple(data.models[c] for c in columns),
+        train_scores=data.train_scores[:, columns],
+        test_scores=data.test_scores[:, columns],
+    )
+
+
+def _train_sample(data: GradedData, size: int, seed: int) -> GradedData:
+    """A random subset of `size` training queries (the test split is unchanged)."""
+    if not 20 <= size <= len(data.train_queries):
+        raise ConfigError(
+            f"--train-sample {size}: expected 20 to {len(data.train_queries)} training queries"
+        )
+    rows = np.sort(np.random.default_rng(seed).choice(len(data.train_queries), size, replace=False))
+    return dataclasses.replace(
+        data,
+        train_queries=[data.train_queries[r] for r in rows],
+        train_scores=data.train_scores[rows],
+        train_vectors=data.train_vectors[rows],
     )
 
 

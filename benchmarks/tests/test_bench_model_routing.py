@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from stratarouter_core.cli.main import main
+from stratarouter_core.errors import ConfigError
 
 from stratarouter_bench import model_routing
 
@@ -121,3 +122,28 @@ def test_pair_helpers() -> None:
     assert apgr == pytest.approx(0.75)
     hull = model_routing._hull([(0.1, 0.2), (0.5, 0.3), (1.0, 0.9)])
     assert hull == [(0.1, 0.2), (1.0, 0.9)]  # (0.5, 0.3) lies below the mix of the other two
+
+
+def test_models_and_train_sample_restrict_every_method(tmp_path, capsys) -> None:
+    dataset, vectors = _write(tmp_path, n_train=300, n_test=80)
+    args = ["bench", "model-routing", "--dataset", str(dataset), "--embeddings", str(vectors)]
+    assert main([*args, "--models", "big,small", "--train-sample", "120", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["models"] == ["big", "small"] and payload["n_train"] == 120
+    assert payload["pair"] == ["big", "small"]
+    ours = next(r for r in payload["rows"] if r["method"] == "StrataRouter ModelRouter")
+    assert set(ours["ece"]) == {"big", "small"}
+
+
+@pytest.mark.parametrize("spec", ["big", "big,big", "big,huge"])
+def test_models_must_be_two_or_more_known_ones(tmp_path, spec) -> None:
+    data = model_routing.load_graded(*_write(tmp_path, n_train=60, n_test=20))
+    with pytest.raises(ConfigError, match="--models"):
+        model_routing._only_models(data, spec)
+
+
+@pytest.mark.parametrize("size", [5, 61])
+def test_train_sample_must_fit_the_training_split(tmp_path, size) -> None:
+    data = model_routing.load_graded(*_write(tmp_path, n_train=60, n_test=20))
+    with pytest.raises(ConfigError, match="--train-sample"):
+        model_routing._train_sample(data, size, seed=0)
