@@ -23,6 +23,7 @@ vector cost more than the rest of `route()` together (a few MB of vectors per qu
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,21 +70,35 @@ class GradedNeighbours:
         out: F64 = (self.strength * p + votes) / (self.strength + mass)
         return out
 
+    def __post_init__(self) -> None:
+        """Lookups for `update_one`: each cluster's row span and row indices, and the grades
+        beside the graded counts (one gather and one product for both sums)."""
+        bounds = self.starts.tolist()
+        spans = list(itertools.pairwise(bounds))
+        object.__setattr__(self, "_spans", spans)
+        object.__setattr__(self, "_rows", [np.arange(a, b) for a, b in spans])
+        object.__setattr__(self, "_votes", np.concatenate([self.grades, self.graded], axis=1))
+
     def update_one(self, p: F64, vector: NDArray[np.floating[Any]]) -> F64:
         """`update` for one vector (d,) and its prior (M,): the same neighbours, fewer arrays."""
         query = np.asarray(vector, dtype=np.float32)
-        clusters = _nearest((self.centroids @ query)[None, :], self.probe)[0]
-        spans = [(int(self.starts[c]), int(self.starts[c + 1])) for c in clusters]
-        rows = np.concatenate([np.arange(a, b) for a, b in spans])
+        centroid_sims = self.centroids @ query
+        if self.probe < len(centroid_sims):
+            clusters = np.argpartition(-centroid_sims, self.probe - 1)[: self.probe].tolist()
+        else:
+            clusters = list(range(len(centroid_sims)))
+        spans: list[tuple[int, int]] = self._spans  # type: ignore[attr-defined]
+        cluster_rows: list[NDArray[np.int64]] = self._rows  # type: ignore[attr-defined]
+        rows = np.concatenate([cluster_rows[c] for c in clusters])
         # clusters are contiguous rows: products with views, no copy of their vectors
-        sims = np.concatenate([self.vectors[a:b] @ query for a, b in spans])
+        sims = np.concatenate([self.vectors[spans[c][0] : spans[c][1]] @ query for c in clusters])
         k = min(self.neighbours, len(rows))
-        top = np.argpartition(-sims, k - 1)[:k]
-        nearest = rows[top]
+        top = np.argpartition(sims, len(sims) - k)[len(sims) - k :]
         weights = np.exp((sims[top] - 1.0) / self.temperature)
-        out: F64 = (self.strength * p + weights @ self.grades[nearest]) / (
-            self.strength + weights @ self.graded[nearest]
-        )
+        votes: F64 = self._votes  # type: ignore[attr-defined]
+        summed = weights @ votes[rows[top]]
+        m = len(p)
+        out: F64 = (self.strength * p + summed[:m]) / (self.strength + summed[m:])
         return out
 
     def arrays(self) -> dict[str, NDArray[Any]]:
