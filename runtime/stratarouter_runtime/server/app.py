@@ -797,7 +797,12 @@ async def _sse_execution(
 
 
 async def _probe_backends(state: ServerState) -> dict[str, str]:
-    """``ok`` or the error of a cheap read from each backend of the bridge (1 s each)."""
+    """``ok`` or the error of a cheap read from each backend of the bridge (1 s each), and
+    each provider target whose circuit breaker is open or half-open.
+
+    Both make the server ``degraded``, never unready: a provider outage hits every replica at
+    once, and pulling them all out of the load balancer would also stop routing and cache hits.
+    """
     if state.bridge is None:
         return {}
     bridge = state.bridge
@@ -811,6 +816,14 @@ async def _probe_backends(state: ServerState) -> dict[str, str]:
             results[name] = "ok"
         except Exception as exc:  # a probe reports any failure, it never raises
             results[name] = f"unreachable: {type(exc).__name__}: {exc}"[:200]
+    for breaker in bridge.breakers:
+        breaker_state = breaker.state
+        if breaker_state == "open":
+            results[f"provider {breaker.name}"] = (
+                f"breaker open: calls refused for {breaker.retry_after():.1f} s more"
+            )
+        elif breaker_state == "half_open":
+            results[f"provider {breaker.name}"] = "breaker half-open: probing the provider"
     return results
 
 

@@ -262,3 +262,22 @@ def test_readyz_reports_degraded_when_a_backend_fails_and_routing_goes_on() -> N
         assert ready.json()["backends"]["cache"] == "ok"
         routed = httpx.post(f"{url}/v1/route", json={"query": "refund my invoice"})
         assert routed.json()["route"] == "billing"
+
+
+def test_readyz_names_a_provider_whose_breaker_is_open_and_stays_ready() -> None:
+    router = make_router()
+    bridge = CoreRuntimeBridge(RuntimeConfig(), router, {})
+    healthy = bridge.breakers.get("openai", "gpt-4o-mini")
+    failing = bridge.breakers.get("openai", "gpt-4o")
+    for _ in range(RuntimeConfig().breaker.failure_threshold):
+        failing.record_failure()
+    assert failing.state == "open" and healthy.state == "closed"
+    with live_server(create_app(router, bridge=bridge)) as url:
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 200  # routing and cache hits still work
+        assert ready.json()["status"] == "degraded"
+        backends = ready.json()["backends"]
+        assert backends["provider openai:gpt-4o"].startswith("breaker open: calls refused for")
+        assert "provider openai:gpt-4o-mini" not in backends
+        failing.reset()
+        assert httpx.get(f"{url}/readyz").json()["status"] == "ready"
