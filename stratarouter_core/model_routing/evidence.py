@@ -65,9 +65,13 @@ class GradedNeighbours:
             self.neighbours,
         )
         weights = np.exp((sims - 1.0) / self.temperature)
-        mass = np.einsum("nk,nkm->nm", weights, self.graded[nearest])
-        votes = np.einsum("nk,nkm->nm", weights, self.grades[nearest])
-        out: F64 = (self.strength * p + votes) / (self.strength + mass)
+        table: F64 = self._votes  # type: ignore[attr-defined]
+        summed = np.empty((len(queries), table.shape[1]))
+        # the gathered (rows, k, 2M) grades are the batch's largest array: bound them
+        for rows in row_steps(len(queries), nearest.shape[1] * table.shape[1]):
+            summed[rows] = np.einsum("nk,nkm->nm", weights[rows], table[nearest[rows]])
+        m = p.shape[1]
+        out: F64 = (self.strength * p + summed[:, :m]) / (self.strength + summed[:, m:])
         return out
 
     def __post_init__(self) -> None:

@@ -72,7 +72,17 @@ class SuccessModel:
         return int(self.ridge_bias.shape[0])
 
     def predict(self, vectors: NDArray[np.floating[Any]], log_tokens: F64) -> F64:
-        """p_success (n, M) for unit-norm `vectors` (n, d) and log(1 + prompt tokens) (n,)."""
+        """p_success (n, M) for unit-norm `vectors` (n, d) and log(1 + prompt tokens) (n,).
+
+        In steps of bounded memory: each row takes a product with every centroid.
+        """
+        c: _Compiled = self._compiled  # type: ignore[attr-defined]
+        steps = row_steps(len(vectors), c.projection.shape[1])
+        if len(steps) == 1:
+            return self._predict(vectors, log_tokens)
+        return np.concatenate([self._predict(vectors[s], log_tokens[s]) for s in steps])
+
+    def _predict(self, vectors: NDArray[np.floating[Any]], log_tokens: F64) -> F64:
         c: _Compiled = self._compiled  # type: ignore[attr-defined]
         scores = np.asarray(vectors, dtype=np.float32) @ c.projection + c.offset
         m = c.n_models

@@ -252,6 +252,15 @@ def test_route_batch_matches_route(fitted) -> None:
         assert a.p_success == pytest.approx(b.p_success)
 
 
+def test_large_batches_are_predicted_in_bounded_steps(fitted, monkeypatch) -> None:
+    from stratarouter_core.model_routing import kmeans
+
+    router, x, _, queries = fitted
+    whole = router.predict_proba(queries[:30], x[:30])
+    monkeypatch.setattr(kmeans, "_PRODUCT_FLOATS", 1)  # one query per step
+    np.testing.assert_allclose(router.predict_proba(queries[:30], x[:30]), whole, rtol=1e-5)
+
+
 def test_learned_output_tokens_price_the_completion() -> None:
     queries, x, truth = synthetic(300, seed=5)
     scores = [dict(zip(["big", "small"], row[[0, 2]].round().tolist())) for row in truth]
