@@ -7,9 +7,10 @@ FastAPI installed raises `MissingDependencyError` naming the extra.
 
 from __future__ import annotations
 
-from .app import ServerState, create_app
+from .app import create_app
 from .batching import EncodeBatcher
 from .config import ServerConfig, load_server_config
+from .context import ServerState
 from .routeset import RouteSet, RouteSetConflictError, RouteStore
 from .routesync import RouteSetSync
 from .security import ApiKey, Authenticator, RateLimiter

@@ -12,14 +12,11 @@ Endpoints (all under ``/v1`` need the API key when keys are configured):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import numpy as np
@@ -33,8 +30,16 @@ from ..observability import PrometheusMetrics
 from ..providers.base import ProviderClient
 from .batching import EncodeBatcher
 from .config import ServerConfig, is_loopback
+from .context import (
+    AuthPrincipal,
+    ServerState,
+    current_router,
+    execution_json,
+    probe_backends,
+    require_bridge,
+)
 from .errors import LimitExceededError, NotFoundError, error_body, status_of
-from .routeset import RouteSet, RouteStore, parse_routes_document
+from .routeset import RouteStore, parse_routes_document
 from .routesync import RouteSetSync
 from .security import (
     ApiKey,
@@ -48,7 +53,7 @@ from .security import (
 
 require("fastapi", extra="server")
 
-from fastapi import Depends, FastAPI, Request  # noqa: E402
+from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr  # noqa: E402
@@ -63,11 +68,6 @@ if TYPE_CHECKING:
 __all__ = ["ServerState", "create_app", "current_router"]
 
 logger = logging.getLogger("stratarouter_runtime.server")
-
-# The route set of the request being served. The bridge resolves a decision's target through
-# `router.get_route`; it is given a view reading this variable, so an execution resolves
-# against the set its own request routed with, even while another tenant's set is swapped.
-current_router: contextvars.ContextVar[Router] = contextvars.ContextVar("stratarouter_router")
 
 # Embeddings are float32: a finite float64 beyond its range would overflow to infinity.
 _F32_MAX = float(np.finfo(np.float32).max)
@@ -118,56 +118,6 @@ class _RequestRouter:
 
     def encode(self, texts: Any) -> NDArray[np.float32]:
         return self._router().encode(texts)
-
-
-@dataclass
-class ServerState:
-    """Everything the endpoints share; `create_app` builds it (``app.state.server``)."""
-
-    config: ServerConfig
-    store: RouteStore
-    batcher: EncodeBatcher
-    auth: Authenticator
-    limiter: RateLimiter
-    bridge: CoreRuntimeBridge | None
-    registry: Any
-    owns_bridge: bool = False
-    metrics: dict[str, Any] = field(default_factory=dict)
-    route_sync: RouteSetSync | None = None
-
-    async def decide(
-        self, rs: RouteSet, query: str, embedding: list[float] | None
-    ) -> tuple[RouteResult, float]:
-        """The decision for `query` on `rs`, encoding through the micro-batcher; and ms taken."""
-        started = time.perf_counter()
-        self.check_query(query)
-        if embedding is None:
-            vector = await self.batcher.encode(query)
-            result = rs.router.route(query, embedding=vector)
-        else:
-            result = rs.router.route(query, embedding=np.asarray(embedding, dtype=np.float32))
-        return result, (time.perf_counter() - started) * 1000
-
-    def check_query(self, query: str) -> None:
-        """Reject blank and over-long queries before any work is spent on them."""
-        if not query.strip():
-            raise InvalidQueryError("query must be a non-blank string")
-        if not query.isascii():  # JSON may escape lone surrogates, which no encoder takes
-            try:
-                query.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise InvalidQueryError(
-                    f"query is not valid Unicode: {exc.reason} at character {exc.start}"
-                ) from None
-        if len(query) > self.config.max_query_chars:
-            raise InvalidQueryError(
-                f"query is {len(query)} characters long; the limit is "
-                f"{self.config.max_query_chars} (ServerConfig.max_query_chars)"
-            )
-
-    def context(self, principal: Principal) -> dict[str, Any]:
-        """Execution context: the tenant isolates cache entries and execution records."""
-        return {"tenant_id": principal.tenant} if principal.tenant else {}
 
 
 def decision_json(
@@ -565,19 +515,6 @@ class _Metrics:
             self.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
 
 
-async def authorized(request: Request) -> Principal:
-    """Dependency of every /v1 endpoint: the API key (401), then its rate limit (429)."""
-    state: ServerState = request.app.state.server
-    client = request.client.host if request.client else "unknown"
-    principal = state.auth.check(request.headers.get("authorization"), client=client)
-    state.limiter.acquire(principal.key_id)
-    return principal
-
-
-# Module level: FastAPI resolves the endpoints' (postponed) annotations in this namespace.
-AuthPrincipal = Annotated[Principal, Depends(authorized)]
-
-
 def _add_health_routes(app: FastAPI, state: ServerState) -> None:
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -588,7 +525,7 @@ def _add_health_routes(app: FastAPI, state: ServerState) -> None:
     async def readyz() -> JSONResponse:
         """Ready to route (503 if not); ``degraded`` when a backend is unreachable."""
         rs = state.store.default
-        backends = await _probe_backends(state)
+        backends = await probe_backends(state)
         built = rs.router.is_built
         degraded = any(v != "ok" for v in backends.values())
         body = {
@@ -703,7 +640,7 @@ def _add_execution_routes(app: FastAPI, state: ServerState) -> None:
         body: ExecuteRequest, principal: AuthPrincipal
     ) -> dict[str, Any] | StreamingResponse:
         """Route, then execute on the route's target (cache, retries, durable record)."""
-        bridge = _require_bridge(state)
+        bridge = require_bridge(state)
         rs = state.store.get(principal.tenant)
         decision, _ = await state.decide(rs, body.query, body.embedding)
         context = state.context(principal)
@@ -722,7 +659,7 @@ def _add_execution_routes(app: FastAPI, state: ServerState) -> None:
     @app.get("/v1/executions/{execution_id}", tags=["execution"])
     async def get_execution(execution_id: str, principal: AuthPrincipal) -> dict[str, Any]:
         """One execution record; a tenant sees only its own."""
-        bridge = _require_bridge(state)
+        bridge = require_bridge(state)
         record = await bridge.state.get(execution_id)
         if record is None or record.context.get("tenant_id") != principal.tenant:
             raise NotFoundError(f"no execution {execution_id!r}")
@@ -745,36 +682,6 @@ def _matrix(rows: list[list[float]]) -> NDArray[np.float32]:
     return np.asarray(rows, dtype=np.float32)
 
 
-def _require_bridge(state: ServerState) -> CoreRuntimeBridge:
-    if state.bridge is None:
-        raise StrataRouterError("this server has no runtime bridge: execution is off")
-    return state.bridge
-
-
-def execution_json(result: Any) -> dict[str, Any]:
-    """An `ExecutionResult` as the API returns it."""
-    usage = result.usage
-    return {
-        "route": result.route_id,
-        "response": result.response,
-        "provider": result.provider,
-        "model": result.model,
-        "cached": result.cached,
-        "deduplicated": result.deduplicated,
-        "latency_ms": result.latency_ms,
-        "cost_usd": result.cost_usd,
-        "finish_reason": result.finish_reason,
-        "execution_id": result.execution_id,
-        "usage": None
-        if usage is None
-        else {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-        },
-    }
-
-
 async def _sse_execution(
     bridge: CoreRuntimeBridge,
     router: Router,
@@ -794,37 +701,6 @@ async def _sse_execution(
     except StrataRouterError as exc:  # headers are sent: the error goes in the stream
         body = error_body(type(exc).__name__, str(exc), status_of(exc))
         yield f"event: error\ndata: {json.dumps(body)}\n\n"
-
-
-async def _probe_backends(state: ServerState) -> dict[str, str]:
-    """``ok`` or the error of a cheap read from each backend of the bridge (1 s each), and
-    each provider target whose circuit breaker is open or half-open.
-
-    Both make the server ``degraded``, never unready: a provider outage hits every replica at
-    once, and pulling them all out of the load balancer would also stop routing and cache hits.
-    """
-    if state.bridge is None:
-        return {}
-    bridge = state.bridge
-    probes: dict[str, Awaitable[Any]] = {"state": bridge.state.get("readyz-probe")}
-    if bridge.cache is not None:
-        probes["cache"] = bridge.cache.backend.get_exact("readyz", "probe")
-    results = {}
-    for name, probe in probes.items():
-        try:
-            await asyncio.wait_for(probe, timeout=1.0)
-            results[name] = "ok"
-        except Exception as exc:  # a probe reports any failure, it never raises
-            results[name] = f"unreachable: {type(exc).__name__}: {exc}"[:200]
-    for breaker in bridge.breakers:
-        breaker_state = breaker.state
-        if breaker_state == "open":
-            results[f"provider {breaker.name}"] = (
-                f"breaker open: calls refused for {breaker.retry_after():.1f} s more"
-            )
-        elif breaker_state == "half_open":
-            results[f"provider {breaker.name}"] = "breaker half-open: probing the provider"
-    return results
 
 
 def _log_decision(

@@ -30,6 +30,7 @@ from stratarouter_core.errors import InvalidQueryError, StrataRouterError
 from stratarouter_core.types import RouteResult
 
 from .._deps import require
+from .context import current_router, execution_json, probe_backends, require_bridge
 from .errors import LimitExceededError, status_of
 from .security import Principal, RateLimitedError
 
@@ -44,7 +45,7 @@ from .proto import stratarouter_pb2 as pb  # noqa: E402
 DecodeError: type[Exception] = importlib.import_module("google.protobuf.message").DecodeError
 
 if TYPE_CHECKING:
-    from .app import ServerState
+    from .context import ServerState
     from .routeset import RouteSet
 
 __all__ = ["StrataRouterService", "grpc_code", "start_grpc_server"]
@@ -106,10 +107,8 @@ class StrataRouterService:
         self, request: pb.HealthRequest, context: aio.ServicerContext
     ) -> pb.HealthResponse:
         """Readiness, as ``GET /readyz`` reports it (open, like the probe)."""
-        from .app import _probe_backends
-
         rs = self.state.store.default
-        backends = await _probe_backends(self.state)
+        backends = await probe_backends(self.state)
         built = rs.router.is_built
         degraded = any(v != "ok" for v in backends.values())
         return pb.HealthResponse(
@@ -203,11 +202,9 @@ class StrataRouterService:
     async def _execute(
         self, request: pb.ExecuteRequest, context: aio.ServicerContext
     ) -> AsyncIterator[pb.ExecuteEvent]:
-        from .app import _require_bridge, current_router, execution_json
-
         _well_formed(request)
         principal = self._authorize(context)
-        bridge = _require_bridge(self.state)
+        bridge = require_bridge(self.state)
         rs = self.state.store.get(principal.tenant)
         decision = await self._decide(
             rs, request.query, _vector(request.embedding, "embedding")

@@ -27,14 +27,14 @@ from stratarouter_core.errors import ConfigError, InvalidQueryError, StrataRoute
 from ..config import parse_target_spec
 from ..executor import Target
 from ..providers.base import ChatMessage, CompletionRequest, Usage
-from .app import AuthPrincipal, current_router
+from .context import AuthPrincipal, current_router
 from .errors import ModelNotFoundError, error_body, status_of
 
 if TYPE_CHECKING:
     from stratarouter_core.router import Router
 
     from ..bridge import CoreRuntimeBridge
-    from .app import ServerState
+    from .context import ServerState
 
 __all__ = ["ChatCompletionRequest", "add_openai_routes"]
 
