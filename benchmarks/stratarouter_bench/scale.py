@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ._timing import percentiles, rss_mb, time_each
 from .datasets import PrecomputedEncoder, Split
 
 __all__ = ["SCALES", "run_scale"]
@@ -49,8 +50,6 @@ def run_scale(train: Split, test: Split, max_examples: int, plot_path: str) -> N
     from stratarouter_core.router import Router
     from stratarouter_core.types import Route
 
-    from .speed import _rss_mb
-
     assert test.vectors is not None
     print("\n| examples | routes | build_index() | route() P50 | route() P99 | memory added |")
     print("|---|---|---|---|---|---|")
@@ -63,13 +62,13 @@ def run_scale(train: Split, test: Split, max_examples: int, plot_path: str) -> N
             grouped.setdefault(route, []).append(text)
         routes = [Route(name=f"route_{r}", examples=grouped[r]) for r in range(n_routes)]
         gc.collect()
-        rss = _rss_mb()
+        rss = rss_mb()
         router = Router(encoder=encoder, config=RouterConfig(encoder_cache_size=0), routes=routes)
         start = time.perf_counter()
         router.build_index()
         build_s = time.perf_counter() - start
         gc.collect()
-        memory = _rss_mb() - rss
+        memory = rss_mb() - rss
         p50, p99, _ = _time_routes(router, test.texts, test.vectors, 3000)
         results.append((n_examples, n_routes, build_s, p50, p99, memory))
         print(
@@ -82,10 +81,8 @@ def run_scale(train: Split, test: Split, max_examples: int, plot_path: str) -> N
 
 
 def _time_routes(router: Any, texts: list[str], vectors: Any, n: int) -> tuple[float, float, float]:
-    from .speed import _percentiles, _time_each
-
-    return _percentiles(
-        _time_each(lambda i: router.route(texts[i % len(texts)], vectors[i % len(texts)]), n)
+    return percentiles(
+        time_each(lambda i: router.route(texts[i % len(texts)], vectors[i % len(texts)]), n)
     )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-import os
 import shutil
 import tempfile
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ._timing import percentiles, rss_mb, time_each
 from .semantic_router_baseline import add_compare_argument
 
 __all__ = ["register", "run"]
@@ -46,38 +46,6 @@ def register(benches: Any) -> None:
         "--skip-encoder", action="store_true", help="skip the end-to-end encoder figures"
     )
     parser.set_defaults(run=run)
-
-
-def _rss_mb() -> float:
-    """Resident memory now, after handing freed heap pages back to the system (glibc)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _percentiles(seconds: Sequence[float]) -> tuple[float, float, float]:
-    p50, p99, p999 = np.percentile(np.asarray(seconds) * 1e6, [50, 99, 99.9])
-    return float(p50), float(p99), float(p999)
-
-
-def _time_each(call: Callable[[int], object], n: int, warmup: int = 200) -> list[float]:
-    for i in range(warmup):
-        call(i)
-    gc.disable()
-    try:
-        timings = []
-        for i in range(n):
-            start = time.perf_counter()
-            call(i)
-            timings.append(time.perf_counter() - start)
-    finally:
-        gc.enable()
-    return timings
 
 
 def _throughput(
@@ -121,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         importlib.import_module(library)
 
     gc.collect()
-    rss_before = _rss_mb()
+    rss_before = rss_mb()
     # The vectors are precomputed: no encoding cache, so memory counts the router alone.
     router = Router(
         encoder=encoder,
@@ -135,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     router.fit(val.texts, val.labels, val.vectors)
     fit_s = time.perf_counter() - start
     gc.collect()
-    memory_mb = _rss_mb() - rss_before
+    memory_mb = rss_mb() - rss_before
     saved = Path(tempfile.mkdtemp()) / "router"
     router.save(saved)
     disk_mb = _dir_size_mb(saved)
@@ -146,10 +114,10 @@ def run(args: argparse.Namespace) -> int:
     ours, batches = _time_router(router, texts, vectors, n)
     # What dropping the router gives back: its own arrays, without allocator or library leftovers.
     gc.collect()
-    rss_with_router = _rss_mb()
+    rss_with_router = rss_mb()
     del router
     gc.collect()
-    held_mb = rss_with_router - _rss_mb()
+    held_mb = rss_with_router - rss_mb()
     rows: list[tuple[str, str, str]] = [
         ("routes / examples", f"{len(by_label)} / {sum(map(len, by_label.values()))}", ""),
         ("route() P50 / P99 / P99.9, embedding given", _fmt_us(ours), ""),
@@ -176,8 +144,8 @@ def _time_router(
     router: Any, texts: Sequence[str], vectors: NDArray[np.float32], n: int
 ) -> tuple[tuple[float, float, float], dict[int, float]]:
     """route() percentiles (us) over n calls, and route_batch() queries/s per batch size."""
-    ours = _percentiles(
-        _time_each(lambda i: router.route(texts[i % len(texts)], vectors[i % len(texts)]), n)
+    ours = percentiles(
+        time_each(lambda i: router.route(texts[i % len(texts)], vectors[i % len(texts)]), n)
     )
     return ours, {b: _throughput(router.route_batch, texts, vectors, b) for b in (1, 32, 1024)}
 
@@ -194,7 +162,7 @@ def _encoder_rows(
     )
     router.build_index()
     fresh = [f"{t} please" for t in texts[:600]]  # unseen texts: nothing served from the cache
-    single = _percentiles(_time_each(lambda i: router.route(fresh[i]), 300, warmup=20))
+    single = percentiles(time_each(lambda i: router.route(fresh[i]), 300, warmup=20))
     start = time.perf_counter()
     router.route_batch(fresh[300:600])
     batched = 300 / (time.perf_counter() - start)
@@ -215,12 +183,12 @@ def _compare(
     from .semantic_router_baseline import SemanticRouterBaseline
 
     gc.collect()
-    rss_before = _rss_mb()
+    rss_before = rss_mb()
     baseline = SemanticRouterBaseline(by_label, (train.texts, train.vectors), setting="default")
-    memory = _rss_mb() - rss_before
+    memory = rss_mb() - rss_before
     texts, vectors = test.texts, test.vectors
-    theirs = _percentiles(
-        _time_each(
+    theirs = percentiles(
+        time_each(
             lambda i: baseline.route(texts[i % len(texts)], vectors[i % len(texts)]),
             min(n, 2000),
             warmup=50,
