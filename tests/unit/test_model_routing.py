@@ -130,6 +130,32 @@ def test_member_sums_equal_the_indicator_product() -> None:
     np.testing.assert_array_equal(member_sums(labels, values, 4), indicator @ values)
 
 
+def test_p_success_claims_no_more_certainty_than_the_graded_answers(tmp_path) -> None:
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(40, DIM))
+    x[:20, 0] += 4.0  # two groups the stacker separates perfectly
+    x[20:, 0] -= 4.0
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    queries = [f"q{i}" for i in range(40)]
+    scores = [{"big": 1.0, "small": 1.0 if i < 20 else 0.0} for i in range(40)]
+    router = ModelRouter([BIG, SMALL], encoder=VectorEncoder())
+    router.fit(queries, scores, x)
+    low, high = 1 / 42, 41 / 42  # the rule of succession after 40 agreeing grades
+    p = router.predict_proba(queries, x)
+    assert p.min() >= low - 1e-12 and p.max() <= high + 1e-12
+    assert p[:, 0] == pytest.approx(np.full(40, high))  # never wrong in 40 is not certainty
+    assert router.route(queries[30], x[30]).p_success["small"] == pytest.approx(low)
+    assert router.route(queries[0], x[0], min_quality=0.99).fallback  # 40 grades cannot back 99%
+    # a save from before the bounds has no graded counts: it loads, unbounded
+    router.save(tmp_path / "old")
+    arrays = tmp_path / "old" / "arrays.npz"
+    with np.load(arrays) as saved:
+        kept = {k: saved[k] for k in saved.files if k != "graded_counts"}
+    np.savez(arrays, **kept)
+    old = ModelRouter.load(tmp_path / "old", encoder=VectorEncoder())
+    assert old.predict_proba(queries, x)[:, 0].max() > high
+
+
 # ---------------------------------------------------------------- decision rules
 P = np.array([[0.95, 0.85, 0.40]])
 COSTS = np.array([[10.0, 2.0, 0.5]])
