@@ -65,9 +65,9 @@ class SuccessModel:
 
     def __post_init__(self) -> None:
         """Fold the stages into the few arrays `predict` uses (see `_Compiled`), and the
-        bounds of p_success (see `_evidence_bounds`)."""
+        bounds of p_success (see `_succession_bounds`)."""
         object.__setattr__(self, "_compiled", _Compiled.build(self))
-        object.__setattr__(self, "_bounds", _evidence_bounds(self.graded_counts, self.n_models))
+        object.__setattr__(self, "_bounds", _succession_bounds(self.graded_counts, self.n_models))
 
     @property
     def n_models(self) -> int:
@@ -304,7 +304,7 @@ def _fit(
         seed=config.seed,
     )
     counts = known.sum(axis=0).astype(np.float64)
-    low, high = _evidence_bounds(counts, grades.shape[1])
+    low, high = _succession_bounds(counts, grades.shape[1])
     calibrated = np.clip(evidence.cv_p_success, low, high)
     stage = evidence.stage
     model = SuccessModel(
@@ -345,7 +345,7 @@ def _fit(
     return model, diagnostics
 
 
-def _evidence_bounds(counts: F64 | None, n_models: int) -> tuple[F64, F64]:
+def _succession_bounds(counts: F64 | None, n_models: int) -> tuple[F64, F64]:
     """[1 / (n + 2), (n + 1) / (n + 2)] per model graded on n queries.
 
     Laplace's rule of succession after n agreeing grades: no query's p_success claims more
