@@ -51,14 +51,23 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .guard import QueryAnalysis
+from typing import Protocol
 
 __all__ = [
     "DEFAULT_MODEL", "FEATURES", "Lexicon", "SoftModel", "lexicon", "near_stem", "pair_features",
 ]
+
+
+class Analysed(Protocol):
+    """What the model reads of an analysed query (`guard.QueryAnalysis` is one)."""
+
+    @property
+    def stems(self) -> tuple[str, ...]: ...
+
+    @property
+    def words(self) -> tuple[str, ...]: ...
+
+    def __hash__(self) -> int: ...  # `_bag` memoises per analysis
 
 FEATURES = ("cosine", "overlap", "differing")
 """The soft model's inputs, in the order of `SoftModel.weights`."""
@@ -168,7 +177,7 @@ def _load_lexicon() -> Lexicon | None:
 
 
 @lru_cache(maxsize=65_536)
-def _bag(analysis: QueryAnalysis, lex: Lexicon) -> tuple[dict[str, float], float]:
+def _bag(analysis: Analysed, lex: Lexicon) -> tuple[dict[str, float], float]:
     """Stem -> count x rarity, and the bag's Euclidean norm (memoised per analysis)."""
     counts = Counter(analysis.stems)
     weighted: dict[str, float] = {}
@@ -179,7 +188,7 @@ def _bag(analysis: QueryAnalysis, lex: Lexicon) -> tuple[dict[str, float], float
 
 
 def pair_features(
-    a: QueryAnalysis, b: QueryAnalysis, cosine: float, lex: Lexicon
+    a: Analysed, b: Analysed, cosine: float, lex: Lexicon
 ) -> tuple[float, ...]:
     """The `FEATURES` of one pair of analysed queries whose embeddings are at `cosine`.
 
