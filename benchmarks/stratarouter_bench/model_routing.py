@@ -180,8 +180,12 @@ def _knn(data: GradedData) -> F64:
     sims = _unit(data.test_vectors) @ train.T
     top = np.argpartition(-sims, _KNN_K - 1, axis=1)[:, :_KNN_K]
     neighbours = data.train_scores[top]  # (n_test, k, M)
-    out: F64 = np.nanmean(neighbours, axis=1)
-    return np.where(np.isnan(out), np.nanmean(data.train_scores, axis=0), out)
+    graded = (~np.isnan(neighbours)).sum(axis=1)
+    sums = np.nansum(neighbours, axis=1)
+    # a model none of the k neighbours was graded on gets its training mean
+    fallback = np.broadcast_to(np.nanmean(data.train_scores, axis=0), sums.shape)
+    out: F64 = np.divide(sums, graded, out=fallback.copy(), where=graded > 0)
+    return out
 
 
 def _logistic(data: GradedData) -> F64:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -147,3 +148,18 @@ def test_train_sample_must_fit_the_training_split(tmp_path, size) -> None:
     data = model_routing.load_graded(*_write(tmp_path, n_train=60, n_test=20))
     with pytest.raises(ConfigError, match="--train-sample"):
         model_routing._train_sample(data, size, seed=0)
+
+
+def test_knn_baseline_falls_back_to_the_mean_where_no_neighbour_is_graded(tmp_path) -> None:
+    data = model_routing.load_graded(*_write(tmp_path, n_train=60, n_test=40))
+    scores = data.train_scores.copy()
+    scores[:55, 2] = np.nan  # "small" graded on the last 5 training queries only
+    sparse = dataclasses.replace(data, train_scores=scores)
+    predicted = model_routing._knn(sparse)  # no "mean of empty slice" warning (an error here)
+    sims = model_routing._unit(data.test_vectors) @ model_routing._unit(data.train_vectors).T
+    nearest = np.argsort(-sims, axis=1)[:, :20]
+    graded = nearest >= 55
+    assert graded.any(axis=1).any() and not graded.any(axis=1).all()  # both cases occur
+    for row, hits in zip(range(len(nearest)), graded):
+        expected = scores[nearest[row][hits], 2].mean() if hits.any() else np.nanmean(scores[:, 2])
+        assert predicted[row, 2] == pytest.approx(expected)
