@@ -1,4 +1,5 @@
-"""Spherical k-means for the model router's neighbourhood profiles and neighbour search."""
+"""Spherical k-means for the model router's neighbourhood profiles and neighbour search, and
+`row_steps`, the bounded-memory stepping its assignments share with the batch predictions."""
 
 from __future__ import annotations
 

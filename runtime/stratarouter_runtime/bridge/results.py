@@ -121,13 +121,7 @@ def provider_payload(outcome: ExecutionOutcome) -> dict[str, Any]:
         "response": response.text,
         "provider": outcome.target.provider,
         "model": response.model or outcome.target.model,
-        "usage": None
-        if usage is None
-        else {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-        },
+        "usage": None if usage is None else usage.to_dict(),
         "cost_usd": response.cost_usd,
         "cost_known": response.cost_known,
         "finish_reason": response.finish_reason,

@@ -139,6 +139,14 @@ class Usage:
         prompt, completion = prompt_tokens or 0, completion_tokens or 0
         return cls(prompt, completion, prompt + completion)
 
+    def to_dict(self) -> dict[str, int]:
+        """The counts as JSON (records, API responses)."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class CompletionResponse:

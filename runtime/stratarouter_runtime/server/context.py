@@ -134,13 +134,7 @@ def execution_json(result: Any) -> dict[str, Any]:
         "cost_usd": result.cost_usd,
         "finish_reason": result.finish_reason,
         "execution_id": result.execution_id,
-        "usage": None
-        if usage is None
-        else {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-        },
+        "usage": None if usage is None else usage.to_dict(),
     }
 
 

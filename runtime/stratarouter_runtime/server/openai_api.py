@@ -140,19 +140,9 @@ def _completion(
                 "logprobs": None,
             }
         ],
-        "usage": _usage(usage),
+        "usage": None if usage is None else usage.to_dict(),
         "system_fingerprint": None,
         "stratarouter": {"route": route},
-    }
-
-
-def _usage(usage: Usage | None) -> dict[str, int] | None:
-    if usage is None:
-        return None
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
     }
 
 
