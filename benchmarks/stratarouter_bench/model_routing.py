@@ -457,10 +457,12 @@ def run(args: argparse.Namespace) -> int:
     rows = _baseline_rows(data, ref)
     rows.append(_result(f"kNN (k={_KNN_K})", _knn(data), data, ref))
     rows.append(_result("logistic regression per model", _logistic(data), data, ref))
-    without_update, _, _, _ = _ours(data, ModelRouterConfig(evidence_neighbours=0))
-    rows.append(
-        _result("ModelRouter without the graded-neighbour update", without_update, data, ref)
-    )
+    for label, neighbours in (
+        ("ModelRouter, stacked predictor only", 0),
+        ("ModelRouter without graded repeats", ModelRouterConfig.evidence_neighbours),
+    ):
+        config = ModelRouterConfig(evidence_neighbours=neighbours, repeat_reliability=None)
+        rows.append(_result(label, _ours(data, config)[0], data, ref))
     p, router, fit_s, p50_us = _ours(data)
     rows.append(_result("StrataRouter ModelRouter", p, data, ref))
     report = router.report

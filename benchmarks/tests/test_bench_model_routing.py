@@ -58,7 +58,8 @@ def test_json_report_and_plot(tmp_path, capsys) -> None:
         "oracle",
         "kNN",
         "logistic regression per model",
-        "ModelRouter without the graded-neighbour update",
+        "ModelRouter, stacked predictor only",
+        "ModelRouter without graded repeats",
         "StrataRouter ModelRouter",
     }
     assert payload["best_single"] == "big" and payload["pair"] == ["big", "mid"]

@@ -11,7 +11,8 @@ stacker:
 3. the query length in tokens (log).
 
 The calibrated result is then updated with the grades of the most similar graded queries
-(see `evidence`), so that a repeat or a near copy of a graded query is answered from its grades.
+(see `evidence`), so that a near copy of a graded query is answered from its grades, and, for a
+query whose exact text was graded, with those grades (see `repeats`).
 
 Everything the stacker and the calibrator see is cross-fitted: each training query's features
 come from ridge models and clusters fitted without its fold, and the calibrator is fitted on
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +38,7 @@ from numpy.typing import NDArray
 from ..calibration import IsotonicCalibrator
 from .evidence import GradedNeighbours, fit_graded_neighbours
 from .kmeans import member_sums, row_steps, spherical_kmeans
+from .repeats import GradedRepeats, fit_graded_repeats
 from .types import ModelRouterConfig
 
 __all__ = ["FitDiagnostics", "SuccessModel", "fit_success_model"]
@@ -62,6 +65,7 @@ class SuccessModel:
     isotonic_y: F64
     evidence: GradedNeighbours | None = None  # the graded-neighbour update, when CV kept it
     graded_counts: F64 | None = None  # (M,) graded queries per model (None: saves before it)
+    repeats: GradedRepeats | None = None  # grades of the graded texts, when the stage is on
 
     def __post_init__(self) -> None:
         """Fold the stages into the few arrays `predict` uses (see `_Compiled`), and the
@@ -74,16 +78,25 @@ class SuccessModel:
         """Number of models predicted."""
         return int(self.ridge_bias.shape[0])
 
-    def predict(self, vectors: NDArray[np.floating[Any]], log_tokens: F64) -> F64:
-        """p_success (n, M) for unit-norm `vectors` (n, d) and log(1 + prompt tokens) (n,).
+    def predict(
+        self, vectors: NDArray[np.floating[Any]], log_tokens: F64, texts: Sequence[str]
+    ) -> F64:
+        """p_success (n, M) for unit-norm `vectors` (n, d), log(1 + prompt tokens) (n,) and
+        the query `texts` (n).
 
         In steps of bounded memory: each row takes a product with every centroid.
         """
         c: _Compiled = self._compiled  # type: ignore[attr-defined]
         steps = row_steps(len(vectors), c.projection.shape[1])
         if len(steps) == 1:
-            return self._predict(vectors, log_tokens)
-        return np.concatenate([self._predict(vectors[s], log_tokens[s]) for s in steps])
+            p = self._predict(vectors, log_tokens)
+        else:
+            p = np.concatenate([self._predict(vectors[s], log_tokens[s]) for s in steps])
+        if self.repeats is not None:
+            p = self.repeats.update(p, texts)
+        low, high = self._bounds  # type: ignore[attr-defined]
+        bounded: F64 = np.clip(p, low, high)
+        return bounded
 
     def _predict(self, vectors: NDArray[np.floating[Any]], log_tokens: F64) -> F64:
         c: _Compiled = self._compiled  # type: ignore[attr-defined]
@@ -101,9 +114,7 @@ class SuccessModel:
             p[:, c.isotonic] = np.interp(raw + c.isotonic_offsets, self.isotonic_x, self.isotonic_y)
         if self.evidence is not None:
             p = self.evidence.update(p, vectors)
-        low, high = self._bounds  # type: ignore[attr-defined]
-        bounded: F64 = np.clip(p, low, high)
-        return bounded
+        return p
 
     def arrays(self) -> dict[str, NDArray[Any]]:
         """Arrays for an .npz file (see `from_arrays`)."""
@@ -123,6 +134,8 @@ class SuccessModel:
             out.update(self.evidence.arrays())
         if self.graded_counts is not None:
             out["graded_counts"] = self.graded_counts
+        if self.repeats is not None:
+            out.update(self.repeats.arrays())
         return out
 
     def scalars(self) -> dict[str, Any]:
@@ -132,6 +145,7 @@ class SuccessModel:
             "isotonic_models": list(self.isotonic_models),
             "n_granularities": len(self.profiles),
             "evidence": None if self.evidence is None else self.evidence.scalars(),
+            "repeats": None if self.repeats is None else self.repeats.scalars(),
         }
 
     @classmethod
@@ -142,7 +156,8 @@ class SuccessModel:
             return np.asarray(arrays[name], dtype=np.float64)
 
         granularities = range(int(scalars["n_granularities"]))
-        evidence = scalars.get("evidence")  # absent from saves made before the stage existed
+        # absent from saves made before the stages existed
+        evidence, repeats = scalars.get("evidence"), scalars.get("repeats")
         return cls(
             ridge_weights=get("ridge_weights"),
             ridge_bias=get("ridge_bias"),
@@ -157,9 +172,12 @@ class SuccessModel:
             isotonic_y=get("isotonic_y"),
             evidence=None if evidence is None else GradedNeighbours.from_arrays(arrays, evidence),
             graded_counts=get("graded_counts") if "graded_counts" in arrays else None,
+            repeats=None if repeats is None else GradedRepeats.from_arrays(arrays, repeats),
         )
 
-    def predict_one(self, vector: NDArray[np.floating[Any]], log_tokens: float) -> list[float]:
+    def predict_one(
+        self, vector: NDArray[np.floating[Any]], log_tokens: float, text: str
+    ) -> list[float]:
         """`predict` for one unit-norm vector (d,): the same numbers, fewer array calls."""
         c: _Compiled = self._compiled  # type: ignore[attr-defined]
         scores = np.asarray(vector, dtype=np.float32) @ c.projection + c.offset
@@ -173,6 +191,8 @@ class SuccessModel:
             p[c.isotonic] = np.interp(raw + c.isotonic_offsets, self.isotonic_x, self.isotonic_y)
         if self.evidence is not None:
             p = self.evidence.update_one(p, vector)
+        if self.repeats is not None:
+            p = self.repeats.update_one(p, text)
         low, high = self._bounds  # type: ignore[attr-defined]
         out: list[float] = np.clip(p, low, high).tolist()
         return out
@@ -249,25 +269,30 @@ class FitDiagnostics:
     folds: int
     evidence_temperature: float | None  # None: the graded-neighbour update was left out
     evidence_strength: float | None
+    repeat_reliability: float | None  # None: the graded-repeat stage is off
+    repeat_reliability_estimated: bool  # chosen by CV on the data's repeats, not the prior
+    cross_fold_repeats: int  # training queries whose text was graded in another fold
 
 
 def fit_success_model(
     vectors: NDArray[np.floating[Any]],
     grades: F64,
     log_tokens: F64,
+    texts: Sequence[str],
     config: ModelRouterConfig,
 ) -> tuple[SuccessModel, FitDiagnostics]:
-    """Fit on unit-norm `vectors` (n, d), `grades` (n, M; NaN = ungraded) and log token counts."""
+    """Fit on unit-norm `vectors` (n, d), `grades` (n, M; NaN = ungraded), log token counts
+    and the query `texts`."""
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     # The products here are small: BLAS threads mostly spin, and on a shared machine they
     # make the fit several times slower than one thread.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _fit(np.asarray(vectors, dtype=np.float64), grades, log_tokens, config)
+        return _fit(np.asarray(vectors, dtype=np.float64), grades, log_tokens, texts, config)
 
 
 def _fit(
-    x: F64, grades: F64, log_tokens: F64, config: ModelRouterConfig
+    x: F64, grades: F64, log_tokens: F64, texts: Sequence[str], config: ModelRouterConfig
 ) -> tuple[SuccessModel, FitDiagnostics]:
     known = ~np.isnan(grades)
     n = len(x)
@@ -305,7 +330,16 @@ def _fit(
     )
     counts = known.sum(axis=0).astype(np.float64)
     low, high = _succession_bounds(counts, grades.shape[1])
-    calibrated = np.clip(evidence.cv_p_success, low, high)
+    repeats = fit_graded_repeats(
+        texts,
+        grades,
+        folds,
+        evidence.cv_p_success,
+        prior_reliability=config.repeat_reliability,
+        reliabilities=config.repeat_reliabilities,
+        min_repeats=config.repeat_min_queries,
+    )
+    calibrated = np.clip(repeats.cv_p_success, low, high)
     stage = evidence.stage
     model = SuccessModel(
         ridge_weights=ridge_final[0],
@@ -321,6 +355,7 @@ def _fit(
         isotonic_y=iso_y,
         evidence=stage,
         graded_counts=counts,
+        repeats=repeats.stage,
     )
     brier, ece = [], []
     from ..calibration import expected_calibration_error
@@ -341,6 +376,9 @@ def _fit(
         folds=n_folds,
         evidence_temperature=None if stage is None else stage.temperature,
         evidence_strength=None if stage is None else stage.strength,
+        repeat_reliability=None if repeats.stage is None else repeats.stage.reliability,
+        repeat_reliability_estimated=repeats.stage is not None and repeats.stage.estimated,
+        cross_fold_repeats=repeats.cross_fold_repeats,
     )
     return model, diagnostics
 

@@ -204,7 +204,9 @@ class ModelRouter:
         kept = [q for q, keep in zip(queries, graded) if keep]
         log_tokens = np.log1p(self._count_tokens(kept))
         learned = self._learn_output_tokens(output_tokens, len(queries))
-        model, diagnostics = fit_success_model(vectors, grades[graded], log_tokens, self.config)
+        model, diagnostics = fit_success_model(
+            vectors, grades[graded], log_tokens, kept, self.config
+        )
         self._predictor = model
         self._output_tokens = self._default_output_tokens(learned)
         self._prices()
@@ -225,6 +227,9 @@ class ModelRouter:
                 "folds": diagnostics.folds,
                 "evidence_temperature": diagnostics.evidence_temperature,
                 "evidence_strength": diagnostics.evidence_strength,
+                "repeat_reliability": diagnostics.repeat_reliability,
+                "repeat_reliability_estimated": diagnostics.repeat_reliability_estimated,
+                "cross_fold_repeats": diagnostics.cross_fold_repeats,
             },
             cv_brier=per_model(diagnostics.cv_brier),
             cv_ece=per_model(diagnostics.cv_ece),
@@ -342,7 +347,7 @@ class ModelRouter:
         predictor = self._require_fitted()
         queries = _check_queries(queries)
         vectors = self._vectors(queries, embeddings)
-        return predictor.predict(vectors, np.log1p(self._count_tokens(queries)))
+        return predictor.predict(vectors, np.log1p(self._count_tokens(queries)), queries)
 
     def expected_costs(self, queries: Sequence[str]) -> F64:
         """Expected USD cost of each model on each query, shape (len(queries), n_models)."""
@@ -383,7 +388,7 @@ class ModelRouter:
         else:
             vector = _check_one_embedding(embedding, self.encoder.dimension)
         tokens = self._count_tokens.one(query)
-        p = predictor.predict_one(vector, math.log1p(tokens))
+        p = predictor.predict_one(vector, math.log1p(tokens), query)
         costs = [tokens * a + b for a, b in zip(self._slope_list, self._intercept_list)]
         return self._choice(p, costs, tokens, rule)
 
@@ -402,7 +407,7 @@ class ModelRouter:
         queries = _check_queries(queries)
         vectors = self._vectors(queries, embeddings)
         tokens = self._count_tokens(queries)
-        p = predictor.predict(vectors, np.log1p(tokens))
+        p = predictor.predict(vectors, np.log1p(tokens), queries)
         costs = tokens[:, None] * self._cost_slope + self._cost_intercept
         return self._choices(p, costs, tokens, rule)
 

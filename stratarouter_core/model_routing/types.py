@@ -99,6 +99,12 @@ class ModelRouterConfig:
             exp((cosine - 1) / T).
         evidence_strengths: Strengths tried for the prior: how many graded answers the
             calibrated p_success counts as in the update.
+        repeat_reliability: For a query whose exact text was graded, the share of p_success
+            taken from those grades (see `repeats`), used when the graded data holds fewer
+            than `repeat_min_queries` repeats across CV folds to estimate it from; None turns
+            the stage off.
+        repeat_reliabilities: Candidates tried when it is estimated.
+        repeat_min_queries: Training queries with a copy in another fold needed to estimate it.
     """
 
     folds: int = 5
@@ -119,6 +125,9 @@ class ModelRouterConfig:
     evidence_probe: int = 8
     evidence_temperatures: tuple[float, ...] = (0.03, 0.05, 0.1, 0.15, 0.2, 0.3)
     evidence_strengths: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+    repeat_reliability: float | None = 0.8
+    repeat_reliabilities: tuple[float, ...] = (0.0, 0.25, 0.5, 0.7, 0.8, 0.9, 0.95)
+    repeat_min_queries: int = 30
 
     def __post_init__(self) -> None:
         """Reject values that cannot work."""
@@ -137,18 +146,27 @@ class ModelRouterConfig:
         if min(self.temperatures) < 0.01:
             # exp((cos - 1) / T) stays above float64's smallest normal for T >= 0.01
             raise ConfigError("temperatures must be >= 0.01")
-        if min(self.evidence_temperatures) < 0.01:
-            raise ConfigError("evidence_temperatures must be >= 0.01")
-        if self.evidence_neighbours < 0:
-            raise ConfigError(f"evidence_neighbours must be >= 0, got {self.evidence_neighbours}")
-        if self.evidence_probe < 1:
-            raise ConfigError(f"evidence_probe must be >= 1, got {self.evidence_probe}")
+        self._check_graded_stages()
         if self.calibration not in ("auto", "isotonic", "platt", "none"):
             raise ConfigError(f"unknown calibration {self.calibration!r}")
         if self.prior_strength < 0 or self.chars_per_token <= 0:
             raise ConfigError("prior_strength must be >= 0 and chars_per_token > 0")
         if self.default_output_tokens < 0 or self.prompt_overhead_tokens < 0:
             raise ConfigError("token counts must be >= 0")
+
+    def _check_graded_stages(self) -> None:
+        """The graded-neighbour and graded-repeat settings (see `evidence`, `repeats`)."""
+        if min(self.evidence_temperatures) < 0.01:
+            raise ConfigError("evidence_temperatures must be >= 0.01")
+        if self.evidence_neighbours < 0:
+            raise ConfigError(f"evidence_neighbours must be >= 0, got {self.evidence_neighbours}")
+        if self.evidence_probe < 1:
+            raise ConfigError(f"evidence_probe must be >= 1, got {self.evidence_probe}")
+        reliabilities = (*self.repeat_reliabilities, self.repeat_reliability or 0.0)
+        if not self.repeat_reliabilities or any(not 0.0 <= r <= 1.0 for r in reliabilities):
+            raise ConfigError("repeat_reliability and repeat_reliabilities must be in [0, 1]")
+        if self.repeat_min_queries < 1:
+            raise ConfigError(f"repeat_min_queries must be >= 1, got {self.repeat_min_queries}")
 
     def to_dict(self) -> dict[str, Any]:
         """Serialisable form (tuples as lists)."""

@@ -137,7 +137,13 @@ def repeat_router() -> tuple[ModelRouter, np.ndarray, np.ndarray, list[str]]:
     x, grades = _repeats(150, 4, seed=3)
     queries = [f"q{i}" for i in range(len(x))]
     scores = [{"cheap": float(a), "dear": float(b)} for a, b in grades]
-    router = ModelRouter([CHEAP, DEAR], encoder=HashingEncoder(dimension=32))
+    # the texts are the training texts: the graded-repeat stage (tested on its own) would
+    # answer them from their grades and hide what the neighbour update does
+    router = ModelRouter(
+        [CHEAP, DEAR],
+        encoder=HashingEncoder(dimension=32),
+        config=ModelRouterConfig(repeat_reliability=None),
+    )
     router.fit(queries, scores, x.astype(np.float32))
     return router, x.astype(np.float32), grades, queries
 
@@ -164,7 +170,7 @@ def test_turning_the_update_off_and_loading_a_save_made_before_it(repeat_router,
     off = ModelRouter(
         [CHEAP, DEAR],
         encoder=HashingEncoder(dimension=32),
-        config=ModelRouterConfig(evidence_neighbours=0),
+        config=ModelRouterConfig(evidence_neighbours=0, repeat_reliability=None),
     )
     off.fit(queries, [{"cheap": float(a), "dear": float(b)} for a, b in grades], x)
     assert off.report.hyperparameters["evidence_temperature"] is None
@@ -175,7 +181,15 @@ def test_turning_the_update_off_and_loading_a_save_made_before_it(repeat_router,
     manifest = tmp_path / "old" / "model_router.json"
     data = json.loads(manifest.read_text())
     del data["predictor"]["evidence"]
-    for key in ("evidence_neighbours", "evidence_temperatures", "evidence_strengths"):
+    del data["predictor"]["repeats"]
+    for key in (
+        "evidence_neighbours",
+        "evidence_temperatures",
+        "evidence_strengths",
+        "repeat_reliability",
+        "repeat_reliabilities",
+        "repeat_min_queries",
+    ):
         del data["config"][key]
     manifest.write_text(json.dumps(data))
     loaded = ModelRouter.load(tmp_path / "old", encoder=HashingEncoder(dimension=32))
