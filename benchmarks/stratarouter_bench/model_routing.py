@@ -65,6 +65,7 @@ __all__ = ["GradedData", "MethodResult", "load_graded", "register", "run"]
 F64 = NDArray[np.float64]
 _WEIGHTS = np.concatenate([[0.0], np.logspace(-4, 1, 400)])  # cost_weight sweep
 _KNN_K = 20
+_KNN_BLOCK = 2**24  # similarities computed at once by the kNN baseline (64 MB)
 _FLOOR_DRAWS = 200
 
 
@@ -142,6 +143,8 @@ def load_graded(dataset: str | Path, embeddings: str | Path) -> GradedData:
         model = str(arrays["model"]) if "model" in arrays.files else None
     out: dict[str, Any] = {}
     for split, rows in splits.items():
+        if not rows:
+            raise ConfigError(f"{dataset}: the {split} split is empty")
         if len(rows) != len(vectors[split]):
             raise ConfigError(f"{split}: {len(rows)} queries but {len(vectors[split])} vectors")
         out[f"{split}_queries"] = [q for q, _ in rows]
@@ -177,8 +180,16 @@ class MethodResult:
 # ---------------------------------------------------------------------------- methods
 def _knn(data: GradedData) -> F64:
     train = _unit(data.train_vectors)
-    sims = _unit(data.test_vectors) @ train.T
-    top = np.argpartition(-sims, _KNN_K - 1, axis=1)[:, :_KNN_K]
+    test = _unit(data.test_vectors)
+    k = min(_KNN_K, len(train))
+    # in blocks of test rows: a (test x train) similarity matrix is GBs at 100k x 10k
+    step = max(1, _KNN_BLOCK // max(1, len(train)))
+    top = np.concatenate(
+        [
+            np.argpartition(-(test[i : i + step] @ train.T), k - 1, axis=1)[:, :k]
+            for i in range(0, len(test), step)
+        ]
+    )
     neighbours = data.train_scores[top]  # (n_test, k, M)
     graded = (~np.isnan(neighbours)).sum(axis=1)
     sums = np.nansum(neighbours, axis=1)
@@ -314,10 +325,13 @@ def _pair(data: GradedData, spec: str | None) -> tuple[int, int]:
         return strong, weak
     means = np.nanmean(data.train_scores, axis=0)
     strong = int(np.argmax(means))
-    cheaper = [m for m in range(len(names)) if data.price[m] < data.price[strong]]
-    if not cheaper:
-        raise ConfigError("no model is cheaper than the best one: pass --pair STRONG,WEAK")
-    return strong, max(cheaper, key=lambda m: means[m])
+    others = [m for m in range(len(names)) if m != strong]
+    if not others:
+        raise ConfigError("one model only: nothing to route between")
+    # the weak model is the best cheaper one; when none is cheaper (equal prices), the best
+    # other one, so that APGR still measures the ranking of queries by who answers them
+    cheaper = [m for m in others if data.price[m] < data.price[strong]]
+    return strong, max(cheaper or others, key=lambda m: means[m])
 
 
 @dataclass(frozen=True)

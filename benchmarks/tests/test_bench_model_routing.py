@@ -164,3 +164,32 @@ def test_knn_baseline_falls_back_to_the_mean_where_no_neighbour_is_graded(tmp_pa
     for row, hits in zip(range(len(nearest)), graded):
         expected = scores[nearest[row][hits], 2].mean() if hits.any() else np.nanmean(scores[:, 2])
         assert predicted[row, 2] == pytest.approx(expected)
+
+
+def test_knn_baseline_in_blocks_of_test_rows_gives_the_same_neighbours(
+    tmp_path, monkeypatch
+) -> None:
+    data = model_routing.load_graded(*_write(tmp_path, n_train=60, n_test=40))
+    whole = model_routing._knn(data)
+    monkeypatch.setattr(model_routing, "_KNN_BLOCK", 7 * 60)  # blocks of 7 test rows
+    np.testing.assert_array_equal(model_routing._knn(data), whole)
+
+
+def test_pair_with_equal_prices_takes_the_best_other_model(tmp_path) -> None:
+    data = model_routing.load_graded(*_write(tmp_path, n_train=60, n_test=20))
+    same = tuple(
+        dataclasses.replace(m, input_usd_per_mtok=1.0, output_usd_per_mtok=1.0) for m in data.models
+    )
+    strong, weak = model_routing._pair(dataclasses.replace(data, models=same), None)
+    means = np.nanmean(data.train_scores, axis=0)
+    assert strong == int(np.argmax(means))
+    assert weak == max((m for m in range(3) if m != strong), key=lambda m: means[m])
+
+
+def test_an_empty_split_is_a_config_error(tmp_path) -> None:
+    dataset, vectors = _write(tmp_path, n_train=60, n_test=20)
+    raw = json.loads(dataset.read_text())
+    raw["test"] = []
+    dataset.write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match="test split is empty"):
+        model_routing.load_graded(dataset, vectors)
