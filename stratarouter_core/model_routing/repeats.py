@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .kmeans import member_sums
+
 __all__ = ["GradedRepeats", "RepeatsFit", "fit_graded_repeats", "text_keys"]
 
 F64 = NDArray[np.float64]
@@ -125,10 +127,10 @@ def fit_graded_repeats(
     have a copy in another fold, else `prior_reliability` (None: the stage is off)."""
     if prior_reliability is None or len(texts) == 0:
         return RepeatsFit(None, cv_p, 0)
-    keys = text_keys(texts)
-    distinct, inverse = np.unique(keys, return_inverse=True)
-    mean_grades = _means(*_sums(grades, inverse.ravel()))
-    held_out, copies = _cross_fold_copies(grades, keys, folds)
+    distinct, inverse = np.unique(text_keys(texts), return_inverse=True)
+    text_ids = inverse.ravel()
+    mean_grades = _means(*_sums(grades, text_ids))
+    held_out, copies = _cross_fold_copies(grades, text_ids, folds)
     reliability, estimated, updated = prior_reliability, False, cv_p
     if len(held_out) >= min_repeats:
         known = ~np.isnan(grades[held_out])
@@ -148,12 +150,12 @@ def fit_graded_repeats(
 
 
 def _cross_fold_copies(
-    grades: F64, keys: NDArray[np.uint64], folds: NDArray[np.int64]
+    grades: F64, text_ids: NDArray[np.intp], folds: NDArray[np.int64]
 ) -> tuple[NDArray[np.intp], F64]:
     """Training queries with a copy in another fold, and the mean grades of those copies:
-    what prediction sees for them when their fold is held out."""
-    text_ids = np.unique(keys, return_inverse=True)[1].ravel()
-    if text_ids.max(initial=-1) + 1 == len(keys):  # no text occurs twice
+    what prediction sees for them when their fold is held out. `text_ids` numbers the
+    distinct texts 0..T-1."""
+    if text_ids.max(initial=-1) + 1 == len(text_ids):  # no text occurs twice
         return np.zeros(0, dtype=np.intp), np.zeros((0, grades.shape[1]))
     pairs = np.stack([text_ids, folds.astype(np.intp)], axis=1)
     pair_ids = np.unique(pairs, axis=0, return_inverse=True)[1].ravel()
@@ -170,11 +172,10 @@ def _sums(grades: F64, groups: NDArray[np.intp]) -> tuple[F64, F64]:
     """Per group and model: the sum of the known grades and how many are known."""
     known = ~np.isnan(grades)
     n_groups = int(groups.max(initial=-1)) + 1
-    sums = np.zeros((n_groups, grades.shape[1]))
-    counts = np.zeros((n_groups, grades.shape[1]))
-    np.add.at(sums, groups, np.where(known, grades, 0.0))
-    np.add.at(counts, groups, known.astype(np.float64))
-    return sums, counts
+    labels = groups.astype(np.int64)
+    sums = member_sums(labels, np.where(known, grades, 0.0), n_groups)
+    counts = member_sums(labels, known.astype(np.float64), n_groups)
+    return np.asarray(sums, dtype=np.float64), np.asarray(counts, dtype=np.float64)
 
 
 def _means(sums: F64, counts: F64) -> F64:
