@@ -105,6 +105,23 @@ async def test_a_pick_outside_the_pool_runs_the_best_alternative_inside(
     assert result.model == "gpt-4o-mini"
 
 
+async def test_a_pool_with_a_similarity_floor_sends_unfamiliar_queries_to_the_best_model(
+    client, model_router
+):
+    # every query is less similar than 0.999 to the graded ones: none is routed by the rule
+    strict = Router(encoder=HashingEncoder(), config=RouterConfig(threshold=0.0))
+    pool = {**POOL, "min_graded_similarity": 0.999}
+    strict.add_routes([Route(name="assistant", examples=["say hello"], metadata=pool)])
+    strict.build_index()
+    _, openai = client
+    query = "say hello to friend 99"  # gpt-4o-mini under the pool's rule alone
+    async with _bridge(strict, openai, model_router) as bridge:
+        result = await bridge.execute(strict.route(query), query)
+    # gpt-4o and o3 both have mean grade 1.0: the cheaper one
+    assert result.model == "gpt-4o"
+    assert model_router.route(query, min_quality=0.8).model == "gpt-4o-mini"
+
+
 async def test_a_pool_without_model_router_or_with_unknown_models_is_a_config_error(
     router, client, model_router
 ):

@@ -12,6 +12,10 @@ When nothing qualifies (no model reaches `min_quality`, or none fits `max_cost`)
 is `fallback` if given; otherwise the rule's best effort: for `min_quality`, the highest
 p_success among the models within `max_cost` (all models when none fits); for `max_cost`
 alone, the cheapest model. Fallback decisions are flagged.
+
+A query unlike every graded one (see `ModelRouterConfig.min_graded_similarity`) is not decided
+by the rule, whose p_success there is the predictor's extrapolation: `unfamiliar` picks
+`fallback` if given, else the model with the best mean graded quality within `max_cost`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError
 
-__all__ = ["Rule", "decide", "decide_one"]
+__all__ = ["Rule", "decide", "decide_one", "unfamiliar"]
 
 F64 = NDArray[np.float64]
 
@@ -137,3 +141,15 @@ def _fallback_one(
         pool = [i for i, a in enumerate(allowed) if a] or list(range(len(p)))
         return max(pool, key=lambda i: (p[i], -i))
     return min(range(len(costs)), key=lambda i: (costs[i], i))
+
+
+def unfamiliar(
+    mean_quality: list[float], costs: list[float], rule: Rule, fallback: int | None = None
+) -> int:
+    """The model for a query unlike the graded data: `fallback`, else the best `mean_quality`
+    among the models within `max_cost` (every model when none fits), the cheaper on ties."""
+    if fallback is not None:
+        return fallback
+    n = len(costs)
+    pool = [i for i in range(n) if rule.max_cost is None or costs[i] <= rule.max_cost]
+    return max(pool or range(n), key=lambda i: (mean_quality[i], -costs[i], -i))

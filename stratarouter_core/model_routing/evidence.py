@@ -18,7 +18,9 @@ chance improvement on grades that neighbours cannot predict does not switch it o
 The neighbours are searched like an IVF index: the graded queries are grouped by spherical
 k-means into about sqrt(N) clusters, and only the members of the query's `probe` nearest
 clusters are compared, in fit (cross-validation) and prediction alike. A scan of every graded
-vector cost more than the rest of `route()` together (a few MB of vectors per query).
+vector cost more than the rest of `route()` together (a few MB of vectors per query). That
+index (`GradedIndex`) is kept even when the update is not: the cosine of a query's nearest
+graded query says how far it is from the data p_success was learned on.
 """
 
 from __future__ import annotations
@@ -32,59 +34,52 @@ from numpy.typing import NDArray
 
 from .kmeans import row_steps, spherical_kmeans
 
-__all__ = ["EvidenceFit", "GradedNeighbours", "fit_graded_neighbours"]
+__all__ = ["EvidenceFit", "GradedIndex", "GradedNeighbours", "fit_graded_neighbours"]
 
 F64 = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
-class GradedNeighbours:
-    """The graded queries (unit vectors, grades, which are graded) and the update's parameters."""
+class GradedIndex:
+    """The graded queries' unit vectors, grouped by cluster, searched like an IVF index.
+
+    It serves the graded-neighbour update and tells how close a query is to anything graded
+    (`ModelChoice.nearest_graded_similarity`), so it is kept even when the update is not.
+    """
 
     vectors: NDArray[np.float32]  # (N, d), grouped by cluster
-    grades: F64  # (N, M), 0 where ungraded, same order
-    graded: F64  # (N, M), 1.0 where graded
     centroids: NDArray[np.float32]  # (C, d)
     starts: NDArray[np.int64]  # (C + 1,): cluster c's members are rows starts[c]:starts[c + 1]
     probe: int
-    neighbours: int
-    temperature: float
-    strength: float
 
-    def update(self, p: F64, vectors: NDArray[np.floating[Any]]) -> F64:
-        """Updated p_success (n, M) for the prior `p` (n, M) of unit-norm `vectors` (n, d)."""
-        queries = np.asarray(vectors, dtype=np.float32)
+    def __post_init__(self) -> None:
+        """Each cluster's row span and row indices, for `search_one`."""
+        spans = list(itertools.pairwise(self.starts.tolist()))
+        object.__setattr__(self, "_spans", spans)
+        object.__setattr__(self, "_rows", [np.arange(a, b) for a, b in spans])
+
+    def search(
+        self, queries: NDArray[np.floating[Any]], k: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """(n, k) rows of the graded queries nearest each unit-norm query and their cosines
+        (-inf in slots beyond a query's candidates)."""
         if len(queries) == 1:  # a search cluster by cluster costs a loop; one query needs none
-            return self.update_one(p[0], queries[0])[None, :]
-        nearest, sims = _search(
-            queries,
+            rows, sims = self.search_one(queries[0], k)
+            return rows[None, :], sims[None, :]
+        return _search(
+            np.asarray(queries, dtype=np.float32),
             self.centroids,
             self.vectors,
             self.starts,
             self.probe,
-            self.neighbours,
+            k,
         )
-        weights = np.exp((sims - 1.0) / self.temperature)
-        table: F64 = self._votes  # type: ignore[attr-defined]
-        summed = np.empty((len(queries), table.shape[1]))
-        # the gathered (rows, k, 2M) grades are the batch's largest array: bound them
-        for rows in row_steps(len(queries), nearest.shape[1] * table.shape[1]):
-            summed[rows] = np.einsum("nk,nkm->nm", weights[rows], table[nearest[rows]])
-        m = p.shape[1]
-        out: F64 = (self.strength * p + summed[:, :m]) / (self.strength + summed[:, m:])
-        return out
 
-    def __post_init__(self) -> None:
-        """Lookups for `update_one`: each cluster's row span and row indices, and the grades
-        beside the graded counts (one gather and one product for both sums)."""
-        bounds = self.starts.tolist()
-        spans = list(itertools.pairwise(bounds))
-        object.__setattr__(self, "_spans", spans)
-        object.__setattr__(self, "_rows", [np.arange(a, b) for a, b in spans])
-        object.__setattr__(self, "_votes", np.concatenate([self.grades, self.graded], axis=1))
-
-    def update_one(self, p: F64, vector: NDArray[np.floating[Any]]) -> F64:
-        """`update` for one vector (d,) and its prior (M,): the same neighbours, fewer arrays."""
+    def search_one(
+        self, vector: NDArray[np.floating[Any]], k: int
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """`search` for one vector (d,): the same neighbours (in no particular order), fewer
+        arrays."""
         query = np.asarray(vector, dtype=np.float32)
         centroid_sims = self.centroids @ query
         if self.probe < len(centroid_sims):
@@ -96,29 +91,72 @@ class GradedNeighbours:
         rows = np.concatenate([cluster_rows[c] for c in clusters])
         # clusters are contiguous rows: products with views, no copy of their vectors
         sims = np.concatenate([self.vectors[spans[c][0] : spans[c][1]] @ query for c in clusters])
-        k = min(self.neighbours, len(rows))
+        k = min(k, len(rows))
         top = np.argpartition(sims, len(sims) - k)[len(sims) - k :]
-        weights = np.exp((sims[top] - 1.0) / self.temperature)
+        return rows[top], sims[top]
+
+    def arrays(self) -> dict[str, NDArray[Any]]:
+        """Arrays for the router's .npz (see `from_arrays`)."""
+        return {
+            "evidence_vectors": self.vectors,
+            "evidence_centroids": self.centroids,
+            "evidence_starts": self.starts,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Any, probe: int) -> GradedIndex:
+        """Inverse of `arrays`."""
+        return cls(
+            vectors=np.ascontiguousarray(arrays["evidence_vectors"], dtype=np.float32),
+            centroids=np.ascontiguousarray(arrays["evidence_centroids"], dtype=np.float32),
+            starts=np.asarray(arrays["evidence_starts"], dtype=np.int64),
+            probe=probe,
+        )
+
+
+@dataclass(frozen=True)
+class GradedNeighbours:
+    """The update: the grades of the indexed queries (same row order), and its parameters."""
+
+    grades: F64  # (N, M), 0 where ungraded
+    graded: F64  # (N, M), 1.0 where graded
+    neighbours: int
+    temperature: float
+    strength: float
+
+    def __post_init__(self) -> None:
+        """The grades beside the graded counts: one gather and one product for both sums."""
+        object.__setattr__(self, "_votes", np.concatenate([self.grades, self.graded], axis=1))
+
+    def update(self, p: F64, nearest: NDArray[np.int64], sims: NDArray[np.float32]) -> F64:
+        """Updated p_success (n, M) for the prior `p` (n, M), given each query's neighbours
+        (n, k) and their cosines from `GradedIndex.search`."""
+        weights = np.exp((sims - 1.0) / self.temperature)
+        table: F64 = self._votes  # type: ignore[attr-defined]
+        summed = np.empty((len(p), table.shape[1]))
+        # the gathered (rows, k, 2M) grades are the batch's largest array: bound them
+        for rows in row_steps(len(p), nearest.shape[1] * table.shape[1]):
+            summed[rows] = np.einsum("nk,nkm->nm", weights[rows], table[nearest[rows]])
+        m = p.shape[1]
+        out: F64 = (self.strength * p + summed[:, :m]) / (self.strength + summed[:, m:])
+        return out
+
+    def update_one(self, p: F64, rows: NDArray[np.int64], sims: NDArray[np.float32]) -> F64:
+        """`update` for one query's prior (M,), neighbours (k,) and cosines (k,)."""
+        weights = np.exp((sims - 1.0) / self.temperature)
         votes: F64 = self._votes  # type: ignore[attr-defined]
-        summed = weights @ votes[rows[top]]
+        summed = weights @ votes[rows]
         m = len(p)
         out: F64 = (self.strength * p + summed[:m]) / (self.strength + summed[m:])
         return out
 
     def arrays(self) -> dict[str, NDArray[Any]]:
         """Arrays for the router's .npz (see `from_arrays`)."""
-        return {
-            "evidence_vectors": self.vectors,
-            "evidence_grades": self.grades,
-            "evidence_graded": self.graded,
-            "evidence_centroids": self.centroids,
-            "evidence_starts": self.starts,
-        }
+        return {"evidence_grades": self.grades, "evidence_graded": self.graded}
 
     def scalars(self) -> dict[str, Any]:
         """The JSON-side state."""
         return {
-            "probe": self.probe,
             "neighbours": self.neighbours,
             "temperature": self.temperature,
             "strength": self.strength,
@@ -128,12 +166,8 @@ class GradedNeighbours:
     def from_arrays(cls, arrays: Any, scalars: dict[str, Any]) -> GradedNeighbours:
         """Inverse of `arrays` + `scalars`."""
         return cls(
-            vectors=np.ascontiguousarray(arrays["evidence_vectors"], dtype=np.float32),
             grades=np.asarray(arrays["evidence_grades"], dtype=np.float64),
             graded=np.asarray(arrays["evidence_graded"], dtype=np.float64),
-            centroids=np.ascontiguousarray(arrays["evidence_centroids"], dtype=np.float32),
-            starts=np.asarray(arrays["evidence_starts"], dtype=np.int64),
-            probe=int(scalars["probe"]),
             neighbours=int(scalars["neighbours"]),
             temperature=float(scalars["temperature"]),
             strength=float(scalars["strength"]),
@@ -192,12 +226,15 @@ def _search(
 
 @dataclass(frozen=True)
 class EvidenceFit:
-    """What `fit_graded_neighbours` found: the stage (or None) and the updated out-of-fold p."""
+    """What `fit_graded_neighbours` found: the index, the update (or None), the updated
+    out-of-fold p, and how near each training query's nearest graded query in other folds is."""
 
+    index: GradedIndex | None  # None with fewer than two graded queries
     stage: GradedNeighbours | None
     cv_p_success: F64  # (n, M) cross-fitted p_success after the update (the prior if None)
     cv_brier_prior: float
     cv_brier: float
+    cv_nearest_similarity: F64  # (n,) cosine to the nearest graded query of the other folds
 
 
 def fit_graded_neighbours(
@@ -213,7 +250,8 @@ def fit_graded_neighbours(
     strengths: tuple[float, ...],
     seed: int,
 ) -> EvidenceFit:
-    """Choose temperature and strength by CV Brier score, starting from the out-of-fold `prior`."""
+    """Index the graded queries; choose temperature and strength by CV Brier score, starting
+    from the out-of-fold `prior` (no update when `neighbours` is 0 or CV finds no gain)."""
     filled = np.where(known, grades, 0.0)
     graded = known.astype(np.float64)
 
@@ -224,14 +262,22 @@ def fit_graded_neighbours(
     total = float(known.sum())
     prior_losses = losses(prior)
     prior_brier = float(prior_losses.sum() / total)
-    if neighbours < 1 or len(x) < 2:
-        return EvidenceFit(None, prior, prior_brier, prior_brier)
+    if len(x) < 2:
+        return EvidenceFit(None, None, prior, prior_brier, prior_brier, np.full(len(x), np.nan))
     x32 = x.astype(np.float32)
     centroids, labels = spherical_kmeans(x, max(1, round(np.sqrt(len(x)))), seed)
     centroids32 = np.ascontiguousarray(centroids, dtype=np.float32)
+    order = np.argsort(labels, kind="stable")
+    index = GradedIndex(
+        vectors=np.ascontiguousarray(x32[order]),
+        centroids=centroids32,
+        starts=np.searchsorted(labels[order], np.arange(len(centroids) + 1)).astype(np.int64),
+        probe=probe,
+    )
     # per held-out query: its nearest graded queries among the other folds, searched in its
     # probed clusters as prediction will search them
-    k = min(neighbours, int(np.min([np.sum(folds != f) for f in np.unique(folds)])))
+    smallest_other = int(np.min([np.sum(folds != f) for f in np.unique(folds)]))
+    k = max(1, min(neighbours, smallest_other))
     nearest = np.zeros((len(x), k), dtype=np.int64)
     sims = np.full((len(x), k), -np.inf, dtype=np.float32)
     for f in np.unique(folds):
@@ -242,6 +288,10 @@ def fit_graded_neighbours(
         found, cosines = _search(x32[held], centroids32, x32[grouped], starts, probe, k)
         nearest[held, : found.shape[1]] = grouped[found]
         sims[held, : found.shape[1]] = cosines
+    nearest_similarity = sims.max(axis=1).astype(np.float64)
+    unchanged = EvidenceFit(index, None, prior, prior_brier, prior_brier, nearest_similarity)
+    if neighbours < 1:
+        return unchanged
     best: tuple[float, float, float, F64] | None = None
     for temperature in temperatures:
         weights = np.exp((sims - 1.0) / temperature)
@@ -256,17 +306,12 @@ def fit_graded_neighbours(
     score, temperature, strength, updated = best
     gain = prior_losses - losses(updated)
     if gain.mean() <= 2.0 * gain.std(ddof=1) / np.sqrt(len(gain)):
-        return EvidenceFit(None, prior, prior_brier, prior_brier)
-    order = np.argsort(labels, kind="stable")
+        return unchanged
     stage = GradedNeighbours(
-        vectors=np.ascontiguousarray(x32[order]),
         grades=filled[order],
         graded=graded[order],
-        centroids=centroids32,
-        starts=np.searchsorted(labels[order], np.arange(len(centroids) + 1)).astype(np.int64),
-        probe=probe,
         neighbours=neighbours,
         temperature=float(temperature),
         strength=float(strength),
     )
-    return EvidenceFit(stage, updated, prior_brier, score)
+    return EvidenceFit(index, stage, updated, prior_brier, score, nearest_similarity)

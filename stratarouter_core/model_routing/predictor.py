@@ -30,22 +30,29 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..calibration import IsotonicCalibrator
-from .evidence import GradedNeighbours, fit_graded_neighbours
+from .evidence import GradedIndex, GradedNeighbours, fit_graded_neighbours
 from .kmeans import member_sums, row_steps, spherical_kmeans
 from .repeats import GradedRepeats, fit_graded_repeats
 from .types import ModelRouterConfig
 
-__all__ = ["FitDiagnostics", "SuccessModel", "fit_success_model"]
+__all__ = ["FitDiagnostics", "Prediction", "SuccessModel", "fit_success_model"]
 
 F64 = NDArray[np.float64]
 _ISOTONIC_MIN = 1000  # scikit-learn's advice: isotonic overfits below ~1,000 samples
 _EPS = 1e-6
+
+
+class Prediction(NamedTuple):
+    """What `SuccessModel.predict` returns for a batch."""
+
+    p_success: F64  # (n, M)
+    nearest_similarity: F64  # (n,) cosine to the nearest graded query (NaN without an index)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,8 @@ class SuccessModel:
     evidence: GradedNeighbours | None = None  # the graded-neighbour update, when CV kept it
     graded_counts: F64 | None = None  # (M,) graded queries per model (None: saves before it)
     repeats: GradedRepeats | None = None  # grades of the graded texts, when the stage is on
+    index: GradedIndex | None = None  # the graded queries searched (None: saves before it)
+    mean_grades: F64 | None = None  # (M,) mean graded quality per model (None: saves before it)
 
     def __post_init__(self) -> None:
         """Fold the stages into the few arrays `predict` uses (see `_Compiled`), and the
@@ -80,25 +89,26 @@ class SuccessModel:
 
     def predict(
         self, vectors: NDArray[np.floating[Any]], log_tokens: F64, texts: Sequence[str]
-    ) -> F64:
+    ) -> Prediction:
         """p_success (n, M) for unit-norm `vectors` (n, d), log(1 + prompt tokens) (n,) and
-        the query `texts` (n).
+        the query `texts` (n), and each query's cosine to its nearest graded query.
 
         In steps of bounded memory: each row takes a product with every centroid.
         """
         c: _Compiled = self._compiled  # type: ignore[attr-defined]
         steps = row_steps(len(vectors), c.projection.shape[1])
         if len(steps) == 1:
-            p = self._predict(vectors, log_tokens)
+            p, similarity = self._predict(vectors, log_tokens)
         else:
-            p = np.concatenate([self._predict(vectors[s], log_tokens[s]) for s in steps])
+            parts = [self._predict(vectors[s], log_tokens[s]) for s in steps]
+            p = np.concatenate([part for part, _ in parts])
+            similarity = np.concatenate([near for _, near in parts])
         if self.repeats is not None:
             p = self.repeats.update(p, texts)
         low, high = self._bounds  # type: ignore[attr-defined]
-        bounded: F64 = np.clip(p, low, high)
-        return bounded
+        return Prediction(np.clip(p, low, high), similarity)
 
-    def _predict(self, vectors: NDArray[np.floating[Any]], log_tokens: F64) -> F64:
+    def _predict(self, vectors: NDArray[np.floating[Any]], log_tokens: F64) -> tuple[F64, F64]:
         c: _Compiled = self._compiled  # type: ignore[attr-defined]
         scores = np.asarray(vectors, dtype=np.float32) @ c.projection + c.offset
         m = c.n_models
@@ -112,9 +122,13 @@ class SuccessModel:
         if c.isotonic:
             raw = _expit(logits[:, c.isotonic])
             p[:, c.isotonic] = np.interp(raw + c.isotonic_offsets, self.isotonic_x, self.isotonic_y)
+        if self.index is None:
+            return p, np.full(len(p), np.nan)
+        k = 1 if self.evidence is None else self.evidence.neighbours
+        nearest, sims = self.index.search(vectors, k)
         if self.evidence is not None:
-            p = self.evidence.update(p, vectors)
-        return p
+            p = self.evidence.update(p, nearest, sims)
+        return p, sims.max(axis=1).astype(np.float64)
 
     def arrays(self) -> dict[str, NDArray[Any]]:
         """Arrays for an .npz file (see `from_arrays`)."""
@@ -130,8 +144,12 @@ class SuccessModel:
         for g, (centroids, table) in enumerate(zip(self.centroids, self.profiles)):
             out[f"centroids_{g}"] = centroids
             out[f"profile_{g}"] = table
+        if self.index is not None:
+            out.update(self.index.arrays())
         if self.evidence is not None:
             out.update(self.evidence.arrays())
+        if self.mean_grades is not None:
+            out["mean_grades"] = self.mean_grades
         if self.graded_counts is not None:
             out["graded_counts"] = self.graded_counts
         if self.repeats is not None:
@@ -144,6 +162,7 @@ class SuccessModel:
             "temperatures": list(self.temperatures),
             "isotonic_models": list(self.isotonic_models),
             "n_granularities": len(self.profiles),
+            "index": None if self.index is None else {"probe": self.index.probe},
             "evidence": None if self.evidence is None else self.evidence.scalars(),
             "repeats": None if self.repeats is None else self.repeats.scalars(),
         }
@@ -158,6 +177,9 @@ class SuccessModel:
         granularities = range(int(scalars["n_granularities"]))
         # absent from saves made before the stages existed
         evidence, repeats = scalars.get("evidence"), scalars.get("repeats")
+        # saves made before the index was kept apart from the update held it, with its probe,
+        # only when the update was on
+        index = scalars.get("index", evidence)
         return cls(
             ridge_weights=get("ridge_weights"),
             ridge_bias=get("ridge_bias"),
@@ -173,12 +195,15 @@ class SuccessModel:
             evidence=None if evidence is None else GradedNeighbours.from_arrays(arrays, evidence),
             graded_counts=get("graded_counts") if "graded_counts" in arrays else None,
             repeats=None if repeats is None else GradedRepeats.from_arrays(arrays, repeats),
+            index=None if index is None else GradedIndex.from_arrays(arrays, int(index["probe"])),
+            mean_grades=get("mean_grades") if "mean_grades" in arrays else None,
         )
 
     def predict_one(
         self, vector: NDArray[np.floating[Any]], log_tokens: float, text: str
-    ) -> list[float]:
-        """`predict` for one unit-norm vector (d,): the same numbers, fewer array calls."""
+    ) -> tuple[list[float], float | None]:
+        """`predict` for one unit-norm vector (d,): the same numbers, fewer array calls (the
+        similarity is None without an index)."""
         c: _Compiled = self._compiled  # type: ignore[attr-defined]
         scores = np.asarray(vector, dtype=np.float32) @ c.projection + c.offset
         m, g = c.n_models, c.n_granularities
@@ -189,13 +214,18 @@ class SuccessModel:
         if c.isotonic:
             raw = _expit(logits[c.isotonic])
             p[c.isotonic] = np.interp(raw + c.isotonic_offsets, self.isotonic_x, self.isotonic_y)
-        if self.evidence is not None:
-            p = self.evidence.update_one(p, vector)
+        similarity = None
+        if self.index is not None:
+            k = 1 if self.evidence is None else self.evidence.neighbours
+            rows, sims = self.index.search_one(vector, k)
+            similarity = float(sims.max())
+            if self.evidence is not None:
+                p = self.evidence.update_one(p, rows, sims)
         if self.repeats is not None:
             p = self.repeats.update_one(p, text)
         low, high = self._bounds  # type: ignore[attr-defined]
         out: list[float] = np.clip(p, low, high).tolist()
-        return out
+        return out, similarity
 
 
 @dataclass(frozen=True)
@@ -272,6 +302,7 @@ class FitDiagnostics:
     repeat_reliability: float | None  # None: the graded-repeat stage is off
     repeat_reliability_estimated: bool  # chosen by CV on the data's repeats, not the prior
     cross_fold_repeats: int  # training queries whose text was graded in another fold
+    cv_nearest_similarity: F64  # (n,) cosine to the nearest graded query in other folds
 
 
 def fit_success_model(
@@ -356,6 +387,8 @@ def _fit(
         evidence=stage,
         graded_counts=counts,
         repeats=repeats.stage,
+        index=evidence.index,
+        mean_grades=np.nanmean(grades, axis=0),
     )
     brier, ece = [], []
     from ..calibration import expected_calibration_error
@@ -379,6 +412,7 @@ def _fit(
         repeat_reliability=None if repeats.stage is None else repeats.stage.reliability,
         repeat_reliability_estimated=repeats.stage is not None and repeats.stage.estimated,
         cross_fold_repeats=repeats.cross_fold_repeats,
+        cv_nearest_similarity=evidence.cv_nearest_similarity,
     )
     return model, diagnostics
 

@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 from ..encoders.base import BaseEncoder, check_vectors
 from ..errors import DimensionMismatchError, InvalidQueryError, NotFittedError
 from .costs import make_token_counter
-from .decision import Rule, decide, decide_one
+from .decision import Rule, decide, decide_one, unfamiliar
 from .errors import (
     DuplicateModelError,
     InvalidScoresError,
@@ -28,7 +28,14 @@ from .errors import (
     UnknownModelError,
 )
 from .predictor import SuccessModel, fit_success_model
-from .types import ModelChoice, ModelOption, ModelRouterConfig, ModelRoutingReport, ModelSpec
+from .types import (
+    ModelChoice,
+    ModelOption,
+    ModelRouterConfig,
+    ModelRoutingReport,
+    ModelSpec,
+    check_similarity_floor,
+)
 
 __all__ = ["ModelRouter"]
 
@@ -86,6 +93,7 @@ class ModelRouter:
         self._fallback_index = None if fallback is None else self._index[fallback]
         self._count_tokens = make_token_counter(encoder, self.config.chars_per_token)
         self._predictor: SuccessModel | None = None
+        self._mean_quality: list[float] | None = None
         self._report: ModelRoutingReport | None = None
         self._output_tokens = self._default_output_tokens({})
         self._prices()
@@ -207,7 +215,7 @@ class ModelRouter:
         model, diagnostics = fit_success_model(
             vectors, grades[graded], log_tokens, kept, self.config
         )
-        self._predictor = model
+        self._adopt(model)
         self._output_tokens = self._default_output_tokens(learned)
         self._prices()
         names = self.model_names
@@ -235,6 +243,7 @@ class ModelRouter:
             cv_ece=per_model(diagnostics.cv_ece),
             output_tokens=self.output_tokens,
             duration_s=time.perf_counter() - started,
+            nearest_graded_similarity=_percentiles(diagnostics.cv_nearest_similarity),
         )
         return self._report
 
@@ -347,7 +356,7 @@ class ModelRouter:
         predictor = self._require_fitted()
         queries = _check_queries(queries)
         vectors = self._vectors(queries, embeddings)
-        return predictor.predict(vectors, np.log1p(self._count_tokens(queries)), queries)
+        return predictor.predict(vectors, np.log1p(self._count_tokens(queries)), queries).p_success
 
     def expected_costs(self, queries: Sequence[str]) -> F64:
         """Expected USD cost of each model on each query, shape (len(queries), n_models)."""
@@ -371,6 +380,7 @@ class ModelRouter:
         min_quality: float | None = None,
         cost_weight: float | None = None,
         max_cost: float | None = None,
+        min_graded_similarity: float | None = None,
     ) -> ModelChoice:
         """Pick a model for one query; pass `embedding` to skip encoding.
 
@@ -378,19 +388,22 @@ class ModelRouter:
         `cost_weight` (best p_success minus weighted relative cost), `max_cost` (USD budget,
         alone or with either). With none given, the config's rule; with none there either, the
         highest p_success. When the rule cannot be met, `config.fallback_model` or the rule's
-        best effort is returned with `fallback=True`.
+        best effort is returned with `fallback=True`. A query whose nearest graded query is
+        less similar than `min_graded_similarity` (default: the config's; -1 routes every
+        query by the rule) goes to the fallback model, else the best model on the graded data.
         """
         predictor = self._require_fitted()
         rule = self._rule(min_quality, cost_weight, max_cost)
+        floor = self._similarity_floor(min_graded_similarity)
         _check_query(query)
         if embedding is None:
             vector = self.encode([query])[0]
         else:
             vector = _check_one_embedding(embedding, self.encoder.dimension)
         tokens = self._count_tokens.one(query)
-        p = predictor.predict_one(vector, math.log1p(tokens), query)
+        p, similarity = predictor.predict_one(vector, math.log1p(tokens), query)
         costs = [tokens * a + b for a, b in zip(self._slope_list, self._intercept_list)]
-        return self._choice(p, costs, tokens, rule)
+        return self._choice(p, costs, tokens, rule, similarity, floor)
 
     def route_batch(
         self,
@@ -400,32 +413,45 @@ class ModelRouter:
         min_quality: float | None = None,
         cost_weight: float | None = None,
         max_cost: float | None = None,
+        min_graded_similarity: float | None = None,
     ) -> list[ModelChoice]:
         """`route` for many queries at once (one encoding batch, one prediction)."""
         predictor = self._require_fitted()
         rule = self._rule(min_quality, cost_weight, max_cost)
+        floor = self._similarity_floor(min_graded_similarity)
         queries = _check_queries(queries)
         vectors = self._vectors(queries, embeddings)
         tokens = self._count_tokens(queries)
-        p = predictor.predict(vectors, np.log1p(tokens), queries)
+        p, similarity = predictor.predict(vectors, np.log1p(tokens), queries)
         costs = tokens[:, None] * self._cost_slope + self._cost_intercept
-        return self._choices(p, costs, tokens, rule)
-
-    def _choices(self, p: F64, costs: F64, tokens: F64, rule: Rule) -> list[ModelChoice]:
-        """Decisions for a batch: `decide` on arrays, then the per-query records."""
         chosen, failed = decide(p, costs, rule, self._fallback_index)
         out = []
         for row, (index, fell_back) in enumerate(zip(chosen.tolist(), failed.tolist())):
             p_row, cost_row = p[row].tolist(), costs[row].tolist()
             _, _, order = decide_one(p_row, cost_row, rule, self._fallback_index)
+            near = None if math.isnan(similarity[row]) else float(similarity[row])
+            decision = (index, fell_back, order)
             out.append(
-                self._record(p_row, cost_row, float(tokens[row]), rule, index, fell_back, order)
+                self._record(p_row, cost_row, float(tokens[row]), rule, decision, near, floor)
             )
         return out
 
-    def _choice(self, p: list[float], costs: list[float], tokens: float, rule: Rule) -> ModelChoice:
-        index, fell_back, order = decide_one(p, costs, rule, self._fallback_index)
-        return self._record(p, costs, tokens, rule, index, fell_back, order)
+    def _similarity_floor(self, given: float | None) -> float | None:
+        if given is None:
+            return self.config.min_graded_similarity
+        return check_similarity_floor(given)
+
+    def _choice(
+        self,
+        p: list[float],
+        costs: list[float],
+        tokens: float,
+        rule: Rule,
+        similarity: float | None,
+        floor: float | None,
+    ) -> ModelChoice:
+        decision = decide_one(p, costs, rule, self._fallback_index)
+        return self._record(p, costs, tokens, rule, decision, similarity, floor)
 
     def _record(
         self,
@@ -433,10 +459,17 @@ class ModelRouter:
         costs: list[float],
         tokens: float,
         rule: Rule,
-        index: int,
-        fell_back: bool,
-        order: list[int],
+        decision: tuple[int, bool, list[int]],
+        similarity: float | None,
+        floor: float | None,
     ) -> ModelChoice:
+        index, fell_back, order = decision
+        rule_name = rule.name
+        if floor is not None and similarity is not None and similarity < floor:
+            # a router saved before mean grades were kept falls back on p_success itself
+            quality = p if self._mean_quality is None else self._mean_quality
+            index = unfamiliar(quality, costs, rule, self._fallback_index)
+            fell_back, rule_name = True, "min_graded_similarity"
         names = self._names
         return ModelChoice(
             model=names[index],
@@ -444,9 +477,10 @@ class ModelRouter:
             expected_cost_usd=costs[index],
             expected_costs_usd=dict(zip(names, costs)),
             alternatives=tuple(ModelOption(names[i], p[i], costs[i]) for i in order if i != index),
-            rule=rule.name,
+            rule=rule_name,
             fallback=fell_back,
             input_tokens=tokens,
+            nearest_graded_similarity=similarity,
         )
 
     # ------------------------------------------------------------------- persistence
@@ -475,10 +509,15 @@ class ModelRouter:
         self, predictor: SuccessModel, output_tokens: F64, report: ModelRoutingReport | None
     ) -> None:
         """Adopt a fitted predictor (loading, or another config over the same fit)."""
-        self._predictor = predictor
+        self._adopt(predictor)
         self._output_tokens = output_tokens
         self._report = report
         self._prices()
+
+    def _adopt(self, predictor: SuccessModel) -> None:
+        self._predictor = predictor
+        means = predictor.mean_grades
+        self._mean_quality = None if means is None else means.tolist()
 
 
 def _check_query(query: object) -> None:
@@ -549,3 +588,12 @@ def _check_embeddings(embeddings: ArrayLike, n: int, dimension: int) -> NDArray[
     if not np.isfinite(array).all():
         raise InvalidQueryError("embedding contains NaN or infinite values")
     return _normalise(array)
+
+
+def _percentiles(similarity: F64) -> dict[str, float] | None:
+    """The report's scale of nearest-graded cosines (None when no query had a neighbour)."""
+    found = similarity[np.isfinite(similarity)]
+    if not len(found):
+        return None
+    levels = (1, 5, 25, 50)
+    return {f"p{q}": float(v) for q, v in zip(levels, np.percentile(found, levels))}

@@ -87,12 +87,18 @@ class ModelRouterConfig:
             none (see `ModelRouter.route`); with all three None, the highest p_success wins.
         fallback_model: Model returned when the rule cannot be met; None means the rule's best
             effort (highest p_success for min_quality, cheapest model for max_cost).
+        min_graded_similarity: A query whose cosine to its nearest graded query is below this
+            is treated as unlike the graded data, where p_success is extrapolation: it goes to
+            `fallback_model`, else to the model with the best mean graded quality (within
+            `max_cost`), with `fallback=True`. None: every query is routed by the rule.
+            `ModelRoutingReport.nearest_graded_similarity` gives the training data's scale.
         default_output_tokens: Completion length assumed for a model that has none.
         chars_per_token: Prompt-length estimate when the encoder has no tokenizer.
         prompt_overhead_tokens: Tokens added to every prompt (system prompt, template).
         seed: Seed of the fold split and of k-means.
         evidence_neighbours: Most similar graded queries whose grades update p_success
-            (a repeat of a graded query counts as one graded answer); 0 turns the update off.
+            (a repeat of a graded query counts as one graded answer); 0 turns the update off
+            (the graded queries are still searched, for `nearest_graded_similarity`).
         evidence_probe: Clusters of graded queries (about sqrt(N) of them) searched for those
             neighbours; more finds the exact nearest more often and costs more per query.
         evidence_temperatures: Temperatures tried for the neighbours' weight
@@ -117,6 +123,7 @@ class ModelRouterConfig:
     cost_weight: float | None = None
     max_cost: float | None = None
     fallback_model: str | None = None
+    min_graded_similarity: float | None = None
     default_output_tokens: float = 256.0
     chars_per_token: float = 4.0
     prompt_overhead_tokens: float = 0.0
@@ -149,6 +156,7 @@ class ModelRouterConfig:
         self._check_graded_stages()
         if self.calibration not in ("auto", "isotonic", "platt", "none"):
             raise ConfigError(f"unknown calibration {self.calibration!r}")
+        check_similarity_floor(self.min_graded_similarity)
         if self.prior_strength < 0 or self.chars_per_token <= 0:
             raise ConfigError("prior_strength must be >= 0 and chars_per_token > 0")
         if self.default_output_tokens < 0 or self.prompt_overhead_tokens < 0:
@@ -185,6 +193,16 @@ class ModelRouterConfig:
         return cls(**values)
 
 
+def check_similarity_floor(value: float | None) -> float | None:
+    """`min_graded_similarity`, checked: None or a cosine in [-1, 1]."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
+        # NaN fails the range too
+        raise ConfigError(f"min_graded_similarity must be a cosine in [-1, 1], got {value}")
+    return value
+
+
 def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
@@ -207,9 +225,14 @@ class ModelChoice:
         expected_cost_usd: Expected cost of the chosen model on this query.
         expected_costs_usd: Expected cost of every model on this query.
         alternatives: The other models, in the rule's order of preference.
-        rule: "min_quality", "cost_weight" or "max_cost" (the rule that decided).
-        fallback: True when the rule could not be met and the documented fallback was used.
+        rule: "min_quality", "cost_weight" or "max_cost" (the rule that decided), or
+            "min_graded_similarity" when the query was too unlike the graded data to apply it.
+        fallback: True when the rule could not be met (or not applied) and the documented
+            fallback was used.
         input_tokens: Prompt tokens the cost was computed with.
+        nearest_graded_similarity: Cosine between the query and the most similar graded query
+            (searched in its nearest clusters of graded queries, as the neighbour update
+            searches them); None for a router saved before it was kept.
     """
 
     model: str
@@ -220,6 +243,7 @@ class ModelChoice:
     rule: str
     fallback: bool
     input_tokens: float
+    nearest_graded_similarity: float | None
 
 
 @dataclass(frozen=True)
@@ -234,6 +258,9 @@ class ModelRoutingReport:
         cv_ece: Cross-fitted expected calibration error of p_success, per model.
         output_tokens: Expected completion tokens per model after fitting.
         duration_s: Wall time of the fit.
+        nearest_graded_similarity: Percentiles ("p1", "p5", "p25", "p50") of each training
+            query's cosine to its nearest graded query in the other CV folds: how near graded
+            data a query usually is (None: fewer than two graded queries, or an older save).
     """
 
     n_queries: int
@@ -243,3 +270,4 @@ class ModelRoutingReport:
     cv_ece: dict[str, float]
     output_tokens: dict[str, float]
     duration_s: float
+    nearest_graded_similarity: dict[str, float] | None = None

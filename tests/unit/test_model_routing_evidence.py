@@ -12,6 +12,7 @@ import pytest
 from stratarouter_core import ConfigError, ModelRouter, ModelRouterConfig, ModelSpec
 from stratarouter_core.model_routing.evidence import (
     EvidenceFit,
+    GradedIndex,
     GradedNeighbours,
     fit_graded_neighbours,
 )
@@ -25,33 +26,37 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def _update(index: GradedIndex, stage: GradedNeighbours, p: np.ndarray, queries) -> np.ndarray:
+    """The update of a batch, searched as the predictor searches it."""
+    return stage.update(p, *index.search(queries, stage.neighbours))
+
+
 def test_a_repeat_counts_as_one_graded_answer_and_far_queries_as_almost_none() -> None:
     vectors = np.eye(4, dtype=np.float32)  # orthogonal: cosine 0 between different queries
     grades = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
     graded = np.ones_like(grades)
     graded[0, 1] = 0.0  # query 0 was never graded on model 1
-    stage = GradedNeighbours(
+    index = GradedIndex(
         vectors,
-        grades * graded,
-        graded,
         centroids=np.full((1, 4), 0.5, dtype=np.float32),  # one cluster holding all four
         starts=np.array([0, 4]),
         probe=1,
-        neighbours=4,
-        temperature=0.05,
-        strength=2.0,
     )
-    prior = np.array([[0.5, 0.5]])
+    stage = GradedNeighbours(grades * graded, graded, neighbours=4, temperature=0.05, strength=2.0)
+    prior = np.array([[0.5, 0.5], [0.5, 0.5]])
     far = np.exp(-1.0 / 0.05)  # weight of a neighbour at cosine 0
-    got = stage.update(prior, vectors[:1])
+    got = _update(index, stage, prior, vectors[:2])
     expected_0 = (2.0 * 0.5 + 1.0 + far * (0.0 + 1.0 + 0.0)) / (2.0 + 1.0 + 3 * far)
     expected_1 = (2.0 * 0.5 + far * (1.0 + 1.0 + 0.0)) / (2.0 + 3 * far)  # no own grade
-    np.testing.assert_allclose(got, [[expected_0, expected_1]], rtol=1e-6)
-    np.testing.assert_allclose(stage.update_one(prior[0], vectors[0]), got[0], rtol=1e-6)
+    np.testing.assert_allclose(got[0], [expected_0, expected_1], rtol=1e-6)
+    rows, sims = index.search_one(vectors[0], 4)
+    np.testing.assert_allclose(stage.update_one(prior[0], rows, sims), got[0], rtol=1e-6)
+    assert sims.max() == pytest.approx(1.0)  # the query itself is graded
     # a query between two graded right on model 0 takes both, each weighted by its similarity
     between = _unit(np.array([[1.0, 0.0, 1.0, 0.0]], dtype=np.float32))
-    mixed = stage.update(prior, between)[0, 0]
+    mixed = _update(index, stage, prior[:1], between)[0, 0]
     assert 0.5 < mixed < expected_0
+    assert index.search(between, 1)[1][0, 0] == pytest.approx(np.sqrt(0.5))
 
 
 def _repeats(n_groups: int, per_group: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -101,23 +106,27 @@ def test_the_clustered_search_finds_the_exact_neighbours_and_batch_equals_one() 
     x, grades = _repeats(200, 3, seed=4)
     folds = np.random.default_rng(5).permutation(len(x)) % 5
     fit = _fit(x, grades, folds, probe=4)
-    stage = fit.stage
-    assert stage is not None and len(stage.centroids) == round(np.sqrt(len(x)))
-    assert stage.starts[0] == 0 and stage.starts[-1] == len(x)
+    stage, index = fit.stage, fit.index
+    assert stage is not None and index is not None
+    assert len(index.centroids) == round(np.sqrt(len(x)))
+    assert index.starts[0] == 0 and index.starts[-1] == len(x)
     queries = _unit(x[:50] + 0.01 * np.random.default_rng(6).normal(size=(50, 32)))
     prior = np.full((50, 2), 0.5)
-    batch = stage.update(prior, queries)
-    one = np.array([stage.update_one(prior[i], queries[i]) for i in range(50)])
+    batch = _update(index, stage, prior, queries)
+    one = np.array(
+        [stage.update_one(prior[i], *index.search_one(queries[i], 20)) for i in range(50)]
+    )
     np.testing.assert_allclose(batch, one, rtol=1e-5)
     # probing every cluster is an exact search: same answers as a brute-force top 20
-    everything = dataclasses.replace(stage, probe=len(stage.centroids))
-    sims = queries @ stage.vectors.T
+    everything = dataclasses.replace(index, probe=len(index.centroids))
+    sims = queries @ index.vectors.T
     top = np.argsort(-sims, axis=1)[:, :20]
     w = np.exp((np.take_along_axis(sims, top, axis=1) - 1.0) / 0.1)
     exact = (2.0 * prior + np.einsum("nk,nkm->nm", w, stage.grades[top])) / (
         2.0 + np.einsum("nk,nkm->nm", w, stage.graded[top])
     )
-    np.testing.assert_allclose(everything.update(prior, queries), exact, rtol=1e-5)
+    np.testing.assert_allclose(_update(everything, stage, prior, queries), exact, rtol=1e-5)
+    np.testing.assert_allclose(everything.search(queries, 1)[1][:, 0], sims.max(axis=1), rtol=1e-6)
     # the probed search misses little: the copies sit in the query's nearest clusters
     np.testing.assert_allclose(batch, exact, atol=0.02)
 
@@ -215,13 +224,13 @@ def test_large_batches_are_updated_in_bounded_steps(monkeypatch) -> None:
     from stratarouter_core.model_routing import kmeans
 
     x, grades = _repeats(100, 3, seed=7)
-    stage = _fit(x, grades, np.arange(len(x)) % 5, probe=100).stage  # every cluster probed
-    assert stage is not None
+    fit = _fit(x, grades, np.arange(len(x)) % 5, probe=100)  # every cluster probed
+    assert fit.stage is not None and fit.index is not None
     prior = np.full_like(grades, 0.5)
-    whole = stage.update(prior, x)
+    whole = _update(fit.index, fit.stage, prior, x)
     monkeypatch.setattr(kmeans, "_PRODUCT_FLOATS", 1)  # one query per product
     # float32 products of one row and of many take different BLAS paths
-    np.testing.assert_allclose(stage.update(prior, x), whole, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(_update(fit.index, fit.stage, prior, x), whole, rtol=1e-5, atol=1e-7)
 
 
 def test_cross_validated_search_memory_grows_with_n_not_n_squared() -> None:

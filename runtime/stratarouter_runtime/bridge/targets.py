@@ -133,8 +133,8 @@ def pool_target(
     ``metadata["models"]`` lists model names (sharing the route's ``provider``,
     ``system_prompt`` and ``params``) or mappings that override those per model. The
     ModelRouter decides with the route's ``min_quality`` / ``cost_weight`` / ``max_cost`` (its
-    own default rule when none is set); when it picks a model outside the pool, the most
-    preferred of its alternatives inside the pool runs.
+    own default rule when none is set) and ``min_graded_similarity``; when it picks a model
+    outside the pool, the most preferred of its alternatives inside the pool runs.
     """
     shared = {k: metadata[k] for k in ("provider", "system_prompt", "params") if k in metadata}
     pool: dict[str, Target] = {}
@@ -153,7 +153,8 @@ def pool_target(
             f"route {route_id!r}: models {unknown} are not models of the ModelRouter "
             f"({list(model_router.model_names)})"
         )
-    rule = {k: metadata[k] for k in ("min_quality", "cost_weight", "max_cost") if k in metadata}
+    keys = ("min_quality", "cost_weight", "max_cost", "min_graded_similarity")
+    rule = {k: metadata[k] for k in keys if k in metadata}
     choice = model_router.route(query, **rule)
     for name in (choice.model, *(a.model for a in choice.alternatives)):
         if name in pool:
