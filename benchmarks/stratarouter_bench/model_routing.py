@@ -496,6 +496,7 @@ def run(args: argparse.Namespace) -> int:
         "route_p50_us": p50_us,
         "hyperparameters": report.hyperparameters if report else None,
         "rows": [asdict(r) for r in rows],
+        "by_nearest_graded_similarity": _by_similarity(router, p, data, train_means),
     }
     if args.plot:
         _plot(rows, data, args.plot)
@@ -504,6 +505,58 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(rows, payload)
     return 0
+
+
+def _by_similarity(
+    router: ModelRouter, p: F64, data: GradedData, train_means: F64
+) -> list[dict[str, Any]]:
+    """How reliable p_success is by how near the graded data a test query is.
+
+    Test queries in bands of their nearest graded cosine, cut at the training data's own
+    percentiles (`report.nearest_graded_similarity`): per band, the Brier score of p_success
+    against that of each model's training mean grade, and mean p_success minus mean grade.
+    """
+    scale = router.report.nearest_graded_similarity if router.report else None
+    if not scale:
+        return []
+    choices = router.route_batch(data.test_queries, data.test_vectors)
+    near = np.array(
+        [
+            np.nan if c.nearest_graded_similarity is None else c.nearest_graded_similarity
+            for c in choices
+        ]
+    )
+    cuts = [-np.inf, scale["p5"], scale["p25"], scale["p50"], np.inf]
+    labels = ["below p5", "p5 to p25", "p25 to p50", "above p50"]
+    known = ~np.isnan(data.test_scores)
+    grades = np.nan_to_num(data.test_scores)
+    out = []
+    for label, low, high in zip(labels, cuts, cuts[1:]):
+        rows = (near >= low) & (near < high)
+        mask = known[rows]
+        if not mask.any():
+            out.append(
+                {
+                    "band": label,
+                    "n": int(rows.sum()),
+                    "brier": None,
+                    "base_rate_brier": None,
+                    "bias": None,
+                }
+            )
+            continue
+        error = (p[rows] - grades[rows])[mask]
+        base = (np.broadcast_to(train_means, mask.shape) - grades[rows])[mask]
+        out.append(
+            {
+                "band": label,
+                "n": int(rows.sum()),
+                "brier": float(np.mean(error**2)),
+                "base_rate_brier": float(np.mean(base**2)),
+                "bias": float(np.mean(error)),
+            }
+        )
+    return out
 
 
 def _fmt(value: float | None, style: str) -> str:
@@ -550,6 +603,18 @@ def _print(rows: Sequence[MethodResult], payload: dict[str, Any]) -> None:
             ("p-value", ours.ece_p_value),
         ):
             print(f"| {label} | " + " | ".join(f"{v:.3f}" for v in values.values()) + " |")
+    bands = payload["by_nearest_graded_similarity"]
+    if bands:
+        print(
+            "\np_success by the test query's nearest graded cosine, in bands cut at the "
+            "training queries' percentiles (Brier of the training mean grade for comparison):"
+        )
+        print("| band | queries | Brier | base-rate Brier | mean p - mean grade |")
+        print("|---|---|---|---|---|")
+        for band in bands:
+            cells = [_fmt(band[k], "3") for k in ("brier", "base_rate_brier")]
+            bias = "-" if band["bias"] is None else f"{band['bias']:+.3f}"
+            print(f"| {band['band']} | {band['n']} | " + " | ".join(cells) + f" | {bias} |")
     print(
         f"\nModelRouter.fit: {payload['fit_seconds']:.1f} s; "
         f"route() with the embedding given: P50 {payload['route_p50_us']:.0f} us"

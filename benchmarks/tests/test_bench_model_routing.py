@@ -82,6 +82,13 @@ def test_json_report_and_plot(tmp_path, capsys) -> None:
     assert ours["apgr"] > 0.5 and ours["cpt80"] is not None
     assert rows["random mix"]["cost_saved_at_best_quality"] == pytest.approx(0.0)
     assert payload["route_p50_us"] > 0 and plot.stat().st_size > 10_000
+    bands = payload["by_nearest_graded_similarity"]
+    assert [b["band"] for b in bands] == ["below p5", "p5 to p25", "p25 to p50", "above p50"]
+    assert sum(b["n"] for b in bands) == 200
+    # cut at the training percentiles: about 5%, 20%, 25% and 50% of queries like the training
+    assert 0 < bands[0]["n"] < bands[1]["n"] < bands[3]["n"]
+    # the predictor beats each model's mean grade where the graded data is near
+    assert bands[3]["brier"] < bands[3]["base_rate_brier"]
 
 
 def test_table_output(tmp_path, capsys) -> None:
@@ -91,6 +98,7 @@ def test_table_output(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "pair mid vs small" in out and "| StrataRouter ModelRouter |" in out
     assert "ECE of p_success per model" in out and "| floor |" in out and "| p-value |" in out
+    assert "nearest graded cosine" in out and "| above p50 |" in out
 
 
 def test_drop_repeats_scores_only_new_test_queries(tmp_path, capsys) -> None:
