@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from stratarouter_core import ModelRouter, ModelSpec, Route, Router, RouterConfig
 from stratarouter_core.errors import ConfigError
@@ -120,6 +123,44 @@ async def test_a_pool_with_a_similarity_floor_sends_unfamiliar_queries_to_the_be
     # gpt-4o and o3 both have mean grade 1.0: the cheaper one
     assert result.model == "gpt-4o"
     assert model_router.route(query, min_quality=0.8).model == "gpt-4o-mini"
+
+
+class SlowEncoder(HashingEncoder):
+    """A local model that takes 0.3 s per call."""
+
+    def encode(self, texts):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)
+        return super().encode(texts)
+
+
+async def test_choosing_the_model_does_not_stall_the_event_loop(router, client):
+    slow = ModelRouter(
+        [ModelSpec("gpt-4o", 2.5, 10.0), ModelSpec("gpt-4o-mini", 0.15, 0.6)],
+        encoder=SlowEncoder(dimension=64),
+    )
+    slow.fit(
+        HARD + EASY,
+        [{"gpt-4o": 1.0, "gpt-4o-mini": 0.0}] * 40 + [{"gpt-4o": 1.0, "gpt-4o-mini": 1.0}] * 40,
+    )
+    _, openai = client
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        async with _bridge(router, openai, slow) as bridge:
+            query = "say hello to friend 99"
+            result = await bridge.execute(router.route(query), query)
+    finally:
+        ticker.cancel()
+    assert result.model == "gpt-4o-mini"
+    # the 0.3 s encoding ran in a worker thread: the loop kept ticking meanwhile
+    assert ticks >= 10
 
 
 async def test_a_pool_without_model_router_or_with_unknown_models_is_a_config_error(

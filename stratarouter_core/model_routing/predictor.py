@@ -97,7 +97,7 @@ class SuccessModel:
         """
         c: _Compiled = self._compiled  # type: ignore[attr-defined]
         steps = row_steps(len(vectors), c.projection.shape[1])
-        if len(steps) == 1:
+        if len(steps) <= 1:  # none for an empty batch
             p, similarity = self._predict(vectors, log_tokens)
         else:
             parts = [self._predict(vectors[s], log_tokens[s]) for s in steps]

@@ -155,13 +155,15 @@ class ModelRouter:
     # ---------------------------------------------------------------------- encoding
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Encode texts with the router's encoder, validated and L2-normalised."""
-        vectors = check_vectors(
-            self.encoder.encode(list(texts)),
-            len(texts),
-            self.encoder.dimension,
-            type(self.encoder).__name__,
-        )
-        return _normalise(vectors)
+        return self._checked(self.encoder.encode(list(texts)), len(texts))
+
+    async def aencode(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """`encode` awaiting the encoder's `aencode` (a worker thread for a local model)."""
+        return self._checked(await self.encoder.aencode(list(texts)), len(texts))
+
+    def _checked(self, vectors: NDArray[np.float32], n: int) -> NDArray[np.float32]:
+        encoder = self.encoder
+        return _normalise(check_vectors(vectors, n, encoder.dimension, type(encoder).__name__))
 
     def _vectors(self, queries: Sequence[str], embeddings: ArrayLike | None) -> NDArray[np.float32]:
         if embeddings is None:
@@ -404,6 +406,54 @@ class ModelRouter:
         p, similarity = predictor.predict_one(vector, math.log1p(tokens), query)
         costs = [tokens * a + b for a, b in zip(self._slope_list, self._intercept_list)]
         return self._choice(p, costs, tokens, rule, similarity, floor)
+
+    async def aroute(
+        self,
+        query: str,
+        embedding: ArrayLike | None = None,
+        *,
+        min_quality: float | None = None,
+        cost_weight: float | None = None,
+        max_cost: float | None = None,
+        min_graded_similarity: float | None = None,
+    ) -> ModelChoice:
+        """`route` without blocking the event loop while the query is encoded."""
+        if embedding is None:
+            self._require_fitted()
+            _check_query(query)
+            embedding = (await self.aencode([query]))[0]
+        return self.route(
+            query,
+            embedding,
+            min_quality=min_quality,
+            cost_weight=cost_weight,
+            max_cost=max_cost,
+            min_graded_similarity=min_graded_similarity,
+        )
+
+    async def aroute_batch(
+        self,
+        queries: Sequence[str],
+        embeddings: ArrayLike | None = None,
+        *,
+        min_quality: float | None = None,
+        cost_weight: float | None = None,
+        max_cost: float | None = None,
+        min_graded_similarity: float | None = None,
+    ) -> list[ModelChoice]:
+        """`route_batch`, awaiting the encoder's `aencode` when the queries must be encoded."""
+        if embeddings is None:
+            self._require_fitted()
+            queries = _check_queries(queries)
+            embeddings = await self.aencode(queries)
+        return self.route_batch(
+            queries,
+            embeddings,
+            min_quality=min_quality,
+            cost_weight=cost_weight,
+            max_cost=max_cost,
+            min_graded_similarity=min_graded_similarity,
+        )
 
     def route_batch(
         self,

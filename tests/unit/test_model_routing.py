@@ -4,6 +4,7 @@ pairwise preferences and every bad input."""
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -276,6 +277,45 @@ def test_route_batch_matches_route(fitted) -> None:
     assert [c.model for c in batch] == [c.model for c in single]
     for a, b in zip(batch, single):
         assert a.p_success == pytest.approx(b.p_success)
+
+
+class ThreadRecordingEncoder(HashingEncoder):
+    """Notes the thread each `encode` runs on."""
+
+    def __init__(self) -> None:
+        super().__init__(dimension=64)
+        self.threads: list[int] = []
+
+    def encode(self, texts):  # type: ignore[no-untyped-def]
+        self.threads.append(threading.get_ident())
+        return super().encode(texts)
+
+
+async def test_async_routing_encodes_off_the_event_loop_and_decides_the_same() -> None:
+    encoder = ThreadRecordingEncoder()
+    router = ModelRouter([BIG, SMALL], encoder=encoder)
+    hard = [f"prove theorem {i} about primes" for i in range(40)]
+    easy = [f"say hello to friend {i}" for i in range(40)]
+    router.fit(hard + easy, [{"big": 1.0, "small": 0.0}] * 40 + [{"big": 1.0, "small": 1.0}] * 40)
+    queries = ["say hello to friend 99", "prove theorem 99 about primes"]
+    single = [router.route(q, min_quality=0.8) for q in queries]
+    one_by_one = [await router.aroute(q, min_quality=0.8) for q in queries]
+    batch = await router.aroute_batch(queries, min_quality=0.8)
+    for choices in (one_by_one, batch):
+        assert [c.model for c in choices] == [c.model for c in single] == ["small", "big"]
+        for a, b in zip(choices, single):
+            assert a.p_success == pytest.approx(b.p_success)
+            assert a.nearest_graded_similarity == pytest.approx(b.nearest_graded_similarity)
+    encoder.threads.clear()
+    await router.aroute("say hello to friend 5")
+    await router.aroute_batch(queries)
+    assert encoder.threads and threading.get_ident() not in encoder.threads
+    assert await router.aroute_batch([]) == [] == router.route_batch([])
+    assert router.predict_proba([]).shape == (0, 2)
+    with pytest.raises(InvalidQueryError):
+        await router.aroute("   ")
+    with pytest.raises(NotFittedError):
+        await ModelRouter([BIG, SMALL], encoder=HashingEncoder(dimension=64)).aroute("hello")
 
 
 def test_large_batches_are_predicted_in_bounded_steps(fitted, monkeypatch) -> None:

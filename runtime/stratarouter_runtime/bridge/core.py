@@ -177,7 +177,7 @@ class BridgeCore:
         tenant = context.get("cache_namespace") or context.get("tenant_id")
         return f"{config.cache.namespace}:{tenant}" if tenant else config.cache.namespace
 
-    def _route_stage(self, decision: RouteResult, query: str) -> Resolved:
+    async def _route_stage(self, decision: RouteResult, query: str) -> Resolved:
         """Resolve the target inside a route span that starts when routing started."""
         self.observability.metrics.observe_stage("route", decision.latency_us / 1e6)
         start_ns = time.time_ns() - int(decision.latency_us * 1000)
@@ -187,7 +187,7 @@ class BridgeCore:
             "stratarouter.is_fallback": decision.is_fallback,
         }
         with self.observability.span("stratarouter.route", attributes, start_ns=start_ns) as span:
-            resolved = resolve_target(
+            resolved = await resolve_target(
                 decision,
                 router=self.router,
                 handlers=self._handlers,

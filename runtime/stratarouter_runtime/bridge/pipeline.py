@@ -51,7 +51,7 @@ class ExecutePipeline(BridgeLifecycle):
         started, ctx = time.perf_counter(), dict(context or {})
         root_attributes = {"stratarouter.route_id": decision.route_id or ""}
         with self.observability.span("stratarouter.execute", root_attributes) as root:
-            resolved = self._route_stage(decision, query)
+            resolved = await self._route_stage(decision, query)
             if resolved.kind == "handler":
                 record = await self._create(decision, query, resolved, ctx, status="running")
                 root.set_attribute("stratarouter.execution_id", record.id)

@@ -47,7 +47,7 @@ class StreamPipeline(BridgeLifecycle):
         if not self._started:
             await self.start()
         started = time.perf_counter()
-        resolved = self._route_stage(decision, query)
+        resolved = await self._route_stage(decision, query)
         if resolved.kind == "handler":
             record = await self._create(decision, query, resolved, context, status="running")
             stream.execution_id = record.id

@@ -72,7 +72,7 @@ class Resolved:
         )
 
 
-def resolve_target(
+async def resolve_target(
     decision: RouteResult,
     *,
     router: Router | None,
@@ -93,7 +93,7 @@ def resolve_target(
         with contextlib.suppress(RouteNotFoundError):  # e.g. a fallback route name
             metadata = router.get_route(route_id).metadata
     if metadata.get("models"):
-        target = pool_target(route_id, metadata, query, model_router)
+        target = await pool_target(route_id, metadata, query, model_router)
     elif metadata.get("provider") or metadata.get("model"):
         target = Target.from_metadata(metadata)
     elif default is not None:
@@ -122,7 +122,7 @@ def resolve_target(
     return Resolved.for_target(target)
 
 
-def pool_target(
+async def pool_target(
     route_id: str | None,
     metadata: Mapping[str, Any],
     query: str,
@@ -155,7 +155,8 @@ def pool_target(
         )
     keys = ("min_quality", "cost_weight", "max_cost", "min_graded_similarity")
     rule = {k: metadata[k] for k in keys if k in metadata}
-    choice = model_router.route(query, **rule)
+    # aroute: encoding the query for the ModelRouter must not stall the event loop
+    choice = await model_router.aroute(query, **rule)
     for name in (choice.model, *(a.model for a in choice.alternatives)):
         if name in pool:
             return pool[name]
