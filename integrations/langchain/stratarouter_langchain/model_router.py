@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -97,6 +96,10 @@ class ModelRouterRunnable(ChoosingRunnable):
     def _choose(self, text: str) -> ModelChoice:
         return self.model_router.route(text, **self.rule)
 
+    async def _achoose(self, text: str) -> ModelChoice:
+        # the encoder's own aencode: a worker thread for a local model, an API encoder's client
+        return await self.model_router.aroute(text, **self.rule)
+
     def _pick(self, choice: ModelChoice) -> tuple[str, Runnable[Any, Any]]:
         """The chosen model's runnable, else the most preferred alternative that has one."""
         self.choices.append(choice)
@@ -139,7 +142,7 @@ class ModelRouterRunnable(ChoosingRunnable):
         config: RunnableConfig,
         **kwargs: Any,
     ) -> Any:
-        choice = await asyncio.to_thread(self._choose, self._text(input))
+        choice = await self._achoose(self._text(input))
         name, model = self._pick(choice)
         child = self._child(name, choice, config, run_manager.get_child())
         return await model.ainvoke(input, child, **kwargs)
@@ -166,7 +169,7 @@ class ModelRouterRunnable(ChoosingRunnable):
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
         input = await anext(inputs)
-        choice = await asyncio.to_thread(self._choose, self._text(input))
+        choice = await self._achoose(self._text(input))
         name, model = self._pick(choice)
         child = self._child(name, choice, config, run_manager.get_child())
         async for chunk in model.astream(input, child, **kwargs):

@@ -51,11 +51,24 @@ def test_stream_passes_the_models_chunks_through(mr) -> None:
     assert "".join(c.content for c in chunks) == "big model answer"
 
 
-async def test_async_paths(mr) -> None:
+class AsyncCountingEncoder(HashingEncoder):
+    """Counts `aencode` calls: the async paths must encode through it."""
+
+    aencoded = 0
+
+    async def aencode(self, texts):  # type: ignore[no-untyped-def]
+        type(self).aencoded += 1
+        return await super().aencode(texts)
+
+
+async def test_async_paths(mr, monkeypatch) -> None:
     chain = _chain(mr, min_quality=0.8)
+    monkeypatch.setattr(mr, "encoder", AsyncCountingEncoder(dimension=64))
     assert (await chain.ainvoke("say hello to friend 3")).content == "small model answer"
     chunks = [c async for c in chain.astream("prove theorem 3 about primes")]
     assert len(chunks) > 1 and "".join(c.content for c in chunks) == "big model answer"
+    # the encoder's own async path (an API encoder's client), not a thread around encode
+    assert AsyncCountingEncoder.aencoded == 2
 
 
 def test_child_run_carries_the_choice(mr, recorder) -> None:
