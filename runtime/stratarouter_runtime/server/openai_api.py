@@ -1,7 +1,8 @@
 """OpenAI-compatible endpoints: ``POST /v1/chat/completions`` and ``GET /v1/models``.
 
 ``model: "auto"`` routes on the last user message and runs on the chosen route's target
-(its metadata's ``provider``/``model``). A one-turn conversation (one user message, no
+(its metadata's ``provider``/``model``, or the model the server's ModelRouter picks for the
+last user message among the route's ``models`` pool). A one-turn conversation (one user message, no
 system message of the client's) goes through the bridge: semantic cache, de-duplication,
 durable record, per-tenant isolation. A longer conversation is sent whole to the route's
 target through the bridge's executor (retries, breakers, fallbacks) and is never cached: a
@@ -24,6 +25,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 from stratarouter_core.errors import ConfigError, InvalidQueryError, StrataRouterError
 
+from ..bridge.targets import pool_target
 from ..config import parse_target_spec
 from ..executor import Target
 from ..providers.base import ChatMessage, CompletionRequest, Usage
@@ -87,12 +89,18 @@ def _last_user(messages: Sequence[ChatMessage]) -> str:
     raise InvalidQueryError("messages has no non-empty user message to route on")
 
 
-def _target_of(router: Router, route_id: str | None) -> Target:
+async def _target_of(
+    router: Router, route_id: str | None, query: str, bridge: CoreRuntimeBridge
+) -> Target:
+    """The target of a conversation's route: its metadata's model, or the bridge's
+    ModelRouter's pick for the last user message among the route's ``models`` pool."""
     if route_id is None:
         raise ConfigError(
             "no route is confident enough for this conversation and none is a fallback"
         )
     metadata = router.get_route(route_id).metadata
+    if metadata.get("models"):
+        return await pool_target(route_id, metadata, query, bridge.model_router)
     if not (metadata.get("provider") or metadata.get("model")):
         raise ConfigError(f"route {route_id!r} names no provider/model in its metadata")
     return Target.from_metadata(metadata)
@@ -217,7 +225,7 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
                     result.usage,
                     route_id,
                 )
-            target = _target_of(rs.router, route_id)
+            target = await _target_of(rs.router, route_id, query, bridge)
         else:
             target = _concrete(state, rs.router, body.model)
         request = CompletionRequest(

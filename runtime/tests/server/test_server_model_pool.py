@@ -73,6 +73,25 @@ def test_auto_runs_on_the_model_the_model_router_picks(
     assert fake_provider.requests[-1].body["model"] == model
 
 
+@pytest.mark.parametrize(
+    ("query", "model"),
+    [("prove theorem 8 about primes", "big-model"), ("say hello to friend 4", "small-model")],
+)
+def test_a_conversation_runs_on_the_model_picked_for_its_last_user_message(
+    client: openai.OpenAI, fake_provider: FakeProviderServer, query: str, model: str
+) -> None:
+    conversation = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": query},
+    ]
+    reply = client.chat.completions.create(model="auto", messages=conversation)
+    assert reply.choices[0].message.content == f"echo: {query}"
+    sent = fake_provider.requests[-1].body
+    assert sent["model"] == model and len(sent["messages"]) == 4  # the whole conversation
+
+
 def test_a_bad_model_router_dir_is_a_typed_error(tmp_path: Path) -> None:
     config = ServerConfig(model_router_dir=str(tmp_path / "missing"))
     with pytest.raises(PersistenceError):
