@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI
@@ -106,6 +106,22 @@ async def _target_of(
     return Target.from_metadata(metadata)
 
 
+def _route_models(metadata: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+    """(provider or None, model) of every model a route's metadata names: its ``model``, and
+    each entry of its ``models`` pool (a name, or a mapping that may set its own provider)."""
+    provider = metadata.get("provider")
+    named: list[tuple[str | None, str]] = []
+    if metadata.get("model"):
+        named.append((provider, str(metadata["model"])))
+    for entry in metadata.get("models") or ():
+        if isinstance(entry, Mapping):
+            if entry.get("model"):
+                named.append((entry.get("provider", provider), str(entry["model"])))
+        else:
+            named.append((provider, str(entry)))
+    return [(None if p is None else str(p), m) for p, m in named]
+
+
 def _concrete(state: ServerState, router: Router, model: str) -> Target:
     bridge = state.bridge
     assert bridge is not None
@@ -113,9 +129,10 @@ def _concrete(state: ServerState, router: Router, model: str) -> Target:
         provider, name = parse_target_spec(model, field_name="model")
     else:
         uses = [
-            str(r.metadata["provider"])
-            for r in router.routes
-            if r.metadata.get("model") == model and r.metadata.get("provider")
+            provider
+            for route in router.routes
+            for provider, named in _route_models(route.metadata)
+            if named == model and provider
         ]
         provider, name = (uses[0] if uses else state.config.default_provider), model
     if provider not in bridge.providers:
@@ -174,11 +191,8 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
         router = state.store.get(principal.tenant).router
         names = {AUTO}
         for route in router.routes:
-            if route.metadata.get("model"):
-                names.add(
-                    f"{route.metadata.get('provider', state.config.default_provider)}:"
-                    f"{route.metadata['model']}"
-                )
+            for provider, model in _route_models(route.metadata):
+                names.add(f"{provider or state.config.default_provider}:{model}")
         return {
             "object": "list",
             "data": [

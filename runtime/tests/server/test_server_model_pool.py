@@ -92,6 +92,18 @@ def test_a_conversation_runs_on_the_model_picked_for_its_last_user_message(
     assert sent["model"] == model and len(sent["messages"]) == 4  # the whole conversation
 
 
+def test_the_pool_models_are_listed_and_callable_by_their_bare_names(
+    client: openai.OpenAI, fake_provider: FakeProviderServer
+) -> None:
+    ids = {m.id for m in client.models.list()}
+    assert {"auto", "local:big-model", "local:small-model"} <= ids
+    reply = client.chat.completions.create(
+        model="small-model", messages=[{"role": "user", "content": "prove theorem 9"}]
+    )
+    assert reply.choices[0].message.content == "echo: prove theorem 9"
+    assert fake_provider.requests[-1].body["model"] == "small-model"  # as asked, on 'local'
+
+
 def test_a_bad_model_router_dir_is_a_typed_error(tmp_path: Path) -> None:
     config = ServerConfig(model_router_dir=str(tmp_path / "missing"))
     with pytest.raises(PersistenceError):
