@@ -496,6 +496,7 @@ def run(args: argparse.Namespace) -> int:
         "route_p50_us": p50_us,
         "hyperparameters": report.hyperparameters if report else None,
         "rows": [asdict(r) for r in rows],
+        "nearest_graded_similarity": report.nearest_graded_similarity if report else None,
         "by_nearest_graded_similarity": _by_similarity(router, p, data, train_means),
     }
     if args.plot:
@@ -603,11 +604,13 @@ def _print(rows: Sequence[MethodResult], payload: dict[str, Any]) -> None:
             ("p-value", ours.ece_p_value),
         ):
             print(f"| {label} | " + " | ".join(f"{v:.3f}" for v in values.values()) + " |")
-    bands = payload["by_nearest_graded_similarity"]
+    bands, scale = payload["by_nearest_graded_similarity"], payload["nearest_graded_similarity"]
     if bands:
+        cuts = ", ".join(f"{k} {scale[k]:.3f}" for k in ("p5", "p25", "p50"))
         print(
             "\np_success by the test query's nearest graded cosine, in bands cut at the "
-            "training queries' percentiles (Brier of the training mean grade for comparison):"
+            f"training queries' percentiles ({cuts}; Brier of the training mean grade for "
+            "comparison):"
         )
         print("| band | queries | Brier | base-rate Brier | mean p - mean grade |")
         print("|---|---|---|---|---|")

@@ -98,7 +98,7 @@ def test_table_output(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "pair mid vs small" in out and "| StrataRouter ModelRouter |" in out
     assert "ECE of p_success per model" in out and "| floor |" in out and "| p-value |" in out
-    assert "nearest graded cosine" in out and "| above p50 |" in out
+    assert "nearest graded cosine" in out and "| above p50 |" in out and "p25 0." in out
 
 
 def test_drop_repeats_scores_only_new_test_queries(tmp_path, capsys) -> None:
