@@ -163,6 +163,46 @@ async def test_choosing_the_model_does_not_stall_the_event_loop(router, client):
     assert ticks >= 10
 
 
+class CountingEncoder(HashingEncoder):
+    """Counts the texts it encodes."""
+
+    def __init__(self, dimension: int) -> None:
+        super().__init__(dimension=dimension)
+        self.texts: list[str] = []
+
+    def encode(self, texts):  # type: ignore[no-untyped-def]
+        self.texts.extend(texts)
+        return super().encode(texts)
+
+
+def _counted_model_router(dimension: int) -> tuple[ModelRouter, CountingEncoder]:
+    encoder = CountingEncoder(dimension)
+    mr = ModelRouter(
+        [ModelSpec("gpt-4o", 2.5, 10.0), ModelSpec("gpt-4o-mini", 0.15, 0.6)], encoder=encoder
+    )
+    mr.fit(
+        HARD + EASY,
+        [{"gpt-4o": 1.0, "gpt-4o-mini": 0.0}] * 40 + [{"gpt-4o": 1.0, "gpt-4o-mini": 1.0}] * 40,
+    )
+    encoder.texts.clear()
+    return mr, encoder
+
+
+async def test_the_model_choice_reuses_the_cache_s_query_vector_in_the_same_space(client):
+    _, openai = client
+    query = "say hello to friend 42"
+    for dimension, encodes in ((64, 0), (32, 1)):  # the router's space is 64-dimensional
+        router = Router(encoder=HashingEncoder(dimension=64), config=RouterConfig(threshold=0.0))
+        router.add_routes([Route(name="assistant", examples=["say hello"], metadata=POOL)])
+        router.build_index()
+        mr, encoder = _counted_model_router(dimension)
+        async with _bridge(router, openai, mr) as bridge:
+            result = await bridge.execute(router.route(query), query)
+        assert result.model == "gpt-4o-mini"
+        # same space: the bridge encodes the query once, for the choice and the cache alike
+        assert encoder.texts == [query] * encodes
+
+
 async def test_a_pool_without_model_router_or_with_unknown_models_is_a_config_error(
     router, client, model_router
 ):

@@ -8,7 +8,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -42,10 +42,30 @@ if TYPE_CHECKING:
     from stratarouter_core.encoders.base import BaseEncoder
     from stratarouter_core.router import Router
 
-__all__ = ["BridgeCore", "check_query"]
+__all__ = ["BridgeCore", "QueryEmbedding", "check_query"]
 
 logger = logging.getLogger("stratarouter_runtime")
 _T = TypeVar("_T")
+
+
+class QueryEmbedding:
+    """One execution's query vector, encoded on first use and then shared (the pool's model
+    choice and the cache both need it: one encoding, not two)."""
+
+    def __init__(
+        self, embed: Callable[[str], Awaitable[NDArray[np.float32] | None]], query: str
+    ) -> None:
+        """Encode `query` with `embed` when first asked."""
+        self._embed, self._query = embed, query
+        self._vector: NDArray[np.float32] | None = None
+        self._done = False
+
+    async def get(self) -> NDArray[np.float32] | None:
+        """The vector (None when the encoder failed or there is none)."""
+        if not self._done:
+            self._vector = await self._embed(self._query)
+            self._done = True
+        return self._vector
 
 
 class BridgeCore:
@@ -151,6 +171,13 @@ class BridgeCore:
 
     # -- stages shared by execute and stream ---------------------------------------------------
 
+    @property
+    def _query_encoder(self) -> BaseEncoder | None:
+        """The encoder of the cache's and the batcher's query vectors."""
+        if self._encoder is not None:
+            return self._encoder
+        return self.router.encoder if self.router is not None else None
+
     async def _embed(self, query: str) -> NDArray[np.float32] | None:
         """The query's embedding for the cache and batching; None degrades to exact matching.
 
@@ -158,9 +185,7 @@ class BridgeCore:
         thread for a synchronous model, so a slow `encode` never stalls the event loop (other
         executions, lease renewal and batching windows keep running meanwhile).
         """
-        encoder = self._encoder if self._encoder is not None else (
-            self.router.encoder if self.router is not None else None
-        )
+        encoder = self._query_encoder
         if encoder is None:
             return None
         try:
@@ -177,8 +202,19 @@ class BridgeCore:
         tenant = context.get("cache_namespace") or context.get("tenant_id")
         return f"{config.cache.namespace}:{tenant}" if tenant else config.cache.namespace
 
-    async def _route_stage(self, decision: RouteResult, query: str) -> Resolved:
-        """Resolve the target inside a route span that starts when routing started."""
+    async def _route_stage(
+        self, decision: RouteResult, query: str
+    ) -> tuple[Resolved, QueryEmbedding]:
+        """Resolve the target inside a route span that starts when routing started; and the
+        query's embedding, computed at most once for the pool's model choice and the cache."""
+        embedding = QueryEmbedding(self._embed, query)
+        encoder, model_router = self._query_encoder, self.model_router
+        # the ModelRouter may reuse the cache's vector only when both encode the same space
+        shared = (
+            encoder is not None
+            and model_router is not None
+            and model_router.encoder.fingerprint == encoder.fingerprint
+        )
         self.observability.metrics.observe_stage("route", decision.latency_us / 1e6)
         start_ns = time.time_ns() - int(decision.latency_us * 1000)
         attributes = {
@@ -195,9 +231,10 @@ class BridgeCore:
                 default=self._default,
                 query=query,
                 model_router=self.model_router,
+                embed=embedding.get if shared else None,
             )
             span.set_attribute("stratarouter.target", resolved.key)
-        return resolved
+        return resolved, embedding
 
     async def _cache_stage(
         self,

@@ -51,7 +51,7 @@ class ExecutePipeline(BridgeLifecycle):
         started, ctx = time.perf_counter(), dict(context or {})
         root_attributes = {"stratarouter.route_id": decision.route_id or ""}
         with self.observability.span("stratarouter.execute", root_attributes) as root:
-            resolved = await self._route_stage(decision, query)
+            resolved, query_vector = await self._route_stage(decision, query)
             if resolved.kind == "handler":
                 record = await self._create(decision, query, resolved, ctx, status="running")
                 root.set_attribute("stratarouter.execution_id", record.id)
@@ -61,7 +61,7 @@ class ExecutePipeline(BridgeLifecycle):
                 result = self._result(payload, record, started)
             else:
                 namespace = self._namespace(self.config, ctx)
-                embedding = await self._embed(query) if self.cache or self.batcher else None
+                embedding = await query_vector.get() if self.cache or self.batcher else None
                 hit = await self._cache_stage(query, embedding, resolved, namespace)
                 if hit is not None:  # served: one write, already finished
                     record = await self._create(

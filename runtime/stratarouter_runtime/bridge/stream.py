@@ -47,7 +47,7 @@ class StreamPipeline(BridgeLifecycle):
         if not self._started:
             await self.start()
         started = time.perf_counter()
-        resolved = await self._route_stage(decision, query)
+        resolved, query_vector = await self._route_stage(decision, query)
         if resolved.kind == "handler":
             record = await self._create(decision, query, resolved, context, status="running")
             stream.execution_id = record.id
@@ -58,7 +58,7 @@ class StreamPipeline(BridgeLifecycle):
             yield result.response
         else:
             namespace = self._namespace(self.config, context)
-            embedding = await self._embed(query) if self.cache else None
+            embedding = await query_vector.get() if self.cache else None
             hit = await self._cache_stage(query, embedding, resolved, namespace)
             if hit is not None:
                 record = await self._create(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+from numpy.typing import NDArray
 from stratarouter_core.errors import ConfigError, RouteNotFoundError
 from stratarouter_core.types import RouteResult
 
@@ -72,6 +74,10 @@ class Resolved:
         )
 
 
+Embed = Callable[[], Awaitable[NDArray[np.float32] | None]]
+"""The query's embedding, computed once and shared with the cache (None: not available)."""
+
+
 async def resolve_target(
     decision: RouteResult,
     *,
@@ -81,10 +87,12 @@ async def resolve_target(
     default: Target | None,
     query: str = "",
     model_router: ModelRouter | None = None,
+    embed: Embed | None = None,
 ) -> Resolved:
     """Where `decision` goes: its route's handler, the target in its route's metadata (one
     model, or the `model_router`'s pick among a ``models`` pool), else `default`; a target
-    must name a configured provider."""
+    must name a configured provider. `embed` gives the query's vector in the
+    `model_router`'s space (None: it encodes the query itself)."""
     route_id = decision.route_id
     if route_id is not None and route_id in handlers:
         return Resolved.for_handler(route_id)
@@ -93,7 +101,7 @@ async def resolve_target(
         with contextlib.suppress(RouteNotFoundError):  # e.g. a fallback route name
             metadata = router.get_route(route_id).metadata
     if metadata.get("models"):
-        target = await pool_target(route_id, metadata, query, model_router)
+        target = await pool_target(route_id, metadata, query, model_router, embed)
     elif metadata.get("provider") or metadata.get("model"):
         target = Target.from_metadata(metadata)
     elif default is not None:
@@ -127,6 +135,7 @@ async def pool_target(
     metadata: Mapping[str, Any],
     query: str,
     model_router: ModelRouter | None,
+    embed: Embed | None = None,
 ) -> Target:
     """The target a route's model pool resolves to for `query`.
 
@@ -155,8 +164,9 @@ async def pool_target(
         )
     keys = ("min_quality", "cost_weight", "max_cost", "min_graded_similarity")
     rule = {k: metadata[k] for k in keys if k in metadata}
+    vector = None if embed is None else await embed()
     # aroute: encoding the query for the ModelRouter must not stall the event loop
-    choice = await model_router.aroute(query, **rule)
+    choice = await model_router.aroute(query, vector, **rule)
     for name in (choice.model, *(a.model for a in choice.alternatives)):
         if name in pool:
             return pool[name]
