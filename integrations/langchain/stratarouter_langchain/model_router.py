@@ -28,7 +28,9 @@ class ModelRouterRunnable(ChoosingRunnable):
     `ModelRouter.route`). When the router picks a model that has no runnable here, the next
     model in the choice's `alternatives` that has one runs instead. The chosen model runs as a
     child run tagged `model:<name>`, with metadata `stratarouter_model`,
-    `stratarouter_p_success` and `stratarouter_expected_cost_usd`; `stream`/`astream` yield
+    `stratarouter_p_success`, `stratarouter_expected_cost_usd`,
+    `stratarouter_nearest_graded_similarity` and `stratarouter_rule` (the rule that decided,
+    "min_graded_similarity" for a query unlike the graded data); `stream`/`astream` yield
     the model's own chunks. Recent choices are kept in `choices`.
 
     Args:
@@ -119,6 +121,8 @@ class ModelRouterRunnable(ChoosingRunnable):
             "stratarouter_model": name,
             "stratarouter_p_success": choice.p_success.get(name),
             "stratarouter_expected_cost_usd": choice.expected_costs_usd.get(name),
+            "stratarouter_nearest_graded_similarity": choice.nearest_graded_similarity,
+            "stratarouter_rule": choice.rule,
         }
         return child
 

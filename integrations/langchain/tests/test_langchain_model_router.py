@@ -78,6 +78,8 @@ def test_child_run_carries_the_choice(mr, recorder) -> None:
     assert "model:gpt-4o-mini" in child["tags"]
     assert child["metadata"]["stratarouter_model"] == "gpt-4o-mini"
     assert child["metadata"]["stratarouter_p_success"] >= 0.8
+    assert child["metadata"]["stratarouter_rule"] == "min_quality"
+    assert 0.0 < child["metadata"]["stratarouter_nearest_graded_similarity"] <= 1.0
 
 
 def test_a_model_without_runnable_falls_through_to_the_next_alternative(mr) -> None:
