@@ -397,3 +397,53 @@ def test_disabled_bridge_imports_neither_prometheus_nor_opentelemetry():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_pool_route_span_says_why_its_model_runs(tracer_provider, exporter):
+    pytest.importorskip("openai", reason="the OpenAI client needs the [openai] extra (make test installs it)")
+    from stratarouter_core import ModelRouter, ModelSpec, Route, Router, RouterConfig
+    from stratarouter_core.testing import HashingEncoder
+
+    from stratarouter_runtime.bridge import CoreRuntimeBridge
+    from stratarouter_runtime.providers import OpenAIClient
+    from stratarouter_runtime.testing import FakeProviderServer
+
+    hard = [f"prove theorem {i} about primes" for i in range(40)]
+    easy = [f"say hello to friend {i}" for i in range(40)]
+    mr = ModelRouter(
+        [ModelSpec("gpt-4o", 2.5, 10.0), ModelSpec("gpt-4o-mini", 0.15, 0.6)],
+        encoder=HashingEncoder(dimension=64),
+    )
+    mr.fit(hard + easy, [{"gpt-4o": 1.0, "gpt-4o-mini": 0.0}] * 40
+           + [{"gpt-4o": 1.0, "gpt-4o-mini": 1.0}] * 40)
+    pool = {"provider": "openai", "models": ["gpt-4o", "gpt-4o-mini"], "min_quality": 0.8}
+    router = Router(encoder=HashingEncoder(dimension=64), config=RouterConfig(threshold=0.0))
+    router.add_routes([Route(name="assistant", examples=["say hello"], metadata=pool)])
+    router.build_index()
+    config = _config(tracing=True)
+    query = "say hello to friend 99"
+    with FakeProviderServer() as server:
+        client = OpenAIClient(api_key="test", base_url=server.openai_base_url)
+        obs = Observability(config, tracer_provider=tracer_provider)
+        bridge = CoreRuntimeBridge(
+            config, router, {"openai": client}, observability=obs, model_router=mr
+        )
+        async with bridge:
+            await bridge.execute(router.route(query), query)
+        await client.aclose()
+    route = next(s for s in exporter.get_finished_spans() if s.name == "stratarouter.route")
+    expected = mr.route(query, min_quality=0.8)
+    attributes = route.attributes
+    assert attributes["stratarouter.target"] == "openai:gpt-4o-mini"
+    assert attributes["stratarouter.model_choice.model"] == "gpt-4o-mini"
+    assert attributes["stratarouter.model_choice.rule"] == "min_quality"
+    assert attributes["stratarouter.model_choice.fallback"] is False
+    assert attributes["stratarouter.model_choice.p_success"] == pytest.approx(
+        expected.p_success["gpt-4o-mini"]
+    )
+    assert attributes["stratarouter.model_choice.expected_cost_usd"] == pytest.approx(
+        expected.expected_costs_usd["gpt-4o-mini"]
+    )
+    assert attributes["stratarouter.model_choice.nearest_graded_similarity"] == pytest.approx(
+        expected.nearest_graded_similarity
+    )

@@ -38,7 +38,7 @@ from .results import ExecutionResult, provider_payload
 from .targets import Resolved, build_request, providers_from_config, resolve_target
 
 if TYPE_CHECKING:
-    from stratarouter_core import ModelRouter
+    from stratarouter_core import ModelChoice, ModelRouter
     from stratarouter_core.encoders.base import BaseEncoder
     from stratarouter_core.router import Router
 
@@ -66,6 +66,22 @@ class QueryEmbedding:
             self._vector = await self._embed(self._query)
             self._done = True
         return self._vector
+
+
+def _choice_attributes(choice: ModelChoice, target: Target) -> dict[str, Any]:
+    """Span attributes saying why a pool route runs on `target` (the model that runs can be an
+    alternative inside the pool when the router's own pick is outside it)."""
+    attributes: dict[str, Any] = {
+        "stratarouter.model_choice.model": choice.model,
+        "stratarouter.model_choice.rule": choice.rule,
+        "stratarouter.model_choice.fallback": choice.fallback,
+        "stratarouter.model_choice.p_success": choice.p_success[target.model],
+        "stratarouter.model_choice.expected_cost_usd": choice.expected_costs_usd[target.model],
+    }
+    if choice.nearest_graded_similarity is not None:
+        similarity = choice.nearest_graded_similarity
+        attributes["stratarouter.model_choice.nearest_graded_similarity"] = similarity
+    return attributes
 
 
 class BridgeCore:
@@ -234,6 +250,9 @@ class BridgeCore:
                 embed=embedding.get if shared else None,
             )
             span.set_attribute("stratarouter.target", resolved.key)
+            if resolved.choice is not None and resolved.target is not None:
+                for name, value in _choice_attributes(resolved.choice, resolved.target).items():
+                    span.set_attribute(name, value)
         return resolved, embedding
 
     async def _cache_stage(

@@ -18,7 +18,7 @@ from ..providers.base import CompletionRequest, ProviderClient
 from .handlers import HandlerRegistry
 
 if TYPE_CHECKING:
-    from stratarouter_core import ModelRouter
+    from stratarouter_core import ModelChoice, ModelRouter
     from stratarouter_core.router import Router
 
 __all__ = ["Resolved", "build_request", "pool_target", "providers_from_config", "resolve_target"]
@@ -32,18 +32,20 @@ _ENV_KEYS = {
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """Where an execution goes: a provider target or a handler, plus its cache/batch keys."""
+    """Where an execution goes: a provider target or a handler, plus its cache/batch keys,
+    and, for a model pool, the ModelRouter's choice that picked the target."""
 
     kind: Literal["provider", "handler"]
     key: str
     target: Target | None = None
     handler: str | None = None
     cache_params: Mapping[str, Any] = field(default_factory=dict)
+    choice: ModelChoice | None = None
 
     @classmethod
-    def for_target(cls, target: Target) -> Resolved:
+    def for_target(cls, target: Target, choice: ModelChoice | None = None) -> Resolved:
         params = {"system_prompt": target.system_prompt, "params": dict(target.params)}
-        return cls("provider", target.key, target=target, cache_params=params)
+        return cls("provider", target.key, target=target, cache_params=params, choice=choice)
 
     @classmethod
     def for_handler(cls, route: str) -> Resolved:
@@ -100,8 +102,9 @@ async def resolve_target(
     if route_id is not None and router is not None:
         with contextlib.suppress(RouteNotFoundError):  # e.g. a fallback route name
             metadata = router.get_route(route_id).metadata
+    choice = None
     if metadata.get("models"):
-        target = await pool_target(route_id, metadata, query, model_router, embed)
+        target, choice = await pool_target(route_id, metadata, query, model_router, embed)
     elif metadata.get("provider") or metadata.get("model"):
         target = Target.from_metadata(metadata)
     elif default is not None:
@@ -127,7 +130,7 @@ async def resolve_target(
             f"route {route_id!r} needs provider {target.provider!r}, which is not configured: "
             f"{hint} (or pass providers={{{target.provider!r}: ...}})"
         )
-    return Resolved.for_target(target)
+    return Resolved.for_target(target, choice)
 
 
 async def pool_target(
@@ -136,8 +139,8 @@ async def pool_target(
     query: str,
     model_router: ModelRouter | None,
     embed: Embed | None = None,
-) -> Target:
-    """The target a route's model pool resolves to for `query`.
+) -> tuple[Target, ModelChoice]:
+    """The target a route's model pool resolves to for `query`, and the choice behind it.
 
     ``metadata["models"]`` lists model names (sharing the route's ``provider``,
     ``system_prompt`` and ``params``) or mappings that override those per model. The
@@ -169,7 +172,7 @@ async def pool_target(
     choice = await model_router.aroute(query, vector, **rule)
     for name in (choice.model, *(a.model for a in choice.alternatives)):
         if name in pool:
-            return pool[name]
+            return pool[name], choice
     raise AssertionError("unreachable: every pool model is a model of the router")
 
 

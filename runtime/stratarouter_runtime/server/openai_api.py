@@ -100,7 +100,8 @@ async def _target_of(
         )
     metadata = router.get_route(route_id).metadata
     if metadata.get("models"):
-        return await pool_target(route_id, metadata, query, bridge.model_router)
+        target, _ = await pool_target(route_id, metadata, query, bridge.model_router)
+        return target
     if not (metadata.get("provider") or metadata.get("model")):
         raise ConfigError(f"route {route_id!r} names no provider/model in its metadata")
     return Target.from_metadata(metadata)
