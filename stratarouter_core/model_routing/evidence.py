@@ -265,13 +265,18 @@ def fit_graded_neighbours(
     if len(x) < 2:
         return EvidenceFit(None, None, prior, prior_brier, prior_brier, np.full(len(x), np.nan))
     x32 = x.astype(np.float32)
-    centroids, labels = spherical_kmeans(x, max(1, round(np.sqrt(len(x)))), seed)
-    centroids32 = np.ascontiguousarray(centroids, dtype=np.float32)
+    centres, labels = spherical_kmeans(x, max(1, round(np.sqrt(len(x)))), seed)
+    # a cluster k-means left empty (many copies of a few texts) would take a probe slot and
+    # could leave a query with nothing to compare
+    occupied = np.bincount(labels, minlength=len(centres)) > 0
+    labels = (np.cumsum(occupied) - 1)[labels]
+    centroids32 = np.ascontiguousarray(centres[occupied], dtype=np.float32)
+    clusters = np.arange(len(centroids32) + 1)
     order = np.argsort(labels, kind="stable")
     index = GradedIndex(
         vectors=np.ascontiguousarray(x32[order]),
         centroids=centroids32,
-        starts=np.searchsorted(labels[order], np.arange(len(centroids) + 1)).astype(np.int64),
+        starts=np.searchsorted(labels[order], clusters).astype(np.int64),
         probe=probe,
     )
     # per held-out query: its nearest graded queries among the other folds, searched in its
@@ -284,7 +289,7 @@ def fit_graded_neighbours(
         held = np.nonzero(folds == f)[0]
         train = np.nonzero(folds != f)[0]
         grouped = train[np.argsort(labels[train], kind="stable")]
-        starts = np.searchsorted(labels[grouped], np.arange(len(centroids) + 1))
+        starts = np.searchsorted(labels[grouped], clusters)
         found, cosines = _search(x32[held], centroids32, x32[grouped], starts, probe, k)
         nearest[held, : found.shape[1]] = grouped[found]
         sims[held, : found.shape[1]] = cosines

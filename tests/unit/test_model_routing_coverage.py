@@ -202,3 +202,17 @@ def test_a_save_with_no_index_reports_no_similarity_and_routes_by_the_rule(tmp_p
     assert choice.nearest_graded_similarity is None
     assert (choice.rule, choice.fallback) == ("cost_weight", False)
     assert loaded.report.nearest_graded_similarity is None
+
+
+def test_copies_of_a_few_texts_leave_no_empty_cluster_to_probe() -> None:
+    # k-means over 2,000 copies of two texts finds 45 centres, 43 of them with no member: an
+    # index that kept them could probe only empty clusters and find no graded query at all
+    router = ModelRouter([CHEAP, DEAR], encoder=HashingEncoder(dimension=DIM))
+    queries = ["hello there"] * 1000 + ["goodbye now"] * 1000
+    router.fit(queries, [{"cheap": float(i % 2), "dear": 1.0} for i in range(2000)])
+    index = router._predictor.index
+    assert len(index.centroids) == 2 and (np.diff(index.starts) > 0).all()
+    for query in ("hello there", "goodbye now"):
+        assert router.route(query).nearest_graded_similarity == pytest.approx(1.0)
+    batch = router.route_batch(["hello there", "goodbye now"])
+    assert [c.nearest_graded_similarity for c in batch] == pytest.approx([1.0, 1.0])
