@@ -56,6 +56,7 @@ from stratarouter_core.model_routing import (
     ModelSpec,
     Rule,
     decide,
+    read_graded_file,
 )
 
 from .datasets import PrecomputedEncoder
@@ -127,34 +128,27 @@ class GradedData:
 
 
 def load_graded(dataset: str | Path, embeddings: str | Path) -> GradedData:
-    """Read the JSON and the .npz, checking that they line up."""
-    raw = json.loads(Path(dataset).read_text())
-    try:
-        models = tuple(
-            ModelSpec(name, float(p["input_usd_per_mtok"]), float(p["output_usd_per_mtok"]))
-            for name, p in raw["models"].items()
-        )
-        names = [m.name for m in models]
-        splits = {s: raw[s] for s in ("train", "test")}
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"{dataset}: expected models, train and test ({exc})") from exc
+    """Read the JSON (`read_graded_file`) and the .npz, checking that they line up."""
+    graded = read_graded_file(dataset)
+    names = [m.name for m in graded.models]
     with np.load(embeddings) as arrays:
-        vectors = {s: np.asarray(arrays[s], dtype=np.float32) for s in splits}
+        vectors = {s: np.asarray(arrays[s], dtype=np.float32) for s in ("train", "test")}
         model = str(arrays["model"]) if "model" in arrays.files else None
     out: dict[str, Any] = {}
-    for split, rows in splits.items():
-        if not rows:
-            raise ConfigError(f"{dataset}: the {split} split is empty")
-        if len(rows) != len(vectors[split]):
-            raise ConfigError(f"{split}: {len(rows)} queries but {len(vectors[split])} vectors")
-        out[f"{split}_queries"] = [q for q, _ in rows]
+    for split in ("train", "test"):
+        queries, scores = graded.split(split)
+        if len(queries) != len(vectors[split]):
+            raise ConfigError(f"{split}: {len(queries)} queries but {len(vectors[split])} vectors")
+        out[f"{split}_queries"] = queries
         out[f"{split}_scores"] = np.array(
-            [[s.get(m, np.nan) for m in names] for _, s in rows], dtype=np.float64
+            [[_score(s.get(m)) for m in names] for s in scores], dtype=np.float64
         )
         out[f"{split}_vectors"] = vectors[split]
-    return GradedData(
-        name=str(raw.get("name", Path(dataset).stem)), models=models, embedding_model=model, **out
-    )
+    return GradedData(name=graded.name, models=graded.models, embedding_model=model, **out)
+
+
+def _score(value: float | None) -> float:
+    return np.nan if value is None else float(value)
 
 
 @dataclass

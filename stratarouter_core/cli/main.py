@@ -1,4 +1,5 @@
-"""`stratarouter`: route queries from a routes file; `stratarouter bench` runs the benchmarks.
+"""`stratarouter`: route queries from a routes file, fit and use a model router
+(`model-router`); `stratarouter bench` runs the benchmarks.
 
 The benchmarks are a separate, dev-only distribution (`stratarouter-bench`, in `benchmarks/`
 of the repository); this module imports it only when ``bench`` is the command, so routing
@@ -56,12 +57,13 @@ def _register_benches(benches: Any) -> None:
 
 
 def _build_parser(with_benches: bool, with_serve: bool = False) -> argparse.ArgumentParser:
-    from . import bulk_command, route_command
+    from . import bulk_command, model_router_command, route_command
 
     parser = argparse.ArgumentParser(prog="stratarouter", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     route_command.register(commands)
     bulk_command.register(commands)
+    model_router_command.register(commands)
     bench = commands.add_parser(
         "bench", help="run the benchmarks (needs stratarouter-bench: pip install -e benchmarks)"
     )

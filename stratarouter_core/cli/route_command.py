@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["register"]
+__all__ = ["queries_from", "register"]
 
 
 def register(commands: Any) -> None:
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     routes, config = load_routes_file(args.routes)
     router = Router(config=config, routes=routes)
     router.build_index()
-    for query in _queries(args.queries):
+    for query in queries_from(args.queries):
         if args.explain:
             print(router.explain(query), end="\n\n")
             continue
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _queries(given: Sequence[str]) -> Iterator[str]:
+def queries_from(given: Sequence[str]) -> Iterator[str]:
     """The queries of the command line, or stdin's non-blank lines for none or `-`."""
     if list(given) not in ([], ["-"]):
         yield from given

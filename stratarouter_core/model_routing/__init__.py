@@ -15,11 +15,13 @@ from .errors import (
     NoGradedDataError,
     UnknownModelError,
 )
+from .graded_file import GradedFile, read_graded_file
 from .router import ModelRouter
 from .types import ModelChoice, ModelOption, ModelRouterConfig, ModelRoutingReport, ModelSpec
 
 __all__ = [
     "DuplicateModelError",
+    "GradedFile",
     "InvalidScoresError",
     "ModelChoice",
     "ModelOption",
@@ -33,4 +35,5 @@ __all__ = [
     "UnknownModelError",
     "decide",
     "decide_one",
+    "read_graded_file",
 ]
