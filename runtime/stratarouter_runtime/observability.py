@@ -120,6 +120,9 @@ class Metrics(Protocol):
     def recovered(self, outcome: str) -> None:
         """Count one execution taken over by recovery."""
 
+    def model_choice(self, *, route: str, model: str, rule: str, fallback: bool) -> None:
+        """Count one model-pool choice: the model that runs and the rule that decided."""
+
 
 class NoopMetrics:
     """Metrics that record nothing (metrics disabled)."""
@@ -156,6 +159,9 @@ class NoopMetrics:
         """Do nothing."""
 
     def recovered(self, outcome: str) -> None:
+        """Do nothing."""
+
+    def model_choice(self, *, route: str, model: str, rule: str, fallback: bool) -> None:
         """Do nothing."""
 
 
@@ -243,6 +249,14 @@ class PrometheusMetrics:
             namespace=ns,
             registry=reg,
         )
+        self._model_choices = Counter(
+            "model_choices",
+            "Model-pool choices by route, the model that runs, the deciding rule and fallback "
+            "(rule min_graded_similarity: the query was unlike the graded data).",
+            ["route", "model", "rule", "fallback"],
+            namespace=ns,
+            registry=reg,
+        )
         self._stage_children = {stage: self._latency.labels(stage) for stage in STAGES}
         self._hits = self._cache.labels("hit")
         self._misses = self._cache.labels("miss")
@@ -294,6 +308,10 @@ class PrometheusMetrics:
     def recovered(self, outcome: str) -> None:
         """Count one execution taken over by recovery."""
         self._recovered.labels(outcome).inc()
+
+    def model_choice(self, *, route: str, model: str, rule: str, fallback: bool) -> None:
+        """Count one model-pool choice."""
+        self._model_choices.labels(route, model, rule, "true" if fallback else "false").inc()
 
     def sample(self, name: str, **labels: str) -> float:
         """Current value of one sample (0.0 when it was never set)."""

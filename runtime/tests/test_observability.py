@@ -420,7 +420,7 @@ async def test_a_pool_route_span_says_why_its_model_runs(tracer_provider, export
     router = Router(encoder=HashingEncoder(dimension=64), config=RouterConfig(threshold=0.0))
     router.add_routes([Route(name="assistant", examples=["say hello"], metadata=pool)])
     router.build_index()
-    config = _config(tracing=True)
+    config = _config(tracing=True, metrics=True)
     query = "say hello to friend 99"
     with FakeProviderServer() as server:
         client = OpenAIClient(api_key="test", base_url=server.openai_base_url)
@@ -447,3 +447,5 @@ async def test_a_pool_route_span_says_why_its_model_runs(tracer_provider, export
     assert attributes["stratarouter.model_choice.nearest_graded_similarity"] == pytest.approx(
         expected.nearest_graded_similarity
     )
+    labels = {"route": "assistant", "model": "gpt-4o-mini", "rule": "min_quality"}
+    assert obs.metrics.sample("stratarouter_model_choices_total", **labels, fallback="false") == 1

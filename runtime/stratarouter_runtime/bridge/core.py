@@ -250,9 +250,16 @@ class BridgeCore:
                 embed=embedding.get if shared else None,
             )
             span.set_attribute("stratarouter.target", resolved.key)
-            if resolved.choice is not None and resolved.target is not None:
-                for name, value in _choice_attributes(resolved.choice, resolved.target).items():
+            choice, target = resolved.choice, resolved.target
+            if choice is not None and target is not None:
+                for name, value in _choice_attributes(choice, target).items():
                     span.set_attribute(name, value)
+                self.observability.metrics.model_choice(
+                    route=decision.route_id or "",
+                    model=target.model,
+                    rule=choice.rule,
+                    fallback=choice.fallback,
+                )
         return resolved, embedding
 
     async def _cache_stage(
