@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMAT_VERSION",
+    "check_replaceable",
     "describe_encoder",
     "load_router",
     "resolve_encoder",
@@ -126,15 +127,40 @@ def resolve_encoder(saved: dict[str, Any], encoder: BaseEncoder | None, loader: 
     return encoder
 
 
+def check_replaceable(path: Path, names: set[str]) -> None:
+    """Refuse a save to `path` unless it is absent, empty, or holds only the files `names`.
+
+    Raises:
+        PersistenceError: `path` is a file, or a directory holding other files.
+    """
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise PersistenceError(f"{path} is a file, not a save directory: not replacing it")
+    others = sorted(entry.name for entry in path.iterdir() if entry.name not in names)
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise PersistenceError(
+            f"{path} holds files a save did not write ({shown}): not replacing it; "
+            "save to a new or empty directory"
+        )
+
+
 def write_directory(
     path: Path, texts: dict[str, str], arrays: dict[str, dict[str, NDArray[Any]]]
 ) -> None:
     """Write files into the directory `path`, created or atomically replaced.
 
     The files go to a temporary sibling first, which is then swapped in: an existing save is
-    never left half-overwritten. `arrays` maps an .npz file name to its arrays.
+    never left half-overwritten. `arrays` maps an .npz file name to its arrays. Only an empty
+    directory or an earlier save of the same files is replaced: a directory holding anything
+    else (``--out .`` by mistake) is refused, not deleted.
+
+    Raises:
+        PersistenceError: `path` is a file, or a directory holding other files.
     """
     path = path.resolve()
+    check_replaceable(path, {*texts, *arrays})
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:

@@ -49,9 +49,13 @@ def register(commands: Any) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Fit on the graded file's split, print the report, save."""
+    from pathlib import Path
+
     from ..model_routing.graded_file import read_graded_file
+    from ..model_routing.persistence import check_save_target
     from ..model_routing.router import ModelRouter
 
+    check_save_target(Path(args.out))  # a directory it must not replace: say so before fitting
     graded = read_graded_file(args.graded)
     queries, scores = graded.split(args.split)
     router = ModelRouter(graded.models)

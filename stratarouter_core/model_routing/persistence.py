@@ -27,11 +27,17 @@ from numpy.typing import NDArray
 
 from ..encoders.base import BaseEncoder
 from ..errors import ConfigError, PersistenceError
-from ..persistence import describe_encoder, resolve_encoder, write_directory
+from ..persistence import check_replaceable, describe_encoder, resolve_encoder, write_directory
 from .predictor import SuccessModel
 from .types import ModelRouterConfig, ModelRoutingReport, ModelSpec
 
-__all__ = ["FORMAT_VERSION", "SavedModelRouter", "load_model_router", "save_model_router"]
+__all__ = [
+    "FORMAT_VERSION",
+    "SavedModelRouter",
+    "check_save_target",
+    "load_model_router",
+    "save_model_router",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +74,12 @@ def save_model_router(saved: SavedModelRouter, encoder: BaseEncoder, path: Path)
     }
     manifest_text = json.dumps(manifest, indent=2, sort_keys=True)
     write_directory(path, {_MANIFEST: manifest_text}, {_ARRAYS: predictor.arrays()})
+
+
+def check_save_target(path: Path) -> None:
+    """Raise PersistenceError now if `save_model_router` would refuse `path` (a file, or a
+    directory holding other files): before a long fit, not after it."""
+    check_replaceable(path.resolve(), {_MANIFEST, _ARRAYS})
 
 
 def load_model_router(

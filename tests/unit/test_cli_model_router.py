@@ -116,6 +116,17 @@ def test_bad_graded_files_are_one_line_errors(
     assert not (tmp_path / "x").exists()  # nothing saved
 
 
+def test_fit_never_replaces_a_directory_it_did_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    graded = _graded(tmp_path)  # tmp_path now holds graded.json: "--out ." by mistake
+    assert main(["model-router", "fit", "--graded", str(graded), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "holds files a save did not write (graded.json)" in err
+    assert "encoding" not in err  # refused before a fit that could take minutes
+    assert read_graded_file(graded).name == "two templates"  # still there, intact
+
+
 def test_missing_inputs_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope.json"
     assert main(["model-router", "fit", "--graded", str(missing), "--out", str(tmp_path)]) == 2

@@ -124,6 +124,29 @@ def test_saving_over_an_existing_router_replaces_it_whole(tmp_path: Path) -> Non
     assert [p.name for p in tmp_path.iterdir()] == ["r"]  # no staging leftovers
 
 
+def test_a_directory_holding_other_files_is_refused_not_deleted(tmp_path: Path) -> None:
+    router = build()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("keep me")
+    with pytest.raises(PersistenceError, match=r"holds files a save did not write \(notes.txt\)"):
+        router.save(project)
+    assert (project / "notes.txt").read_text() == "keep me"
+    assert [p.name for p in tmp_path.iterdir()] == ["project"]  # no staging leftovers
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(PersistenceError, match="is a file"):
+        router.save(tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "not a directory"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    router.save(empty)  # an empty directory is fine
+    assert Router.load(empty, encoder=HashingEncoder(dimension=64)).route_names == (
+        "billing",
+        "weather",
+        "sports",
+    )
+
+
 @pytest.mark.parametrize(
     "drop",
     ["encoder", "config", "routes", "model", "encoder.fingerprint", "encoder.class",
