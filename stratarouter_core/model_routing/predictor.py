@@ -52,7 +52,7 @@ class Prediction(NamedTuple):
     """What `SuccessModel.predict` returns for a batch."""
 
     p_success: F64  # (n, M)
-    nearest_similarity: F64  # (n,) cosine to the nearest graded query (NaN without an index)
+    nearest_graded_similarity: F64  # (n,) cosine to the nearest graded query (NaN: no index)
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,11 @@ class SuccessModel:
         bounds of p_success (see `_succession_bounds`)."""
         object.__setattr__(self, "_compiled", _Compiled.build(self))
         object.__setattr__(self, "_bounds", _succession_bounds(self.graded_counts, self.n_models))
+
+    @property
+    def _searched(self) -> int:
+        """Graded neighbours searched per query: the update's, or the nearest one alone."""
+        return 1 if self.evidence is None else self.evidence.neighbours
 
     @property
     def n_models(self) -> int:
@@ -124,8 +129,7 @@ class SuccessModel:
             p[:, c.isotonic] = np.interp(raw + c.isotonic_offsets, self.isotonic_x, self.isotonic_y)
         if self.index is None:
             return p, np.full(len(p), np.nan)
-        k = 1 if self.evidence is None else self.evidence.neighbours
-        nearest, sims = self.index.search(vectors, k)
+        nearest, sims = self.index.search(vectors, self._searched)
         if self.evidence is not None:
             p = self.evidence.update(p, nearest, sims)
         return p, sims.max(axis=1).astype(np.float64)
@@ -216,8 +220,7 @@ class SuccessModel:
             p[c.isotonic] = np.interp(raw + c.isotonic_offsets, self.isotonic_x, self.isotonic_y)
         similarity = None
         if self.index is not None:
-            k = 1 if self.evidence is None else self.evidence.neighbours
-            rows, sims = self.index.search_one(vector, k)
+            rows, sims = self.index.search_one(vector, self._searched)
             similarity = float(sims.max())
             if self.evidence is not None:
                 p = self.evidence.update_one(p, rows, sims)

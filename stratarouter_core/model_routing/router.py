@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 from ..encoders.base import BaseEncoder, check_vectors
 from ..errors import DimensionMismatchError, InvalidQueryError, NotFittedError
 from .costs import make_token_counter
-from .decision import Rule, decide, decide_one, unfamiliar
+from .decision import Rule, decide_one, unfamiliar
 from .errors import (
     DuplicateModelError,
     InvalidScoresError,
@@ -474,17 +474,20 @@ class ModelRouter:
         tokens = self._count_tokens(queries)
         p, similarity = predictor.predict(vectors, np.log1p(tokens), queries)
         costs = tokens[:, None] * self._cost_slope + self._cost_intercept
-        chosen, failed = decide(p, costs, rule, self._fallback_index)
-        out = []
-        for row, (index, fell_back) in enumerate(zip(chosen.tolist(), failed.tolist())):
-            p_row, cost_row = p[row].tolist(), costs[row].tolist()
-            _, _, order = decide_one(p_row, cost_row, rule, self._fallback_index)
-            near = None if math.isnan(similarity[row]) else float(similarity[row])
-            decision = (index, fell_back, order)
-            out.append(
-                self._record(p_row, cost_row, float(tokens[row]), rule, decision, near, floor)
+        # each record needs its row's preference order, which decide_one gives with the choice
+        return [
+            self._choice(
+                p_row,
+                cost_row,
+                float(n_tokens),
+                rule,
+                None if math.isnan(near) else near,
+                floor,
             )
-        return out
+            for p_row, cost_row, n_tokens, near in zip(
+                p.tolist(), costs.tolist(), tokens.tolist(), similarity.tolist()
+            )
+        ]
 
     def _similarity_floor(self, given: float | None) -> float | None:
         if given is None:
