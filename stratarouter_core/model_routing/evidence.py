@@ -95,6 +95,30 @@ class GradedIndex:
         top = np.argpartition(sims, len(sims) - k)[len(sims) - k :]
         return rows[top], sims[top]
 
+    def with_vectors(
+        self, vectors: NDArray[np.floating[Any]]
+    ) -> tuple[GradedIndex, NDArray[np.intp]]:
+        """This index with unit-norm `vectors` (n, d) added, each to its nearest cluster (the
+        clusters are not moved), and where each row came from: row i of the new index is row
+        `order[i]` of the old rows followed by the added ones."""
+        added = np.asarray(vectors, dtype=np.float32)
+        labels = np.concatenate(
+            [
+                np.repeat(np.arange(len(self.centroids)), np.diff(self.starts)),
+                np.argmax(added @ self.centroids.T, axis=1),
+            ]
+        )
+        order = np.argsort(labels, kind="stable")  # a cluster's old members, then its new ones
+        index = GradedIndex(
+            vectors=np.ascontiguousarray(np.concatenate([self.vectors, added])[order]),
+            centroids=self.centroids,
+            starts=np.searchsorted(labels[order], np.arange(len(self.centroids) + 1)).astype(
+                np.int64
+            ),
+            probe=self.probe,
+        )
+        return index, order
+
     def arrays(self) -> dict[str, NDArray[Any]]:
         """Arrays for the router's .npz (see `from_arrays`)."""
         return {
@@ -149,6 +173,18 @@ class GradedNeighbours:
         m = len(p)
         out: F64 = (self.strength * p + summed[:m]) / (self.strength + summed[m:])
         return out
+
+    def with_grades(self, grades: F64, order: NDArray[np.intp]) -> GradedNeighbours:
+        """The update over the index `GradedIndex.with_vectors` returned with `order`, the
+        added queries' grades (n, M; NaN: ungraded) appended; its parameters are kept."""
+        known = ~np.isnan(grades)
+        return GradedNeighbours(
+            grades=np.concatenate([self.grades, np.where(known, grades, 0.0)])[order],
+            graded=np.concatenate([self.graded, known.astype(np.float64)])[order],
+            neighbours=self.neighbours,
+            temperature=self.temperature,
+            strength=self.strength,
+        )
 
     def arrays(self) -> dict[str, NDArray[Any]]:
         """Arrays for the router's .npz (see `from_arrays`)."""

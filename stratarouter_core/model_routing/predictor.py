@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -133,6 +133,35 @@ class SuccessModel:
         if self.evidence is not None:
             p = self.evidence.update(p, nearest, sims)
         return p, sims.max(axis=1).astype(np.float64)
+
+    def with_graded(
+        self, vectors: NDArray[np.floating[Any]], grades: F64, texts: Sequence[str]
+    ) -> SuccessModel:
+        """This model with more graded queries (unit-norm `vectors` (n, d), `grades` (n, M)
+        with NaN where ungraded, their `texts`) in the stages that look graded queries up:
+        the neighbour index and update, the graded repeats, and the per-model counts and mean
+        grades. The stacked predictor and every fitted parameter stay as they are."""
+        index, evidence = self.index, self.evidence
+        if index is not None:
+            index, order = index.with_vectors(vectors)
+            if evidence is not None:
+                evidence = evidence.with_grades(grades, order)
+        repeats = None if self.repeats is None else self.repeats.with_grades(texts, grades)
+        added = (~np.isnan(grades)).sum(axis=0).astype(np.float64)
+        counts, means = self.graded_counts, self.mean_grades
+        if counts is not None and means is not None:
+            totals = means * counts + np.nansum(grades, axis=0)
+            means = totals / np.maximum(counts + added, 1.0)
+        if counts is not None:
+            counts = counts + added
+        return replace(
+            self,
+            index=index,
+            evidence=evidence,
+            repeats=repeats,
+            graded_counts=counts,
+            mean_grades=means,
+        )
 
     def arrays(self) -> dict[str, NDArray[Any]]:
         """Arrays for an .npz file (see `from_arrays`)."""

@@ -55,6 +55,7 @@ class GradedRepeats:
     mean_grades: F64  # (K, M)
     reliability: float
     estimated: bool  # chosen by CV on repeats in the data, not the config's prior
+    counts: F64 | None = None  # (K, M) grades behind each mean (None: saves before it, one each)
 
     def __post_init__(self) -> None:
         """The key -> row lookup `update_one` uses."""
@@ -79,9 +80,29 @@ class GradedRepeats:
             return p
         return _blend(p, self.mean_grades[row], self.reliability)
 
+    def with_grades(self, texts: Sequence[str], grades: F64) -> GradedRepeats:
+        """This table with the grades (n, M; NaN: ungraded) of `texts` added: a new text gets
+        a row, a known one the mean over all of its grades. The reliability is kept."""
+        counts = self.counts if self.counts is not None else (~np.isnan(self.mean_grades)) * 1.0
+        keys, inverse = np.unique(
+            np.concatenate([self.keys, text_keys(texts)]), return_inverse=True
+        )
+        ids = inverse.ravel().astype(np.int64)
+        # the stored means back to sums, so that a text graded again averages every grade
+        sums = np.concatenate([np.nan_to_num(self.mean_grades) * counts, np.nan_to_num(grades)])
+        known = np.concatenate([counts, (~np.isnan(grades)) * 1.0])
+        total = np.asarray(member_sums(ids, sums, len(keys)), dtype=np.float64)
+        total_counts = np.asarray(member_sums(ids, known, len(keys)), dtype=np.float64)
+        return GradedRepeats(
+            keys, _means(total, total_counts), self.reliability, self.estimated, total_counts
+        )
+
     def arrays(self) -> dict[str, NDArray[Any]]:
         """Arrays for the router's .npz (see `from_arrays`)."""
-        return {"repeat_keys": self.keys, "repeat_grades": self.mean_grades}
+        out = {"repeat_keys": self.keys, "repeat_grades": self.mean_grades}
+        if self.counts is not None:
+            out["repeat_counts"] = self.counts
+        return out
 
     def scalars(self) -> dict[str, Any]:
         """The JSON-side state."""
@@ -95,6 +116,11 @@ class GradedRepeats:
             mean_grades=np.asarray(arrays["repeat_grades"], dtype=np.float64),
             reliability=float(scalars["reliability"]),
             estimated=bool(scalars["estimated"]),
+            counts=(
+                np.asarray(arrays["repeat_counts"], dtype=np.float64)
+                if "repeat_counts" in arrays
+                else None
+            ),
         )
 
 
@@ -129,7 +155,8 @@ def fit_graded_repeats(
         return RepeatsFit(None, cv_p, 0)
     distinct, inverse = np.unique(text_keys(texts), return_inverse=True)
     text_ids = inverse.ravel()
-    mean_grades = _means(*_sums(grades, text_ids))
+    sums, counts = _sums(grades, text_ids)
+    mean_grades = _means(sums, counts)
     held_out, copies = _cross_fold_copies(grades, text_ids, folds)
     reliability, estimated, updated = prior_reliability, False, cv_p
     if len(held_out) >= min_repeats:
@@ -145,7 +172,7 @@ def fit_graded_repeats(
     if len(held_out):
         updated = cv_p.copy()
         updated[held_out] = _blend(cv_p[held_out], copies, reliability)
-    stage = GradedRepeats(distinct, mean_grades, float(reliability), estimated)
+    stage = GradedRepeats(distinct, mean_grades, float(reliability), estimated, counts)
     return RepeatsFit(stage, updated, len(held_out))
 
 

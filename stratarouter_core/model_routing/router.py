@@ -297,6 +297,39 @@ class ModelRouter:
             ]
         return self.fit(unique, scores, vectors)
 
+    def add_graded(
+        self, queries: Sequence[str], scores: Scores, embeddings: ArrayLike | None = None
+    ) -> int:
+        """Learn from more graded answers at once, without a refit; returns how many queries
+        were added (those with at least one score).
+
+        The grades go where graded queries are looked up: a repeat of an added query's text
+        is answered mostly from its grades, a near copy through the graded-neighbour update
+        (when `fit`'s cross-validation kept it: `report.hyperparameters`), and
+        `nearest_graded_similarity` measures against them too. The stacked predictor, its
+        calibration and every parameter stay as fitted, so `fit` on all the graded data
+        is still the way to learn from many new grades. The new state is built aside and swapped
+        in, so bad input changes nothing.
+
+        Raises:
+            NotFittedError: Before `fit` or `load`.
+            InvalidScoresError, UnknownModelError: As for `fit`.
+            NoGradedDataError: No query has a score.
+        """
+        predictor = self._require_fitted()
+        queries = _check_queries(queries)
+        grades = self._grades(queries, scores)
+        graded: NDArray[np.bool_] = np.asarray(~np.isnan(grades).all(axis=1), dtype=bool)
+        if not graded.any():
+            raise NoGradedDataError(
+                f"none of the {len(queries)} queries has a score for any of the models "
+                f"{list(self.model_names)}: nothing to add"
+            )
+        vectors = self._vectors(queries, embeddings)[graded]
+        kept = [q for q, keep in zip(queries, graded) if keep]
+        self._adopt(predictor.with_graded(vectors, grades[graded], kept))
+        return len(kept)
+
     def _grades(self, queries: Sequence[str], scores: Scores) -> F64:
         """(n, M) grades with NaN for ungraded, every value checked."""
         if isinstance(scores, Mapping):
