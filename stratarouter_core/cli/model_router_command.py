@@ -19,7 +19,7 @@ __all__ = ["register"]
 
 
 def register(commands: Any) -> None:
-    """Add the `model-router` subcommand and its `fit` and `route` commands."""
+    """Add the `model-router` subcommand and its `fit`, `add` and `route` commands."""
     parser = commands.add_parser(
         "model-router", help="fit a ModelRouter on graded answers, or pick models with one"
     )
@@ -29,6 +29,13 @@ def register(commands: Any) -> None:
     fit.add_argument("--split", default="train", help="split of the file to fit on")
     fit.add_argument("--out", required=True, help="directory to save the fitted router to")
     fit.set_defaults(run=run_fit)
+    add = actions.add_parser(
+        "add", help="add more graded answers to a saved router, without a refit, and save it"
+    )
+    add.add_argument("--router-dir", required=True, help="directory written by fit; updated")
+    add.add_argument("--graded", required=True, help="graded file in the format fit reads")
+    add.add_argument("--split", default="train", help="split of the file to add")
+    add.set_defaults(run=run_add)
     route = actions.add_parser("route", help="print the model chosen for each query")
     route.add_argument("--router-dir", required=True, help="directory written by fit")
     route.add_argument(
@@ -76,6 +83,19 @@ def run_fit(args: argparse.Namespace) -> int:
         levels = ", ".join(f"{level} {cosine:.2f}" for level, cosine in scale.items())
         print(f"nearest graded cosine of a training query: {levels}")
     print(f"saved to {args.out}")
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    """Load the router, add the graded file's split with `add_graded`, save it in place."""
+    from ..model_routing.graded_file import read_graded_file
+    from ..model_routing.router import ModelRouter
+
+    router = ModelRouter.load(args.router_dir)
+    queries, scores = read_graded_file(args.graded).split(args.split)
+    added = router.add_graded(queries, scores)
+    router.save(args.router_dir)
+    print(f"added {added} graded queries without a refit; saved to {args.router_dir}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,27 @@ def test_the_reader_keeps_file_order_and_the_typed_errors(tmp_path: Path) -> Non
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ConfigError, match="cannot read graded file"):
         read_graded_file(tmp_path / "broken.json")
+
+
+def test_add_teaches_a_saved_router_new_grades_and_keeps_it_on_bad_input(
+    router_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = tmp_path / "mr"
+    shutil.copytree(router_dir, saved)
+    easy = "translate 'good morning' into language number 77"
+    route = ["model-router", "route", "--router-dir", str(saved), "--min-quality", "0.8", easy]
+    assert main(route) == 0
+    assert capsys.readouterr().out.startswith("gpt-4o-mini\t")
+    # this very prompt turns out to be one the small model gets wrong
+    wrong = _graded(tmp_path, train=[[easy, {"gpt-4o": 1.0, "gpt-4o-mini": 0.0}]])
+    add = ["model-router", "add", "--router-dir", str(saved), "--graded", str(wrong)]
+    assert main(add) == 0
+    assert capsys.readouterr().out.startswith("added 1 graded queries without a refit")
+    assert main(route) == 0
+    assert capsys.readouterr().out.startswith("gpt-4o\t")
+    unknown = _graded(tmp_path, train=[[easy, {"gpt-5": 1.0}]])
+    assert main([*add[:-1], str(unknown)]) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "gpt-5" in err and "Traceback" not in err
+    assert main(route) == 0  # the saved router is still there, as it was
+    assert capsys.readouterr().out.startswith("gpt-4o\t")
