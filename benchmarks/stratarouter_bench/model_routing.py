@@ -93,7 +93,16 @@ def register(benches: Any) -> None:
         type=int,
         help="fit every method on a random subset of this many training queries",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of --train-sample (default 0)")
+    parser.add_argument(
+        "--add-graded",
+        type=int,
+        metavar="N",
+        help="also fit ModelRouter without N random training queries, then add them with "
+        "add_graded (no refit), and report both beside the full fit",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of --train-sample and --add-graded (default 0)"
+    )
     parser.add_argument(
         "--pair",
         help="STRONG,WEAK models for APGR/CPT (default: the best model on train, and the best "
@@ -452,6 +461,7 @@ def run(args: argparse.Namespace) -> int:
         data = _only_models(data, args.models)
     if args.train_sample is not None:
         data = _train_sample(data, args.train_sample, args.seed)
+    later = None if args.add_graded is None else _held_back(data, args.add_graded, args.seed)
     truth = np.nan_to_num(data.test_scores)
     train_means = np.nanmean(data.train_scores, axis=0)
     best = int(np.argmax(train_means))
@@ -473,6 +483,14 @@ def run(args: argparse.Namespace) -> int:
         rows.append(_result(label, _ours(data, config)[0], data, ref))
     p, router, fit_s, p50_us = _ours(data)
     rows.append(_result("StrataRouter ModelRouter", p, data, ref))
+    added = None
+    if later is not None:
+        added = _added_later(data, later)
+        fitted_on = len(data.train_queries) - args.add_graded
+        rows.append(_result(f"ModelRouter fitted on {fitted_on}", added.before, data, ref))
+        rows.append(
+            _result(f"... then add_graded of the other {args.add_graded}", added.after, data, ref)
+        )
     report = router.report
     payload = {
         "dataset": data.name,
@@ -492,6 +510,7 @@ def run(args: argparse.Namespace) -> int:
         "rows": [asdict(r) for r in rows],
         "nearest_graded_similarity": report.nearest_graded_similarity if report else None,
         "by_nearest_graded_similarity": _by_similarity(router, p, data, train_means),
+        "add_graded_seconds": None if added is None else added.seconds,
     }
     if args.plot:
         _plot(rows, data, args.plot)
@@ -616,6 +635,8 @@ def _print(rows: Sequence[MethodResult], payload: dict[str, Any]) -> None:
         f"\nModelRouter.fit: {payload['fit_seconds']:.1f} s; "
         f"route() with the embedding given: P50 {payload['route_p50_us']:.0f} us"
     )
+    if payload["add_graded_seconds"] is not None:
+        print(f"add_graded: {payload['add_graded_seconds']:.2f} s")
 
 
 def _plot(rows: Sequence[MethodResult], data: GradedData, path: str) -> None:
@@ -675,6 +696,47 @@ def _only_models(data: GradedData, spec: str) -> GradedData:
         train_scores=data.train_scores[:, columns],
         test_scores=data.test_scores[:, columns],
     )
+
+
+@dataclass(frozen=True)
+class _AddedLater:
+    before: F64  # p_success on test of the router fitted without the held-back queries
+    after: F64  # the same router after add_graded of them
+    seconds: float  # the add_graded call
+
+
+def _held_back(data: GradedData, size: int, seed: int) -> NDArray[np.bool_]:
+    """Which `size` random training queries `--add-graded` adds after the fit."""
+    n = len(data.train_queries)
+    if not 1 <= size <= n - 20:
+        raise ConfigError(f"--add-graded {size}: expected 1 to {n - 20} training queries")
+    later = np.zeros(n, dtype=bool)
+    later[np.random.default_rng(seed).choice(n, size, replace=False)] = True
+    return later
+
+
+def _added_later(data: GradedData, later: NDArray[np.bool_]) -> _AddedLater:
+    """Fit ModelRouter without the `later` training queries, then add them."""
+    first = dataclasses.replace(
+        data,
+        train_queries=[q for q, late in zip(data.train_queries, later) if not late],
+        train_scores=data.train_scores[~later],
+        train_vectors=data.train_vectors[~later],
+    )
+    before, router, _, _ = _ours(first)
+    scores = [
+        {name: float(v) for name, v in zip(data.names, row) if not np.isnan(v)}
+        for row in data.train_scores[later]
+    ]
+    started = time.perf_counter()
+    router.add_graded(
+        [q for q, late in zip(data.train_queries, later) if late],
+        scores,
+        data.train_vectors[later],
+    )
+    seconds = time.perf_counter() - started
+    after = router.predict_proba(data.test_queries, data.test_vectors)
+    return _AddedLater(before, after, seconds)
 
 
 def _train_sample(data: GradedData, size: int, seed: int) -> GradedData:

@@ -201,3 +201,21 @@ def test_an_empty_split_is_a_config_error(tmp_path) -> None:
     dataset.write_text(json.dumps(raw))
     with pytest.raises(ConfigError, match="test split is empty"):
         model_routing.load_graded(dataset, vectors)
+
+
+def test_add_graded_rows_beside_the_full_fit(tmp_path, capsys) -> None:
+    dataset, vectors = _write(tmp_path, n_train=600)
+    # the test split repeats every training query: held-back grades then show in its figures
+    data = json.loads(dataset.read_text())
+    dataset.write_text(json.dumps({**data, "test": data["train"]}))
+    with np.load(vectors) as arrays:
+        np.savez(vectors, train=arrays["train"], test=arrays["train"], model=arrays["model"])
+    args = ["bench", "model-routing", "--dataset", str(dataset), "--embeddings", str(vectors)]
+    assert main([*args, "--json", "--add-graded", "400", "--seed", "1"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    rows = {r["method"]: r for r in payload["rows"]}
+    before, after = rows["ModelRouter fitted on 200"], rows["... then add_graded of the other 400"]
+    # the held-back grades reach the router, as the repeats they are
+    assert after["avg_acc"] > before["avg_acc"] + 0.05 and payload["add_graded_seconds"] > 0.0
+    with pytest.raises(ConfigError, match="--add-graded 590"):
+        model_routing._held_back(model_routing.load_graded(dataset, vectors), 590, seed=0)
