@@ -195,14 +195,9 @@ class ModelRouter:
             NoGradedDataError: No query graded, or a model with fewer than 10 graded queries.
         """
         started = time.perf_counter()
-        queries = _check_queries(queries)
-        grades = self._grades(queries, scores)
-        graded: NDArray[np.bool_] = np.asarray(~np.isnan(grades).all(axis=1), dtype=bool)
-        if not graded.any():
-            raise NoGradedDataError(
-                f"none of the {len(queries)} queries has a score for any of the models "
-                f"{list(self.model_names)}: do the queries and the scores line up?"
-            )
+        queries, grades, graded = self._graded_rows(
+            queries, scores, "do the queries and the scores line up?"
+        )
         counts = (~np.isnan(grades[graded])).sum(axis=0)
         for name, count in zip(self.model_names, counts.tolist()):
             if count < MIN_GRADED:
@@ -317,18 +312,26 @@ class ModelRouter:
             NoGradedDataError: No query has a score.
         """
         predictor = self._require_fitted()
-        queries = _check_queries(queries)
-        grades = self._grades(queries, scores)
-        graded: NDArray[np.bool_] = np.asarray(~np.isnan(grades).all(axis=1), dtype=bool)
-        if not graded.any():
-            raise NoGradedDataError(
-                f"none of the {len(queries)} queries has a score for any of the models "
-                f"{list(self.model_names)}: nothing to add"
-            )
+        queries, grades, graded = self._graded_rows(queries, scores, "nothing to add")
         vectors = self._vectors(queries, embeddings)[graded]
         kept = [q for q, keep in zip(queries, graded) if keep]
         self._adopt(predictor.with_graded(vectors, grades[graded], kept))
         return len(kept)
+
+    def _graded_rows(
+        self, queries: Sequence[str], scores: Scores, hint: str
+    ) -> tuple[list[str], F64, NDArray[np.bool_]]:
+        """The checked queries, their (n, M) grades and which queries have any score; none is
+        a NoGradedDataError ending with `hint`."""
+        checked = _check_queries(queries)
+        grades = self._grades(checked, scores)
+        graded: NDArray[np.bool_] = np.asarray(~np.isnan(grades).all(axis=1), dtype=bool)
+        if not graded.any():
+            raise NoGradedDataError(
+                f"none of the {len(checked)} queries has a score for any of the models "
+                f"{list(self.model_names)}: {hint}"
+            )
+        return checked, grades, graded
 
     def _grades(self, queries: Sequence[str], scores: Scores) -> F64:
         """(n, M) grades with NaN for ungraded, every value checked."""
