@@ -7,6 +7,9 @@ one with a decision rule (see `decision`).
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -317,6 +320,61 @@ class ModelRouter:
         kept = [q for q, keep in zip(queries, graded) if keep]
         self._adopt(predictor.with_graded(vectors, grades[graded], kept))
         return len(kept)
+
+    async def aadd_graded(
+        self, queries: Sequence[str], scores: Scores, embeddings: ArrayLike | None = None
+    ) -> int:
+        """`add_graded` without blocking the event loop: the queries are encoded with the
+        encoder's `aencode` and the new state is built in a worker thread (about 10 ms for one
+        query on a router fitted on 5,608), then swapped in. Concurrent calls all land: one
+        built from a state another call has replaced since is built again."""
+        predictor = self._require_fitted()
+        queries, grades, graded = self._graded_rows(queries, scores, "nothing to add")
+        if embeddings is None:
+            vectors = (await self.aencode(queries))[graded]
+        else:
+            vectors = self._vectors(queries, embeddings)[graded]
+        kept = [q for q, keep in zip(queries, graded) if keep]
+        while True:
+            built = await asyncio.to_thread(predictor.with_graded, vectors, grades[graded], kept)
+            if self._predictor is predictor:
+                self._adopt(built)
+                return len(kept)
+            predictor = self._require_fitted()
+
+    def check_graded(self, queries: Sequence[str], scores: Scores) -> int:
+        """Check grades as `add_graded` would, changing nothing; returns how many queries it
+        would add. For a caller that must store grades durably before applying them.
+
+        Raises:
+            NotFittedError, InvalidScoresError, UnknownModelError, NoGradedDataError: As
+                `add_graded` would.
+        """
+        self._require_fitted()
+        _, _, graded = self._graded_rows(queries, scores, "nothing to add")
+        return int(graded.sum())
+
+    def fingerprint(self) -> str:
+        """A digest of the fitted state (models, prices, parameters, graded data): two routers
+        with the same fingerprint route alike. `add_graded` changes it; save and load keep it.
+
+        Raises:
+            NotFittedError: Before `fit` or `load`.
+        """
+        predictor = self._require_fitted()
+        digest = hashlib.sha256()
+        header = {
+            "models": [spec.to_dict() for spec in self.models],
+            "config": self.config.to_dict(),
+            "output_tokens": self._output_tokens.tolist(),
+            "predictor": predictor.scalars(),
+            "encoder": self.encoder.fingerprint,
+        }
+        digest.update(json.dumps(header, sort_keys=True, default=str).encode())
+        for name, array in sorted(predictor.arrays().items()):
+            digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:32]
 
     def _graded_rows(
         self, queries: Sequence[str], scores: Scores, hint: str

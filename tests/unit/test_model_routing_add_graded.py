@@ -190,3 +190,58 @@ def test_bad_input_is_a_typed_error_and_changes_nothing(random_grades) -> None:
         with pytest.raises(error, match=message):
             router.add_graded(queries[160:161], scores, x[160:161])
     np.testing.assert_array_equal(router.predict_proba(queries, x), before)
+
+
+async def test_aadd_graded_learns_as_add_graded_and_concurrent_calls_all_land(
+    random_grades,
+) -> None:
+    import asyncio
+
+    queries, x, grades = random_grades
+    sync, concurrent = _router(evidence_neighbours=0), _router(evidence_neighbours=0)
+    for router in (sync, concurrent):
+        router.fit(queries[:150], _scores(grades[:150]), x[:150])
+    sync.add_graded(queries[150:200], _scores(grades[150:200]), x[150:200])
+    halves = [slice(150, 175), slice(175, 200)]
+    added = await asyncio.gather(
+        *(concurrent.aadd_graded(queries[h], _scores(grades[h]), x[h]) for h in halves)
+    )
+    assert added == [25, 25]
+    np.testing.assert_allclose(
+        concurrent.predict_proba(queries[150:200], x[150:200]),
+        sync.predict_proba(queries[150:200], x[150:200]),
+    )
+    with pytest.raises(UnknownModelError):
+        await concurrent.aadd_graded(["q"], [{"other": 1.0}])
+
+
+def test_check_graded_checks_as_add_graded_and_changes_nothing(random_grades) -> None:
+    queries, x, grades = random_grades
+    router = _router()
+    with pytest.raises(NotFittedError):
+        router.check_graded(["q"], [{"cheap": 1.0}])
+    router.fit(queries[:150], _scores(grades[:150]), x[:150])
+    before = router.fingerprint()
+    assert router.check_graded(["a", "b", "c"], [{"cheap": 1.0}, {}, {"dear": None}]) == 1
+    for bad, error in [
+        ([{"cheap": 1.5}], InvalidScoresError),
+        ([{"other": 1.0}], UnknownModelError),
+        ([{}], NoGradedDataError),
+    ]:
+        with pytest.raises(error):
+            router.check_graded(["a"], bad)
+    assert router.fingerprint() == before
+
+
+def test_the_fingerprint_follows_the_fitted_state(random_grades, tmp_path) -> None:
+    queries, x, grades = random_grades
+    router, twin, other = _router(), _router(), _router()
+    for r in (router, twin):
+        r.fit(queries[:150], _scores(grades[:150]), x[:150])
+    other.fit(queries[:149], _scores(grades[:149]), x[:149])
+    assert router.fingerprint() == twin.fingerprint() != other.fingerprint()
+    router.save(tmp_path / "mr")
+    loaded = ModelRouter.load(tmp_path / "mr", HashingEncoder(dimension=32))
+    assert loaded.fingerprint() == router.fingerprint()
+    router.add_graded(queries[150:151], _scores(grades[150:151]), x[150:151])
+    assert router.fingerprint() != twin.fingerprint()
