@@ -14,6 +14,8 @@ from stratarouter_core.errors import ConfigError, MissingDependencyError
 from stratarouter_runtime.config import RuntimeConfig, StateConfig
 from stratarouter_runtime.state import (
     ExecutionRecord,
+    GradeConflictError,
+    GradeRecord,
     MemoryStateStore,
     PostgresStateStore,
     SQLiteStateStore,
@@ -343,6 +345,109 @@ async def test_recovery_fail_policy_never_resumes(store):
     assert failed.status == "failed" and "recovery_policy='fail'" in failed.error
 
 
+# --- the model router's grade log -------------------------------------------------------------
+
+
+def _grade(query: str, router: str = "r1", **kwargs) -> GradeRecord:
+    return GradeRecord(router=router, query=query, scores={"gpt-4o-mini": 0.25}, **kwargs)
+
+
+async def test_grades_are_read_back_in_log_order_per_router(store):
+    first = await store.append_grades([_grade("a"), _grade("b", router="r2"), _grade("c")])
+    second = await store.append_grades(
+        [_grade("d", execution_id="e1", tenant="acme", created_at=12.5)]
+    )
+    seqs = [g.seq for g in first + second]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4 and seqs[0] > 0
+    read = await store.grades_after("r1", 0)
+    assert [g.query for g in read] == ["a", "c", "d"]
+    assert read[-1] == second[0]  # every field round-trips
+    assert dict(read[-1].scores) == {"gpt-4o-mini": 0.25}
+    assert (read[-1].execution_id, read[-1].tenant, read[-1].created_at) == ("e1", "acme", 12.5)
+    assert [g.query for g in await store.grades_after("r1", first[0].seq)] == ["c", "d"]
+    assert [g.query for g in await store.grades_after("r1", 0, limit=1)] == ["a"]
+    assert [g.query for g in await store.grades_after("r2", 0)] == ["b"]
+    assert await store.grades_after("r1", second[0].seq) == []
+    assert await store.append_grades([]) == []
+
+
+async def test_an_execution_is_graded_once_and_a_refused_batch_appends_nothing(store):
+    await store.append_grades([_grade("a", execution_id="e1")])
+    with pytest.raises(GradeConflictError, match="'e1' was graded already"):
+        await store.append_grades([_grade("b"), _grade("c", execution_id="e1")])
+    with pytest.raises(GradeConflictError, match="'e2' was graded already"):
+        await store.append_grades([_grade("d", execution_id="e2"), _grade("e", execution_id="e2")])
+    assert [g.query for g in await store.grades_after("r1", 0)] == ["a"]
+    await store.append_grades([_grade("f", execution_id="e2")])  # the store still works
+    assert [g.query for g in await store.grades_after("r1", 0)] == ["a", "f"]
+
+
+async def test_the_grade_log_survives_reopening(make_store):
+    store = make_store()
+    await store.start()
+    await store.append_grades([_grade("a"), _grade("b")])
+    await store.close()
+    reopened = make_store()
+    await reopened.start()
+    try:
+        assert [g.query for g in await reopened.grades_after("r1", 0)] == ["a", "b"]
+    finally:
+        await reopened.close()
+
+
+async def test_a_reader_following_the_log_misses_no_grade_of_concurrent_writers(make_store):
+    writers = [make_store() for _ in range(3)]
+    reader = make_store()
+    for s in {id(s): s for s in [*writers, reader]}.values():
+        await s.start()
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async def write(s, w):
+        for i in range(15):
+            await s.append_grades([_grade(f"w{w}-{i}-{k}") for k in range(2)])
+        return w
+
+    async def follow():
+        position = 0
+        while True:
+            finished = done.is_set()
+            for g in await reader.grades_after("r1", position):
+                seen.append(g.seq)
+                position = g.seq
+            if finished:
+                return
+            await asyncio.sleep(0)
+
+    follower = asyncio.ensure_future(follow())
+    await asyncio.gather(*(write(s, w) for w, s in enumerate(writers)))
+    done.set()
+    await follower
+    logged = [g.seq for g in await reader.grades_after("r1", 0, limit=1000)]
+    try:
+        assert len(logged) == 90 and seen == logged  # every grade once, in log order
+    finally:
+        for s in {id(s): s for s in [*writers, reader]}.values():
+            await s.close()
+
+
+async def test_an_older_sqlite_database_gets_the_grade_log(tmp_path):
+    path = tmp_path / "state.db"
+    store = SQLiteStateStore(path)
+    await store.start()
+    await store.close()
+    with sqlite3.connect(path) as conn:  # as the version before the grade log left it
+        conn.execute("DROP TABLE model_grades")
+        conn.execute("UPDATE schema_version SET version = 1")
+    store = SQLiteStateStore(path)
+    await store.start()
+    try:
+        await store.append_grades([_grade("a")])
+        assert [g.query for g in await store.grades_after("r1", 0)] == ["a"]
+    finally:
+        await store.close()
+
+
 # --- backend specifics ------------------------------------------------------------------------
 
 
@@ -352,7 +457,7 @@ async def test_sqlite_uses_wal_and_records_the_schema_version(tmp_path):
     await store.close()
     with sqlite3.connect(tmp_path / "deep" / "dir" / "state.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
 
 
 async def test_sqlite_store_must_be_started(tmp_path):
@@ -380,7 +485,7 @@ async def test_postgres_migrations_are_recorded_and_concurrent_starts_are_safe(
         async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
             sql = f"SELECT component, version FROM {pg_schema}.schema_version"
             cursor = await conn.execute(sql)
-            assert await cursor.fetchall() == [("executions", 1)]
+            assert await cursor.fetchall() == [("executions", 2)]
     finally:
         await asyncio.gather(*(s.close() for s in stores))
 

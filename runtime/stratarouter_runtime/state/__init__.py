@@ -24,8 +24,11 @@ from .memory import MemoryStateStore
 from .postgres import PostgresStateStore
 from .records import UNFINISHED as UNFINISHED
 from .records import (
+    ExecutionNotFoundError,
     ExecutionRecord,
     ExecutionStatus,
+    GradeConflictError,
+    GradeRecord,
     StateError,
     StateStore,
     new_execution_id,
@@ -38,8 +41,11 @@ from .sqlite import SQLiteStateStore
 # UNFINISHED, FinishFn and ResumeFn stay importable from here as before the split, without
 # joining __all__ (hence their redundant aliases).
 __all__ = [
+    "ExecutionNotFoundError",
     "ExecutionRecord",
     "ExecutionStatus",
+    "GradeConflictError",
+    "GradeRecord",
     "MemoryStateStore",
     "PostgresStateStore",
     "RecoveryReport",

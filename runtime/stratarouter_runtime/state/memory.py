@@ -7,7 +7,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .records import ExecutionRecord, StateError, json_safe
+from .records import (
+    ExecutionRecord,
+    GradeConflictError,
+    GradeRecord,
+    StateError,
+    json_safe,
+)
 
 __all__ = ["MemoryStateStore"]
 
@@ -31,6 +37,8 @@ class MemoryStateStore:
     def __init__(self) -> None:
         """Start empty."""
         self._records: dict[str, ExecutionRecord] = {}
+        self._grades: list[GradeRecord] = []
+        self._graded_executions: set[str] = set()
 
     async def start(self) -> None:
         """Nothing to open."""
@@ -141,6 +149,24 @@ class MemoryStateStore:
         for execution_id in old:
             del self._records[execution_id]
         return len(old)
+
+    async def append_grades(self, grades: Sequence[GradeRecord]) -> list[GradeRecord]:
+        """Append to the grade log (positions 1, 2, ...)."""
+        graded = set(self._graded_executions)
+        for grade in grades:
+            if grade.execution_id in graded:
+                raise GradeConflictError(f"execution {grade.execution_id!r} was graded already")
+            if grade.execution_id is not None:
+                graded.add(grade.execution_id)
+        start = len(self._grades)
+        added = [dataclasses.replace(g, seq=start + i + 1) for i, g in enumerate(grades)]
+        self._grades.extend(added)
+        self._graded_executions = graded
+        return added
+
+    async def grades_after(self, router: str, after: int, limit: int = 1000) -> list[GradeRecord]:
+        """`router`'s grades after position `after`, in log order."""
+        return [g for g in self._grades[max(after, 0) :] if g.router == router][:limit]
 
 
 def _claimable(record: ExecutionRecord, worker_id: str, now: float) -> bool:

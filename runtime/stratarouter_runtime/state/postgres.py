@@ -11,8 +11,16 @@ from stratarouter_core.errors import ConfigError
 
 from stratarouter_runtime._deps import require
 
-from .records import StateError
-from .sql import COLUMNS, OPEN, SqlStateStore, check_identifier, dumps
+from .records import GradeConflictError, StateError
+from .sql import (
+    COLUMNS,
+    GRADES_INDEX,
+    GRADES_TABLE,
+    OPEN,
+    SqlStateStore,
+    check_identifier,
+    dumps,
+)
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -33,6 +41,15 @@ _POSTGRES_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "worker_id TEXT, lease_expires_at DOUBLE PRECISION)",
             "CREATE INDEX IF NOT EXISTS executions_open ON {t} (created_at) WHERE " + OPEN,
             "CREATE INDEX IF NOT EXISTS executions_updated ON {t} (updated_at)",
+        ),
+    ),
+    (
+        2,
+        (
+            GRADES_TABLE.replace("{serial}", "BIGSERIAL")
+            .replace("{json}", "JSONB")
+            .replace("{real}", "DOUBLE PRECISION"),
+            GRADES_INDEX.replace("{index}", "model_grades_router"),
         ),
     ),
 )
@@ -78,9 +95,10 @@ class PostgresStateStore(SqlStateStore):
         check_identifier(schema)
         if pool_size < 1:
             raise ConfigError(f"pool_size must be >= 1, got {pool_size}")
-        super().__init__(f"{schema}.executions")
+        super().__init__(f"{schema}.executions", f"{schema}.model_grades")
         self.schema = schema
         self._sql["claim"] += " RETURNING " + ", ".join(COLUMNS)
+        self._sql["grade_insert"] += " RETURNING seq"
         self._dsn = dsn
         self._connect_timeout = max(1, round(connect_timeout_s))
         self._slots = asyncio.Semaphore(pool_size)
@@ -109,7 +127,11 @@ class PostgresStateStore(SqlStateStore):
             for version, statements in _POSTGRES_MIGRATIONS:
                 if version > current:
                     for statement in statements:
-                        await conn.execute(statement.format(t=f"{self.schema}.executions"))
+                        await conn.execute(
+                            statement.format(
+                                t=f"{self.schema}.executions", g=f"{self.schema}.model_grades"
+                            )
+                        )
                     await conn.execute(
                         f"INSERT INTO {self.schema}.schema_version VALUES ('executions', %s) "
                         "ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
@@ -170,3 +192,27 @@ class PostgresStateStore(SqlStateStore):
         async with self._connection() as conn:
             cursor = await conn.execute(self._sql["claim"], params)
             return await cursor.fetchone()
+
+    async def _append_grade_rows(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        seqs: list[int] = []
+        graded_already: str | None = None
+        async with self._connection() as conn:
+            try:
+                async with conn.transaction():
+                    # Appenders take turns (readers do not wait): a sequence value drawn by a
+                    # transaction that commits later would otherwise land behind a reader's
+                    # position and never be read.
+                    await conn.execute(
+                        f"LOCK TABLE {self.schema}.model_grades IN SHARE ROW EXCLUSIVE MODE"
+                    )
+                    for row in rows:
+                        graded_already = row[3]
+                        cursor = await conn.execute(self._sql["grade_insert"], row)
+                        found = await cursor.fetchone()
+                        seqs.append(int(found[0]) if found else 0)
+                    graded_already = None
+            except self._psycopg.errors.UniqueViolation:
+                pass  # rolled back; raised below, once the connection is back in the pool
+        if graded_already is not None:
+            raise GradeConflictError(f"execution {graded_already!r} was graded already")
+        return seqs

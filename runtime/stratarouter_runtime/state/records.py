@@ -15,8 +15,11 @@ from stratarouter_core.errors import StrataRouterError
 
 __all__ = [
     "UNFINISHED",
+    "ExecutionNotFoundError",
     "ExecutionRecord",
     "ExecutionStatus",
+    "GradeConflictError",
+    "GradeRecord",
     "StateError",
     "StateStore",
     "json_safe",
@@ -30,6 +33,14 @@ _STATUSES = ("pending", "running", "succeeded", "failed")
 
 class StateError(StrataRouterError, RuntimeError):
     """The state store failed, or an execution record does not exist."""
+
+
+class ExecutionNotFoundError(StateError):
+    """No execution with this id (or none the caller may see)."""
+
+
+class GradeConflictError(StateError):
+    """An execution cannot be graded: graded already (once each), or it holds no model answer."""
 
 
 def new_execution_id() -> str:
@@ -175,6 +186,41 @@ class ExecutionRecord:
         return cls(**values)
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GradeRecord:
+    """Grades of the answers to one query, kept in a state store's grade log.
+
+    The log is what every bridge over one store replays onto its `ModelRouter`, in order, so
+    grades given through any of them reach all of them and survive restarts.
+
+    Attributes:
+        router: The `ModelRouter.fingerprint` of the router the grades were given for: a
+            router fitted or saved anew starts a log of its own.
+        query: The graded query.
+        scores: Quality of each graded model's answer, in [0, 1].
+        execution_id: The execution whose answer was graded (None: grades from elsewhere). An
+            execution is graded once.
+        tenant: The tenant that gave the grades (the ModelRouter itself is shared).
+        created_at: When the grades were given, seconds since the epoch.
+        seq: Position in the log, given by the store when appended (0 before).
+
+    Example:
+        >>> GradeRecord(router="3f2a", query="hi", scores={"gpt-4o-mini": 1.0}).seq
+        0
+    """
+
+    router: str
+    query: str
+    scores: Mapping[str, float]
+    execution_id: str | None = None
+    tenant: str | None = None
+    created_at: float = field(default_factory=time.time)
+    seq: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scores", MappingProxyType(dict(self.scores)))
+
+
 @runtime_checkable
 class StateStore(Protocol):
     """Where execution records live. Every method is safe to call from one event loop."""
@@ -238,3 +284,15 @@ class StateStore(Protocol):
 
     async def prune(self, finished_before: float) -> int:
         """Delete finished records last updated before `finished_before`; return how many."""
+
+    async def append_grades(self, grades: Sequence[GradeRecord]) -> list[GradeRecord]:
+        """Append `grades` to the grade log in one atomic write; return them with their
+        positions. Positions follow commit order: a reader that has seen position n never
+        finds a record before it appear later.
+
+        Raises:
+            GradeConflictError: One of the executions was graded already (nothing appended).
+        """
+
+    async def grades_after(self, router: str, after: int, limit: int = 1000) -> list[GradeRecord]:
+        """Up to `limit` grades of `router` at positions after `after`, in log order."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -9,9 +10,17 @@ from typing import Any
 
 from stratarouter_core.errors import ConfigError
 
-from .records import ExecutionRecord, StateError
+from .records import ExecutionRecord, GradeRecord, StateError
 
-__all__ = ["COLUMNS", "OPEN", "SqlStateStore", "check_identifier", "dumps"]
+__all__ = [
+    "COLUMNS",
+    "GRADES_INDEX",
+    "GRADES_TABLE",
+    "OPEN",
+    "SqlStateStore",
+    "check_identifier",
+    "dumps",
+]
 
 COLUMNS = (
     "id",
@@ -51,7 +60,18 @@ _SQL = {
     "WHERE id = {p} AND " + OPEN + " AND (lease_expires_at IS NULL "
     "OR lease_expires_at < {p} OR worker_id = {p})",
     "prune": "DELETE FROM {t} WHERE status IN ('succeeded', 'failed') AND updated_at < {p}",
+    "grade_insert": "INSERT INTO {g} (router, query, scores, execution_id, tenant, created_at) "
+    "VALUES ({p}, {p}, {j}, {p}, {p}, {p})",
+    "grades_after": "SELECT seq, router, query, scores, execution_id, tenant, created_at "
+    "FROM {g} WHERE router = {p} AND seq > {p} ORDER BY seq LIMIT {p}",
 }
+# The grade log of the model router: positions (seq) are given in commit order.
+GRADES_TABLE = (
+    "CREATE TABLE IF NOT EXISTS {g} (seq {serial} PRIMARY KEY, router TEXT NOT NULL, "
+    "query TEXT NOT NULL, scores {json} NOT NULL, execution_id TEXT UNIQUE, tenant TEXT, "
+    "created_at {real} NOT NULL)"
+)
+GRADES_INDEX = "CREATE INDEX IF NOT EXISTS {index} ON {g} (router, seq)"
 
 
 def dumps(value: Any) -> str | None:
@@ -67,6 +87,27 @@ def _record_from_row(row: tuple[Any, ...]) -> ExecutionRecord:
     return ExecutionRecord.from_dict(dict(zip(COLUMNS, row, strict=True)))
 
 
+def _grade_params(grade: GradeRecord) -> tuple[Any, ...]:
+    """The parameters of the ``grade_insert`` statement for `grade`."""
+    scores = dumps(dict(grade.scores))
+    return (grade.router, grade.query, scores, grade.execution_id, grade.tenant, grade.created_at)
+
+
+def _grade_from_row(row: tuple[Any, ...]) -> GradeRecord:
+    seq, router, query, scores, execution_id, tenant, created_at = row
+    if isinstance(scores, str):
+        scores = json.loads(scores)
+    return GradeRecord(
+        router=router,
+        query=query,
+        scores=scores,
+        execution_id=execution_id,
+        tenant=tenant,
+        created_at=created_at,
+        seq=seq,
+    )
+
+
 class SqlStateStore:
     """The statements and record logic shared by the SQLite and PostgreSQL stores."""
 
@@ -74,13 +115,15 @@ class SqlStateStore:
     _json_placeholder = "?"
     _append_attempt = ""
 
-    def __init__(self, table: str) -> None:
+    def __init__(self, table: str, grades_table: str) -> None:
         placeholders = {"p": self._placeholder, "j": self._json_placeholder}
         values = ", ".join(
             self._json_placeholder if c in _JSON_COLUMNS else self._placeholder for c in COLUMNS
         )
         self._sql = {
-            name: sql.format(t=table, cols=", ".join(COLUMNS), values=values, **placeholders)
+            name: sql.format(
+                t=table, g=grades_table, cols=", ".join(COLUMNS), values=values, **placeholders
+            )
             for name, sql in _SQL.items()
         }
         self._sql["attempt"] = self._append_attempt.format(t=table, **placeholders)
@@ -92,6 +135,10 @@ class SqlStateStore:
         raise NotImplementedError
 
     async def _claim_row(self, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        raise NotImplementedError
+
+    async def _append_grade_rows(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Insert grade rows in one transaction, in order; their positions."""
         raise NotImplementedError
 
     async def _must_update(self, name: str, execution_id: str, *params: Any) -> None:
@@ -176,6 +223,18 @@ class SqlStateStore:
     async def prune(self, finished_before: float) -> int:
         """Delete old finished records."""
         return await self._execute(self._sql["prune"], (finished_before,))
+
+    async def append_grades(self, grades: Sequence[GradeRecord]) -> list[GradeRecord]:
+        """Append to the grade log in one transaction."""
+        if not grades:
+            return []
+        seqs = await self._append_grade_rows([_grade_params(g) for g in grades])
+        return [dataclasses.replace(g, seq=seq) for g, seq in zip(grades, seqs, strict=True)]
+
+    async def grades_after(self, router: str, after: int, limit: int = 1000) -> list[GradeRecord]:
+        """`router`'s grades after position `after`, in log order."""
+        rows = await self._fetch(self._sql["grades_after"], (router, after, limit))
+        return [_grade_from_row(r) for r in rows]
 
 
 def check_identifier(name: str) -> None:

@@ -12,8 +12,8 @@ from typing import Any, Literal, TypeVar
 
 from stratarouter_core.errors import ConfigError
 
-from .records import StateError
-from .sql import OPEN, SqlStateStore, check_identifier, dumps
+from .records import GradeConflictError, StateError
+from .sql import GRADES_INDEX, GRADES_TABLE, OPEN, SqlStateStore, check_identifier, dumps
 
 __all__ = ["SQLiteStateStore"]
 
@@ -33,6 +33,15 @@ _SQLITE_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX IF NOT EXISTS {t}_updated ON {t} (updated_at)",
         ),
     ),
+    (
+        2,
+        (
+            GRADES_TABLE.replace("{serial}", "INTEGER")
+            .replace("{json}", "TEXT")
+            .replace("{real}", "REAL"),
+            GRADES_INDEX.replace("{index}", "{g}_router"),
+        ),
+    ),
 )
 
 
@@ -47,6 +56,7 @@ class SQLiteStateStore(SqlStateStore):
     Args:
         path: The database file (created with its directory if missing).
         table: Name of the executions table.
+        grades_table: Name of the model router's grade log table.
         synchronous: SQLite ``synchronous`` pragma: ``"NORMAL"`` or ``"FULL"``.
         busy_timeout_s: How long to wait for another process's write lock.
 
@@ -91,16 +101,19 @@ class SQLiteStateStore(SqlStateStore):
         path: str | os.PathLike[str],
         *,
         table: str = "executions",
+        grades_table: str = "model_grades",
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         busy_timeout_s: float = 5.0,
     ) -> None:
         """Remember where the database lives; nothing is opened before `start`."""
         check_identifier(table)
+        check_identifier(grades_table)
         if synchronous not in ("NORMAL", "FULL"):
             raise ConfigError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
-        super().__init__(table)
+        super().__init__(table, grades_table)
         self.path = Path(path)
         self.table = table
+        self.grades_table = grades_table
         self._synchronous = synchronous
         self._busy_timeout_ms = int(busy_timeout_s * 1000)
         self._thread: ThreadPoolExecutor | None = None
@@ -141,7 +154,7 @@ class SQLiteStateStore(SqlStateStore):
             for version, statements in _SQLITE_MIGRATIONS:
                 if version > current:
                     for statement in statements:
-                        conn.execute(statement.format(t=self.table))
+                        conn.execute(statement.format(t=self.table, g=self.grades_table))
                     conn.execute(
                         "INSERT OR REPLACE INTO schema_version VALUES (?, ?)", (self.table, version)
                     )
@@ -188,6 +201,26 @@ class SQLiteStateStore(SqlStateStore):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _append_grades_sync(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")  # SQLite writes one at a time: seq is commit order
+        try:
+            seqs = [self._insert_grade(conn, row) for row in rows]
+            conn.execute("COMMIT")
+            return seqs
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _insert_grade(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> int:
+        try:
+            return conn.execute(self._sql["grade_insert"], row).lastrowid or 0
+        except sqlite3.IntegrityError:  # the only unique column besides seq: execution_id
+            raise GradeConflictError(f"execution {row[3]!r} was graded already") from None
+
+    async def _append_grade_rows(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        return await self._call(self._append_grades_sync, rows)
 
     async def _execute(self, sql: str, params: tuple[Any, ...]) -> int:
         return await self._call(self._execute_sync, sql, params)
