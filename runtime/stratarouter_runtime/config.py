@@ -280,6 +280,9 @@ class StateConfig(_Replace):
             (0, the default: only at start). With several bridges over one PostgreSQL store,
             this is how a survivor takes over the executions of a bridge that died; each
             abandoned record is claimed by exactly one of them.
+        grade_poll_s: How often a bridge with a ModelRouter reads the grades other bridges
+            logged in the store (`CoreRuntimeBridge.add_grades`); 0 reads them only at start
+            and when this bridge logs grades.
 
     Example:
         >>> StateConfig().backend
@@ -303,6 +306,7 @@ class StateConfig(_Replace):
     lease_timeout_s: float = 30.0
     worker_id: str | None = None
     recovery_interval_s: float = 0.0
+    grade_poll_s: float = 5.0
 
     def __post_init__(self) -> None:
         _choice("state.backend", self.backend, ("memory", "sqlite", "postgresql"))
@@ -322,6 +326,7 @@ class StateConfig(_Replace):
         _positive("state.lease_timeout_s", self.lease_timeout_s)
         _text("state.worker_id", self.worker_id, optional=True)
         _number("state.recovery_interval_s", self.recovery_interval_s, 0.0)
+        _number("state.grade_poll_s", self.grade_poll_s, 0.0)
 
     def __repr__(self) -> str:
         """Field values with the DSN password masked."""
@@ -571,6 +576,7 @@ ENV_VARIABLES: dict[str, tuple[str, str]] = {
     "STRATAROUTER_LEASE_TIMEOUT_S": ("state", "lease_timeout_s"),
     "STRATAROUTER_WORKER_ID": ("state", "worker_id"),
     "STRATAROUTER_RECOVERY_INTERVAL_S": ("state", "recovery_interval_s"),
+    "STRATAROUTER_GRADE_POLL_S": ("state", "grade_poll_s"),
     "STRATAROUTER_METRICS_ENABLED": ("observability", "metrics"),
     "PROMETHEUS_PORT": ("observability", "prometheus_port"),
     "STRATAROUTER_TRACING_ENABLED": ("observability", "tracing"),

@@ -32,6 +32,7 @@ from ..state import (
     open_state_store,
 )
 from .caching import build_cache, cache_lookup, cache_store
+from .grades import GradeFeed
 from .handlers import Handler, HandlerRegistry
 from .reporting import AttemptLog, count_usage, record_failure
 from .results import ExecutionResult, provider_payload
@@ -122,6 +123,12 @@ class BridgeCore:
             self.register_handler(route, fn)
         self.observability = observability or Observability(config)
         self.state: StateStore = state or open_state_store(config)
+        # grades of served answers, logged in the state store and learned by the ModelRouter
+        self.grades = (
+            None
+            if model_router is None
+            else GradeFeed(model_router, self.state, poll_s=config.state.grade_poll_s)
+        )
         self.cache = cache if cache is not None else build_cache(config)
         self.batcher = (
             BatchCoordinator(

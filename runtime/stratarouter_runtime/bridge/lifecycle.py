@@ -6,13 +6,21 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from stratarouter_core.errors import ConfigError, StrataRouterError
 
-from ..state import ExecutionRecord, RecoveryReport, recover_executions
+from ..state import (
+    ExecutionNotFoundError,
+    ExecutionRecord,
+    GradeRecord,
+    RecoveryReport,
+    recover_executions,
+)
 from .core import BridgeCore
+from .grades import GradeFeed
 from .targets import Resolved
 
 if TYPE_CHECKING:
@@ -38,6 +46,8 @@ class BridgeLifecycle(BridgeCore):
             if self._started:
                 return None
             await self.state.start()
+            if self.grades is not None:  # the logged grades are learned before serving
+                await self.grades.start()
             self.observability.start()
             self._heartbeat = asyncio.ensure_future(self._renew_leases())
             if self.config.state.recovery_interval_s > 0:
@@ -53,6 +63,8 @@ class BridgeLifecycle(BridgeCore):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._heartbeat = self._sweeper = None
+        if self.grades is not None:
+            await self.grades.close()
         if self._owned_providers:
             for client in self.providers.values():
                 await client.aclose()
@@ -152,6 +164,60 @@ class BridgeLifecycle(BridgeCore):
         await self._store(
             record.query, await self._embed(record.query), resolved, namespace, dict(record.result)
         )
+
+    async def add_grades(
+        self,
+        queries: Sequence[str],
+        scores: Sequence[Mapping[str, float | None]],
+        *,
+        tenant: str | None = None,
+    ) -> list[GradeRecord]:
+        """Teach the ModelRouter how good models' answers to `queries` were (`scores`: per
+        query, ``{model: quality in [0, 1]}``); logged in the state store first, so every
+        bridge over the store learns them, and a restarted one again (`GradeFeed`).
+
+        Returns:
+            The grades as logged (queries with no score are left out).
+
+        Raises:
+            ConfigError: The bridge has no ModelRouter.
+            InvalidScoresError, UnknownModelError, NoGradedDataError: As
+                `ModelRouter.add_graded` (nothing is logged).
+        """
+        return await (await self._grade_feed()).add(queries, scores, tenant=tenant)
+
+    async def grade_execution(
+        self, execution_id: str, score: float, *, tenant: str | None = None
+    ) -> GradeRecord:
+        """Grade an execution's answer: `score` in [0, 1] for the model that gave it, learned
+        as `add_grades` learns grades. Each execution is graded once.
+
+        Args:
+            execution_id: `ExecutionResult.execution_id`.
+            score: How good the answer was (1: fully right).
+            tenant: The caller's tenant: another tenant's execution is not found.
+
+        Raises:
+            ExecutionNotFoundError: No such execution (for this tenant).
+            GradeConflictError: Graded already, or no model answer (a handler's, a failure).
+            UnknownModelError: The answering model is not one of the ModelRouter's.
+            InvalidScoresError: `score` is not a number in [0, 1].
+        """
+        feed = await self._grade_feed()
+        record = await self.state.get(execution_id)
+        if record is None or record.context.get("tenant_id") != tenant:
+            raise ExecutionNotFoundError(f"no execution {execution_id!r}")
+        return await feed.grade_execution(record, score, tenant=tenant)
+
+    async def _grade_feed(self) -> GradeFeed:
+        if self.grades is None:
+            raise ConfigError(
+                "this bridge has no ModelRouter to learn grades: give model_router=... "
+                "(the server: model_router_dir)"
+            )
+        if not self._started:
+            await self.start()
+        return self.grades
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         """The durable record of an execution (None when unknown)."""
