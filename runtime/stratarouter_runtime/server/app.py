@@ -6,6 +6,8 @@ Endpoints (all under ``/v1`` need the API key when keys are configured):
 - ``GET /v1/routes``, ``PUT /v1/routes`` (atomic replacement), ``DELETE /v1/routes/{name}``;
 - ``POST /v1/execute`` (JSON, or server-sent events with ``stream: true``),
   ``GET /v1/executions/{id}``;
+- ``POST /v1/executions/{id}/grade``, ``POST /v1/model-router/grades``: grades of answers,
+  learned by the ModelRouter of every server over the store (`bridge.grades`);
 - ``POST /v1/chat/completions``, ``GET /v1/models`` (OpenAI-compatible, `openai_api`);
 - ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` (open, for probes and scrapers).
 """
@@ -102,6 +104,31 @@ class ExecuteRequest(BaseModel):
     query: StrictStr
     embedding: list[FiniteFloat] | None = None
     stream: StrictBool = False
+
+
+Score = Annotated[float, Field(allow_inf_nan=False, strict=True, ge=0.0, le=1.0)]
+
+
+class GradeRequest(BaseModel):
+    """Body of ``POST /v1/executions/{id}/grade``."""
+
+    model_config = ConfigDict(extra="forbid")
+    score: Score
+
+
+class GradedQuery(BaseModel):
+    """One query's grades: ``{model: quality in [0, 1]}`` (null: not graded)."""
+
+    model_config = ConfigDict(extra="forbid")
+    query: StrictStr
+    scores: Annotated[dict[StrictStr, Score | None], Field(min_length=1)]
+
+
+class GradesRequest(BaseModel):
+    """Body of ``POST /v1/model-router/grades``."""
+
+    model_config = ConfigDict(extra="forbid")
+    grades: Annotated[list[GradedQuery], Field(min_length=1)]
 
 
 class _RequestRouter:
@@ -673,6 +700,52 @@ def _add_execution_routes(app: FastAPI, state: ServerState) -> None:
             "error": record.error,
             "created_at": record.created_at,
         }
+
+    @app.post("/v1/executions/{execution_id}/grade", tags=["grades"])
+    async def grade_execution(
+        execution_id: str, body: GradeRequest, principal: AuthPrincipal
+    ) -> dict[str, Any]:
+        """Grade an execution's answer (``score`` in [0, 1]) for the model that gave it; the
+        ModelRouter learns it at once, every server over the store within ``grade_poll_s``.
+        Once per execution (409 after); a tenant grades only its own executions."""
+        bridge = _grading_bridge(state)
+        grade = await bridge.grade_execution(execution_id, body.score, tenant=principal.tenant)
+        logger.info(
+            "execution graded",
+            extra={"execution_id": execution_id, "tenant": principal.tenant, "seq": grade.seq},
+        )
+        model, score = next(iter(grade.scores.items()))
+        return {"execution": execution_id, "model": model, "score": score, "seq": grade.seq}
+
+    @app.post("/v1/model-router/grades", tags=["grades"])
+    async def add_grades(body: GradesRequest, principal: AuthPrincipal) -> dict[str, Any]:
+        """Grades of answers given elsewhere (an evaluation, a judge model), up to
+        ``max_batch`` queries: learned as execution grades are."""
+        if len(body.grades) > state.config.max_batch:
+            raise LimitExceededError(
+                f"{len(body.grades)} graded queries in one request; the limit is "
+                f"{state.config.max_batch} (ServerConfig.max_batch)"
+            )
+        bridge = _grading_bridge(state)
+        for graded in body.grades:
+            state.check_query(graded.query)
+        logged = await bridge.add_grades(
+            [g.query for g in body.grades],
+            [g.scores for g in body.grades],
+            tenant=principal.tenant,
+        )
+        return {"added": len(logged), "seqs": [g.seq for g in logged]}
+
+
+def _grading_bridge(state: ServerState) -> CoreRuntimeBridge:
+    bridge = require_bridge(state)
+    if not state.config.accept_grades:
+        raise NotFoundError("grading is off on this server (ServerConfig.accept_grades)")
+    if bridge.grades is None:
+        raise NotFoundError(
+            "this server has no ModelRouter to learn grades: start it with model_router_dir"
+        )
+    return bridge
 
 
 def _matrix(rows: list[list[float]]) -> NDArray[np.float32]:

@@ -41,6 +41,10 @@ class ServerConfig:
             lists a ``models`` pool (and so ``model: "auto"`` in chat completions landing on
             it) runs on the model this ModelRouter picks for the query. It must have been
             fitted with the routes' encoder.
+        accept_grades: Let callers grade answers (``POST /v1/executions/{id}/grade``,
+            ``POST /v1/model-router/grades``) for the ModelRouter to learn. It is shared by
+            every tenant, so every key's grades reach every tenant's model choices: turn
+            this off when callers are not trusted to grade.
         encoder: ``"local"`` (offline all-MiniLM-L6-v2) or ``"hashing"`` (the dependency-free
             `HashingEncoder`, for demos and tests).
         api_keys: Accepted bearer tokens, each ``key`` or ``key:tenant``.
@@ -73,6 +77,7 @@ class ServerConfig:
     routes: str | None = None
     router_dir: str | None = None
     model_router_dir: str | None = None
+    accept_grades: bool = True
     encoder: str = "local"
     api_keys: tuple[str, ...] = ()
     api_keys_file: str | None = None
@@ -148,6 +153,12 @@ class ServerConfig:
             not (self.routes and self.router_dir), "routes", "unset when router_dir is set", "both"
         )
         _check(isinstance(self.log_queries, bool), "log_queries", "true or false", self.log_queries)
+        _check(
+            isinstance(self.accept_grades, bool),
+            "accept_grades",
+            "true or false",
+            self.accept_grades,
+        )
 
     def __repr__(self) -> str:
         """Never the keys themselves: how many there are."""

@@ -15,8 +15,10 @@ from stratarouter_core.errors import (
     RouteNotFoundError,
     StrataRouterError,
 )
+from stratarouter_core.model_routing import UnknownModelError
 
 from ..errors import CircuitOpenError, ProviderError
+from ..state import ExecutionNotFoundError, GradeConflictError
 from .routeset import RouteSetConflictError
 from .security import AuthenticationError, RateLimitedError
 
@@ -41,7 +43,10 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (RateLimitedError, 429),
     (LimitExceededError, 413),
     (NotFoundError, 404),
+    (ExecutionNotFoundError, 404),
     (RouteSetConflictError, 409),
+    (GradeConflictError, 409),
+    (UnknownModelError, 422),  # a grade naming a model the ModelRouter does not have
     (RouteNotFoundError, 404),
     (DimensionMismatchError, 422),
     (InvalidQueryError, 422),

@@ -152,6 +152,7 @@ def _completion(
     finish: str | None,
     usage: Usage | None,
     route: str | None,
+    execution_id: str | None = None,
 ) -> dict[str, Any]:
     return {
         "id": cid,
@@ -168,7 +169,8 @@ def _completion(
         ],
         "usage": None if usage is None else usage.to_dict(),
         "system_fingerprint": None,
-        "stratarouter": {"route": route},
+        # the execution id, when the bridge ran it: its answer can be graded with it
+        "stratarouter": {"route": route, "execution_id": execution_id},
     }
 
 
@@ -239,6 +241,7 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
                     result.finish_reason,
                     result.usage,
                     route_id,
+                    result.execution_id,
                 )
             target = await _target_of(rs.router, route_id, query, bridge)
         else:

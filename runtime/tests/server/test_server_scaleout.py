@@ -4,6 +4,7 @@ Redis (semantic cache) and PostgreSQL (execution records, shared route sets).
 - a cache entry stored through one server is a hit through another (and not another tenant's);
 - a route update through one server is served by all within `PROPAGATION_BOUND_S`;
 - concurrent PUTs on two servers converge on one version everywhere;
+- an answer graded through one server moves the model another server picks;
 - a server SIGKILLed mid-execution loses no record, and exactly one survivor recovers it.
 
 The three servers are started once for the module (starting them is most of its time): each
@@ -43,6 +44,7 @@ import psycopg
 PROPAGATION_BOUND_S = 2.0
 KEY_ALPHA, KEY_BETA = "alpha-key-0001", "beta-key-00002"
 KEY_GAMMA, KEY_DELTA, KEY_EPSILON = "gamma-key-0003", "delta-key-0004", "epsilon-key-05"
+KEY_ZETA = "zeta-key-00006"
 KEYS = ",".join(
     f"{key}:{tenant}"
     for key, tenant in [
@@ -51,8 +53,42 @@ KEYS = ",".join(
         (KEY_GAMMA, "gamma"),
         (KEY_DELTA, "delta"),
         (KEY_EPSILON, "epsilon"),
+        (KEY_ZETA, "zeta"),
     ]
 )
+# The servers' ModelRouter: fake-small says hello as well as fake-big, and proves no theorem.
+HELLO = [f"say hello to friend {i}" for i in range(40)]
+THEOREMS = [f"prove theorem {i} about primes" for i in range(40)]
+POOL_ROUTES = {
+    "config": {"threshold": 0.0},
+    "routes": [
+        {
+            "name": "assistant",
+            "examples": ["say hello", "prove a theorem"],
+            "metadata": {
+                "provider": "local",
+                "models": ["fake-big", "fake-small"],
+                "min_quality": 0.8,
+            },
+        }
+    ],
+}
+
+
+def _save_model_router(path: Path) -> None:
+    from stratarouter_core import ModelRouter, ModelSpec
+    from stratarouter_core.testing import HashingEncoder
+
+    router = ModelRouter(
+        [ModelSpec("fake-big", 2.5, 10.0), ModelSpec("fake-small", 0.15, 0.6)],
+        encoder=HashingEncoder(),  # the servers' --encoder hashing
+    )
+    scores = [{"fake-big": 1.0, "fake-small": 1.0}] * 40
+    scores += [{"fake-big": 1.0, "fake-small": 0.0}] * 40
+    router.fit(HELLO + THEOREMS, scores)
+    router.save(path)
+
+
 ROUTES_YAML = """\
 config: {threshold: 0.0}
 routes:
@@ -156,6 +192,7 @@ def cluster(
 ) -> Iterator[Cluster]:
     tmp_path = tmp_path_factory.mktemp("scaleout")
     (tmp_path / "routes.yaml").write_text(ROUTES_YAML)
+    _save_model_router(tmp_path / "model-router")
     schema = f"sr_scale_{uuid.uuid4().hex[:10]}"
     env = {
         "DATABASE_URL": postgres_dsn,
@@ -166,6 +203,8 @@ def cluster(
         "STRATAROUTER_MAX_RETRIES": "0",
         "STRATAROUTER_LEASE_TIMEOUT_S": "2",
         "STRATAROUTER_RECOVERY_INTERVAL_S": "0.5",
+        "STRATAROUTER_SERVER_MODEL_ROUTER_DIR": str(tmp_path / "model-router"),
+        "STRATAROUTER_GRADE_POLL_S": "0.2",
     }
     servers = [_start(tmp_path, i, env, fake_provider) for i in range(3)]
     try:
@@ -286,6 +325,36 @@ def test_concurrent_puts_on_two_servers_converge_on_one_version(cluster: Cluster
     for server in cluster.servers:
         names = [r["name"] for r in server.call("GET", "/v1/routes", KEY_GAMMA).json()["routes"]]
         assert names == winner and server.version(KEY_GAMMA) == 3
+
+
+def test_an_answer_graded_through_one_server_moves_the_model_the_others_pick(
+    cluster: Cluster,
+) -> None:
+    a, b, c = cluster.servers
+    put = a.call("PUT", "/v1/routes", KEY_ZETA, json=POOL_ROUTES)
+    assert put.status_code == 200, put.text
+    _until_all(cluster.servers, put.json()["version"], KEY_ZETA)
+    query = {"query": "say hello to friend 99"}
+    first = a.call("POST", "/v1/execute", KEY_ZETA, json=query).json()
+    assert first.get("model") == "fake-small", first
+    graded = b.call("POST", f"/v1/executions/{first['execution_id']}/grade", KEY_ZETA,
+                    json={"score": 0.0})  # fmt: skip
+    assert graded.status_code == 200, graded.text
+    assert graded.json()["model"] == "fake-small"
+    again = c.call("POST", f"/v1/executions/{first['execution_id']}/grade", KEY_ZETA,
+                   json={"score": 1.0})  # fmt: skip
+    assert again.status_code == 409, again.text  # once per execution, whichever server
+    other = c.call("POST", f"/v1/executions/{first['execution_id']}/grade", KEY_ALPHA,
+                   json={"score": 0.0})  # fmt: skip
+    assert other.status_code == 404  # another tenant's execution
+    started, models = time.monotonic(), []
+    while time.monotonic() - started < PROPAGATION_BOUND_S + 1.0:  # a poll is 0.2 s
+        models = [s.call("POST", "/v1/execute", KEY_ZETA, json=query).json()["model"]
+                  for s in (a, c)]  # fmt: skip
+        if models == ["fake-big", "fake-big"]:
+            break
+        time.sleep(0.05)
+    assert models == ["fake-big", "fake-big"]
 
 
 def _recovered(server: Server) -> float:
