@@ -123,6 +123,9 @@ class Metrics(Protocol):
     def model_choice(self, *, route: str, model: str, rule: str, fallback: bool) -> None:
         """Count one model-pool choice: the model that runs and the rule that decided."""
 
+    def grade(self, *, model: str, score: float) -> None:
+        """Count one grade of a model's answer given through this process, and its score."""
+
 
 class NoopMetrics:
     """Metrics that record nothing (metrics disabled)."""
@@ -162,6 +165,9 @@ class NoopMetrics:
         """Do nothing."""
 
     def model_choice(self, *, route: str, model: str, rule: str, fallback: bool) -> None:
+        """Do nothing."""
+
+    def grade(self, *, model: str, score: float) -> None:
         """Do nothing."""
 
 
@@ -257,6 +263,21 @@ class PrometheusMetrics:
             namespace=ns,
             registry=reg,
         )
+        self._grades = Counter(
+            "model_grades",
+            "Grades of models' answers given through this process (every process learns all).",
+            ["model"],
+            namespace=ns,
+            registry=reg,
+        )
+        self._grade_scores = Counter(
+            "model_grade_score",
+            "Sum of those grades' scores: divided by model_grades_total, the mean graded "
+            "quality of each model's answers.",
+            ["model"],
+            namespace=ns,
+            registry=reg,
+        )
         self._stage_children = {stage: self._latency.labels(stage) for stage in STAGES}
         self._hits = self._cache.labels("hit")
         self._misses = self._cache.labels("miss")
@@ -312,6 +333,11 @@ class PrometheusMetrics:
     def model_choice(self, *, route: str, model: str, rule: str, fallback: bool) -> None:
         """Count one model-pool choice."""
         self._model_choices.labels(route, model, rule, "true" if fallback else "false").inc()
+
+    def grade(self, *, model: str, score: float) -> None:
+        """Count one grade and add its score."""
+        self._grades.labels(model).inc()
+        self._grade_scores.labels(model).inc(score)
 
     def sample(self, name: str, **labels: str) -> float:
         """Current value of one sample (0.0 when it was never set)."""

@@ -127,7 +127,12 @@ class BridgeCore:
         self.grades = (
             None
             if model_router is None
-            else GradeFeed(model_router, self.state, poll_s=config.state.grade_poll_s)
+            else GradeFeed(
+                model_router,
+                self.state,
+                poll_s=config.state.grade_poll_s,
+                metrics=self.observability.metrics,
+            )
         )
         self.cache = cache if cache is not None else build_cache(config)
         self.batcher = (

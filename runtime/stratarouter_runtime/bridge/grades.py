@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from stratarouter_core.errors import InvalidQueryError, StrataRouterError
 from stratarouter_core.model_routing import InvalidScoresError, UnknownModelError
 
+from ..observability import Metrics, NoopMetrics
 from ..state import ExecutionRecord, GradeConflictError, GradeRecord, StateStore
 
 if TYPE_CHECKING:
@@ -55,17 +56,26 @@ class GradeFeed:
         state: The store holding the grade log (the bridge's).
         poll_s: Seconds between two reads of grades other bridges logged (0: only at start
             and when this bridge logs grades).
+        metrics: Where the grades logged through this bridge are counted, per model.
 
     Attributes:
         position: The log position of the last grade learned.
         n_learned: Grades learned since `start` (for tests and metrics).
     """
 
-    def __init__(self, model_router: ModelRouter, state: StateStore, *, poll_s: float) -> None:
+    def __init__(
+        self,
+        model_router: ModelRouter,
+        state: StateStore,
+        *,
+        poll_s: float,
+        metrics: Metrics | None = None,
+    ) -> None:
         """Remember the parts; nothing is read before `start`."""
         self.model_router = model_router
         self.state = state
         self.poll_s = poll_s
+        self.metrics: Metrics = metrics or NoopMetrics()
         self.position = 0
         self.n_learned = 0
         self._router_key: str | None = None
@@ -124,6 +134,9 @@ class GradeFeed:
             if any(v is not None for v in row.values())
         ]
         logged = await self.state.append_grades(grades)
+        for grade in logged:
+            for model, score in grade.scores.items():
+                self.metrics.grade(model=model, score=score)
         try:
             await self.catch_up()
         except StrataRouterError as exc:  # logged: learned at the next read of the log

@@ -12,7 +12,7 @@ from server_helpers import live_server
 from stratarouter_core import ModelRouter, ModelSpec, Route, Router, RouterConfig
 from stratarouter_core.testing import HashingEncoder
 
-from stratarouter_runtime import RetryConfig, RuntimeConfig, StateConfig
+from stratarouter_runtime import ObservabilityConfig, RetryConfig, RuntimeConfig, StateConfig
 from stratarouter_runtime.server import ServerConfig, create_app
 from stratarouter_runtime.testing import FakeProviderServer
 
@@ -65,6 +65,7 @@ def _serve(
     runtime = RuntimeConfig(
         retries=RetryConfig(max_retries=0, delay_ms=1),
         state=StateConfig(backend="sqlite", sqlite_path=str(tmp_path / "state.db")),
+        observability=ObservabilityConfig(metrics=True),  # as `stratarouter serve` has it
     )
     with live_server(create_app(_router(), config=config, runtime_config=runtime)) as base:
         yield base
@@ -100,6 +101,9 @@ def test_a_graded_execution_moves_the_next_choice(server: httpx.Client) -> None:
         "seq": 1,
     }
     assert _execute(server, query)["model"] == "big-model"
+    metrics = server.get("/metrics").text
+    assert 'stratarouter_model_grades_total{model="small-model"} 1.0' in metrics
+    assert 'stratarouter_model_grade_score_total{model="small-model"} 0.0' in metrics
     again = server.post(f"/v1/executions/{first['execution_id']}/grade", json={"score": 1})
     assert again.status_code == 409 and "graded already" in again.text
 
