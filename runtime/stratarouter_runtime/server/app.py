@@ -39,6 +39,7 @@ from .context import (
     execution_json,
     probe_backends,
     require_bridge,
+    require_grading,
 )
 from .errors import LimitExceededError, NotFoundError, error_body, status_of
 from .routeset import RouteStore, parse_routes_document
@@ -708,7 +709,7 @@ def _add_execution_routes(app: FastAPI, state: ServerState) -> None:
         """Grade an execution's answer (``score`` in [0, 1]) for the model that gave it; the
         ModelRouter learns it at once, every server over the store within ``grade_poll_s``.
         Once per execution (409 after); a tenant grades only its own executions."""
-        bridge = _grading_bridge(state)
+        bridge = require_grading(state)
         grade = await bridge.grade_execution(execution_id, body.score, tenant=principal.tenant)
         logger.info(
             "execution graded",
@@ -726,7 +727,7 @@ def _add_execution_routes(app: FastAPI, state: ServerState) -> None:
                 f"{len(body.grades)} graded queries in one request; the limit is "
                 f"{state.config.max_batch} (ServerConfig.max_batch)"
             )
-        bridge = _grading_bridge(state)
+        bridge = require_grading(state)
         for graded in body.grades:
             state.check_query(graded.query)
         logged = await bridge.add_grades(
@@ -735,17 +736,6 @@ def _add_execution_routes(app: FastAPI, state: ServerState) -> None:
             tenant=principal.tenant,
         )
         return {"added": len(logged), "seqs": [g.seq for g in logged]}
-
-
-def _grading_bridge(state: ServerState) -> CoreRuntimeBridge:
-    bridge = require_bridge(state)
-    if not state.config.accept_grades:
-        raise NotFoundError("grading is off on this server (ServerConfig.accept_grades)")
-    if bridge.grades is None:
-        raise NotFoundError(
-            "this server has no ModelRouter to learn grades: start it with model_router_dir"
-        )
-    return bridge
 
 
 def _matrix(rows: list[list[float]]) -> NDArray[np.float32]:

@@ -21,6 +21,7 @@ from stratarouter_core.types import RouteResult
 from .._deps import require
 from .batching import EncodeBatcher
 from .config import ServerConfig
+from .errors import NotFoundError
 from .routeset import RouteSet, RouteStore
 from .routesync import RouteSetSync
 from .security import Authenticator, Principal, RateLimiter
@@ -118,6 +119,18 @@ def require_bridge(state: ServerState) -> CoreRuntimeBridge:
     if state.bridge is None:
         raise StrataRouterError("this server has no runtime bridge: execution is off")
     return state.bridge
+
+
+def require_grading(state: ServerState) -> CoreRuntimeBridge:
+    """The bridge, when this server learns grades; else the NotFoundError that says why not."""
+    bridge = require_bridge(state)
+    if not state.config.accept_grades:
+        raise NotFoundError("grading is off on this server (ServerConfig.accept_grades)")
+    if bridge.grades is None:
+        raise NotFoundError(
+            "this server has no ModelRouter to learn grades: start it with model_router_dir"
+        )
+    return bridge
 
 
 def execution_json(result: Any) -> dict[str, Any]:

@@ -30,7 +30,13 @@ from stratarouter_core.errors import InvalidQueryError, StrataRouterError
 from stratarouter_core.types import RouteResult
 
 from .._deps import require
-from .context import current_router, execution_json, probe_backends, require_bridge
+from .context import (
+    current_router,
+    execution_json,
+    probe_backends,
+    require_bridge,
+    require_grading,
+)
 from .errors import LimitExceededError, status_of
 from .security import Principal, RateLimitedError
 
@@ -102,6 +108,12 @@ class StrataRouterService:
         except Exception:  # a bug, not bad input: logged, INTERNAL without the details
             logger.exception("gRPC Execute failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error (logged)")
+
+    async def GradeExecution(
+        self, request: pb.GradeExecutionRequest, context: aio.ServicerContext
+    ) -> pb.GradeExecutionResponse:
+        """Grade an execution's answer for the model that gave it (its tenant only, once)."""
+        return await self._guard(context, self._grade(request, context))
 
     async def Health(
         self, request: pb.HealthRequest, context: aio.ServicerContext
@@ -218,6 +230,20 @@ class StrataRouterService:
             result = stream.result
         yield pb.ExecuteEvent(result=_execute_result(execution_json(result), decision))
 
+    async def _grade(
+        self, request: pb.GradeExecutionRequest, context: aio.ServicerContext
+    ) -> pb.GradeExecutionResponse:
+        _well_formed(request)
+        principal = self._authorize(context)
+        bridge = require_grading(self.state)
+        grade = await bridge.grade_execution(
+            request.execution_id, request.score, tenant=principal.tenant
+        )
+        model, score = next(iter(grade.scores.items()))
+        return pb.GradeExecutionResponse(
+            execution_id=request.execution_id, model=model, score=score, seq=grade.seq
+        )
+
     def _top_k(self, request: pb.RouteRequest | pb.RouteBatchRequest) -> int:
         if not request.HasField("top_k"):
             return self.state.config.default_top_k
@@ -264,6 +290,11 @@ def _handlers(service: StrataRouterService) -> Any:
         "Execute": stream(
             service.Execute, _parser(pb.ExecuteRequest), pb.ExecuteEvent.SerializeToString
         ),
+        "GradeExecution": unary(
+            service.GradeExecution,
+            _parser(pb.GradeExecutionRequest),
+            pb.GradeExecutionResponse.SerializeToString,
+        ),
         "Health": unary(
             service.Health, _parser(pb.HealthRequest), pb.HealthResponse.SerializeToString
         ),
@@ -287,9 +318,7 @@ def _vector(values: Any, field: str) -> NDArray[np.float32] | None:
     return vector
 
 
-def _decision(
-    result: RouteResult, top_k: int, latency_ms: float, version: int
-) -> pb.RouteResponse:
+def _decision(result: RouteResult, top_k: int, latency_ms: float, version: int) -> pb.RouteResponse:
     candidates = [
         pb.Candidate(
             route=c.route_id,

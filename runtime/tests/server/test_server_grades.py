@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -67,8 +68,9 @@ def _serve(
         state=StateConfig(backend="sqlite", sqlite_path=str(tmp_path / "state.db")),
         observability=ObservabilityConfig(metrics=True),  # as `stratarouter serve` has it
     )
-    with live_server(create_app(_router(), config=config, runtime_config=runtime)) as base:
-        yield base
+    app = create_app(_router(), config=config, runtime_config=runtime)
+    with live_server(app) as base:
+        yield base if config.grpc_port is None else f"127.0.0.1:{app.state.grpc_port}"
 
 
 @pytest.fixture
@@ -189,3 +191,40 @@ def test_grading_is_not_found_when_the_server_cannot_learn(
         )
         assert reply.status_code == 404
         assert ("accept_grades" if folder else "model_router_dir") in reply.text
+
+
+def test_an_answer_executed_over_grpc_is_graded_over_grpc(
+    fake_provider: FakeProviderServer, tmp_path: Path, model_router_dir: Path
+) -> None:
+    grpc = pytest.importorskip("grpc", reason="needs stratarouter-runtime[grpc]")
+    from stratarouter_runtime.server.proto import stratarouter_pb2 as pb
+    from stratarouter_runtime.server.proto import stratarouter_pb2_grpc as pb_grpc
+
+    auth = [("authorization", "Bearer shared-key-001")]
+    for target in _serve(fake_provider, tmp_path, model_router_dir, grpc_port=0):
+        with grpc.insecure_channel(target) as channel:
+            stub = pb_grpc.StrataRouterStub(channel)
+
+            def execute(query: str, stub: Any = stub) -> pb.ExecuteResult:
+                events = list(stub.Execute(pb.ExecuteRequest(query=query), metadata=auth))
+                return events[-1].result
+
+            first = execute("say hello to friend 42")
+            assert first.model == "small-model"
+            request = pb.GradeExecutionRequest(execution_id=first.execution_id, score=0.0)
+            graded = stub.GradeExecution(request, metadata=auth)
+            assert (graded.model, graded.score, graded.seq) == ("small-model", 0.0, 1)
+            assert execute("say hello to friend 42").model == "big-model"
+            with pytest.raises(grpc.RpcError) as again:
+                stub.GradeExecution(request, metadata=auth)
+            assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            with pytest.raises(grpc.RpcError) as bad:
+                stub.GradeExecution(
+                    pb.GradeExecutionRequest(execution_id=first.execution_id, score=2.0),
+                    metadata=auth,
+                )
+            assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "outside [0, 1]" in (bad.value.details() or "")
+            with pytest.raises(grpc.RpcError) as missing:
+                stub.GradeExecution(pb.GradeExecutionRequest(execution_id="nope"), metadata=auth)
+            assert missing.value.code() == grpc.StatusCode.NOT_FOUND

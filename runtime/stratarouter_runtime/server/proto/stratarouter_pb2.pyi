@@ -127,6 +127,26 @@ class ExecuteEvent(_message.Message):
     result: ExecuteResult
     def __init__(self, chunk: _Optional[str] = ..., result: _Optional[_Union[ExecuteResult, _Mapping]] = ...) -> None: ...
 
+class GradeExecutionRequest(_message.Message):
+    __slots__ = ("execution_id", "score")
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    execution_id: str
+    score: float
+    def __init__(self, execution_id: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class GradeExecutionResponse(_message.Message):
+    __slots__ = ("execution_id", "model", "score", "seq")
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    execution_id: str
+    model: str
+    score: float
+    seq: int
+    def __init__(self, execution_id: _Optional[str] = ..., model: _Optional[str] = ..., score: _Optional[float] = ..., seq: _Optional[int] = ...) -> None: ...
+
 class HealthRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -49,6 +49,11 @@ class StrataRouterStub(object):
                 request_serializer=stratarouter__runtime_dot_server_dot_proto_dot_stratarouter__pb2.ExecuteRequest.SerializeToString,
                 response_deserializer=stratarouter__runtime_dot_server_dot_proto_dot_stratarouter__pb2.ExecuteEvent.FromString,
                 _registered_method=True)
+        self.GradeExecution = channel.unary_unary(
+                '/stratarouter.v1.StrataRouter/GradeExecution',
+                request_serializer=stratarouter__runtime_dot_server_dot_proto_dot_stratarouter__pb2.GradeExecutionRequest.SerializeToString,
+                response_deserializer=stratarouter__runtime_dot_server_dot_proto_dot_stratarouter__pb2.GradeExecutionResponse.FromString,
+                _registered_method=True)
         self.Health = channel.unary_unary(
                 '/stratarouter.v1.StrataRouter/Health',
                 request_serializer=stratarouter__runtime_dot_server_dot_proto_dot_stratarouter__pb2.HealthRequest.SerializeToString,
@@ -80,6 +85,14 @@ class StrataRouterServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GradeExecution(self, request, context):
+        """Grade an execution's answer (score in [0, 1]) for the model that gave it: the server's
+        ModelRouter learns it, and every server over the same database (POST /v1/executions/{id}/grade).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Health(self, request, context):
         """Readiness: the router is built; each backend "ok" or why it is unreachable.
         """
@@ -104,6 +117,11 @@ def add_StrataRouterServicer_to_server(servicer, server):
                     servicer.Execute,
                     request_deserializer=stratarouter__runtime_dot_server_dot_proto_dot_stratarouter__pb2.ExecuteRequest.FromString,
                     response_serializer=stratarouter__runtime_dot_server_dot_proto_dot_stratarouter__pb2.ExecuteEvent.SerializeToString,
+            ),
+            'GradeExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.GradeExecution,
+                    request_deserializer=stratarouter__runtime_dot_server_dot_proto_dot_stratarouter__pb2.GradeExecutionRequest.FromString,
+                    response_serializer=stratarouter__runtime_dot_server_dot_proto_dot_stratarouter__pb2.GradeExecutionResponse.SerializeToString,
             ),
             'Health': grpc.unary_unary_rpc_method_handler(
                     servicer.Health,
@@ -192,6 +210,33 @@ class StrataRouter(object):
             '/stratarouter.v1.StrataRouter/Execute',
             stratarouter__runtime_dot_server_dot_proto_dot_stratarouter__pb2.ExecuteRequest.SerializeToString,
             stratarouter__runtime_dot_server_dot_proto_dot_stratarouter__pb2.ExecuteEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GradeExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stratarouter.v1.StrataRouter/GradeExecution',
+            stratarouter__runtime_dot_server_dot_proto_dot_stratarouter__pb2.GradeExecutionRequest.SerializeToString,
+            stratarouter__runtime_dot_server_dot_proto_dot_stratarouter__pb2.GradeExecutionResponse.FromString,
             options,
             channel_credentials,
             insecure,
