@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from stratarouter_core import ModelRouter, ModelSpec, Route, Router, RouterConfig
-from stratarouter_core.errors import ConfigError
+from stratarouter_core.errors import ConfigError, EncoderError
 from stratarouter_core.model_routing import InvalidScoresError, UnknownModelError
 from stratarouter_core.testing import HashingEncoder
 
@@ -16,6 +16,7 @@ from stratarouter_runtime.config import RetryConfig, RuntimeConfig, StateConfig
 from stratarouter_runtime.state import (
     ExecutionNotFoundError,
     GradeConflictError,
+    GradeRecord,
     MemoryStateStore,
 )
 from stratarouter_runtime.testing import FakeProviderServer
@@ -128,6 +129,36 @@ async def test_grades_given_through_one_bridge_reach_the_others(tmp_path, saved_
             await asyncio.sleep(0.02)
         assert other.route(QUERY, min_quality=0.8).model == "gpt-4o"
         assert b.grades is not None and b.grades.position == logged[0].seq
+
+
+class _NoEncoding(HashingEncoder):
+    """The same space, but a process that must not encode (an encoder that is down)."""
+
+    def encode(self, texts):  # type: ignore[no-untyped-def]
+        raise EncoderError("down")
+
+
+async def test_a_logged_grade_is_learned_from_its_vector_without_encoding_again(
+    tmp_path, saved_model_router
+):
+    config = _config(tmp_path, grade_poll_s=0)
+    async with CoreRuntimeBridge(config, model_router=_load(saved_model_router)) as a:
+        (logged,) = await a.add_grades([QUERY], [{"gpt-4o-mini": 0.0}])
+    assert logged.embedding is not None and len(logged.embedding) == 4 * 64
+    other = ModelRouter.load(saved_model_router, _NoEncoding(dimension=64))
+    async with CoreRuntimeBridge(config, model_router=other) as b:
+        assert b.grades is not None and b.grades.n_learned == 1
+    assert other.route(QUERY, HashingEncoder(dimension=64).encode([QUERY])[0],
+                       min_quality=0.8).model == "gpt-4o"  # fmt: skip
+
+
+async def test_a_grade_logged_without_a_vector_is_encoded(tmp_path, saved_model_router):
+    state = MemoryStateStore()
+    model_router = _load(saved_model_router)
+    key = model_router.fingerprint()
+    await state.append_grades([GradeRecord(router=key, query=QUERY, scores={"gpt-4o-mini": 0.0})])
+    async with CoreRuntimeBridge(_config(tmp_path), model_router=model_router, state=state):
+        assert model_router.route(QUERY, min_quality=0.8).model == "gpt-4o"
 
 
 async def test_a_router_fitted_anew_starts_a_log_of_its_own(tmp_path, saved_model_router):

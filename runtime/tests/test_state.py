@@ -355,7 +355,7 @@ def _grade(query: str, router: str = "r1", **kwargs) -> GradeRecord:
 async def test_grades_are_read_back_in_log_order_per_router(store):
     first = await store.append_grades([_grade("a"), _grade("b", router="r2"), _grade("c")])
     second = await store.append_grades(
-        [_grade("d", execution_id="e1", tenant="acme", created_at=12.5)]
+        [_grade("d", execution_id="e1", tenant="acme", created_at=12.5, embedding=b"\x00\x01")]
     )
     seqs = [g.seq for g in first + second]
     assert seqs == sorted(seqs) and len(set(seqs)) == 4 and seqs[0] > 0
@@ -364,6 +364,7 @@ async def test_grades_are_read_back_in_log_order_per_router(store):
     assert read[-1] == second[0]  # every field round-trips
     assert dict(read[-1].scores) == {"gpt-4o-mini": 0.25}
     assert (read[-1].execution_id, read[-1].tenant, read[-1].created_at) == ("e1", "acme", 12.5)
+    assert read[-1].embedding == b"\x00\x01" and read[0].embedding is None
     assert [g.query for g in await store.grades_after("r1", first[0].seq)] == ["c", "d"]
     assert [g.query for g in await store.grades_after("r1", 0, limit=1)] == ["a"]
     assert [g.query for g in await store.grades_after("r2", 0)] == ["b"]

@@ -16,8 +16,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+import numpy as np
+from numpy.typing import NDArray
 from stratarouter_core.errors import InvalidQueryError, StrataRouterError
 from stratarouter_core.model_routing import InvalidScoresError, UnknownModelError
 
@@ -122,16 +124,23 @@ class GradeFeed:
         self.model_router.check_graded(queries, scores)
         if execution_id is not None and len(queries) != 1:
             raise InvalidQueryError("grades of an execution are for its one query")
+        graded = [
+            (query, {m: float(v) for m, v in row.items() if v is not None})
+            for query, row in zip(queries, scores, strict=True)
+            if any(v is not None for v in row.values())
+        ]
+        # encoded once, here: every bridge learning the grade reads the vector from the log
+        vectors = await self.model_router.aencode([query for query, _ in graded])
         grades = [
             GradeRecord(
                 router=self.router_key,
                 query=query,
-                scores={m: float(v) for m, v in row.items() if v is not None},
+                scores=row,
                 tenant=tenant,
                 execution_id=execution_id,
+                embedding=vector.astype("<f4").tobytes(),
             )
-            for query, row in zip(queries, scores, strict=True)
-            if any(v is not None for v in row.values())
+            for (query, row), vector in zip(graded, vectors, strict=True)
         ]
         logged = await self.state.append_grades(grades)
         for grade in logged:
@@ -173,7 +182,7 @@ class GradeFeed:
         async with self._lock:
             while batch := await self.state.grades_after(self.router_key, self.position, _PAGE):
                 queries, scores = [g.query for g in batch], [dict(g.scores) for g in batch]
-                vectors = await self.model_router.aencode(queries)  # failing: read again later
+                vectors = await self._vectors(batch)  # an encoder failure: read again later
                 try:
                     await self.model_router.aadd_graded(queries, scores, vectors)
                 except (InvalidScoresError, UnknownModelError) as exc:  # checked when logged
@@ -182,6 +191,22 @@ class GradeFeed:
                 learned += len(batch)
                 self.n_learned += len(batch)
         return learned
+
+    async def _vectors(self, grades: Sequence[GradeRecord]) -> NDArray[np.float32]:
+        """The grades' query vectors: as logged, else (a grade logged without one) encoded."""
+        dimension = self.model_router.encoder.dimension
+        rows: list[NDArray[np.float32] | None] = [
+            None
+            if g.embedding is None or len(g.embedding) != 4 * dimension
+            else np.frombuffer(g.embedding, dtype="<f4").astype(np.float32)
+            for g in grades
+        ]
+        missing = [i for i, row in enumerate(rows) if row is None]
+        if missing:
+            encoded = await self.model_router.aencode([grades[i].query for i in missing])
+            for i, vector in zip(missing, encoded, strict=True):
+                rows[i] = vector
+        return np.stack(cast("list[NDArray[np.float32]]", rows))
 
     async def _poll(self) -> None:
         while True:

@@ -48,7 +48,8 @@ _POSTGRES_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         (
             GRADES_TABLE.replace("{serial}", "BIGSERIAL")
             .replace("{json}", "JSONB")
-            .replace("{real}", "DOUBLE PRECISION"),
+            .replace("{real}", "DOUBLE PRECISION")
+            .replace("{blob}", "BYTEA"),
             GRADES_INDEX.replace("{index}", "model_grades_router"),
         ),
     ),

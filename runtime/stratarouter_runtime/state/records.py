@@ -203,6 +203,8 @@ class GradeRecord:
         tenant: The tenant that gave the grades (the ModelRouter itself is shared).
         created_at: When the grades were given, seconds since the epoch.
         seq: Position in the log, given by the store when appended (0 before).
+        embedding: The query's vector in the router's space (float32 bytes), so the bridges
+            that learn the grade need not encode the query again (None: they do).
 
     Example:
         >>> GradeRecord(router="3f2a", query="hi", scores={"gpt-4o-mini": 1.0}).seq
@@ -216,6 +218,7 @@ class GradeRecord:
     tenant: str | None = None
     created_at: float = field(default_factory=time.time)
     seq: int = 0
+    embedding: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scores", MappingProxyType(dict(self.scores)))

@@ -60,16 +60,16 @@ _SQL = {
     "WHERE id = {p} AND " + OPEN + " AND (lease_expires_at IS NULL "
     "OR lease_expires_at < {p} OR worker_id = {p})",
     "prune": "DELETE FROM {t} WHERE status IN ('succeeded', 'failed') AND updated_at < {p}",
-    "grade_insert": "INSERT INTO {g} (router, query, scores, execution_id, tenant, created_at) "
-    "VALUES ({p}, {p}, {j}, {p}, {p}, {p})",
-    "grades_after": "SELECT seq, router, query, scores, execution_id, tenant, created_at "
-    "FROM {g} WHERE router = {p} AND seq > {p} ORDER BY seq LIMIT {p}",
+    "grade_insert": "INSERT INTO {g} (router, query, scores, execution_id, tenant, created_at, "
+    "embedding) VALUES ({p}, {p}, {j}, {p}, {p}, {p}, {p})",
+    "grades_after": "SELECT seq, router, query, scores, execution_id, tenant, created_at, "
+    "embedding FROM {g} WHERE router = {p} AND seq > {p} ORDER BY seq LIMIT {p}",
 }
 # The grade log of the model router: positions (seq) are given in commit order.
 GRADES_TABLE = (
     "CREATE TABLE IF NOT EXISTS {g} (seq {serial} PRIMARY KEY, router TEXT NOT NULL, "
     "query TEXT NOT NULL, scores {json} NOT NULL, execution_id TEXT UNIQUE, tenant TEXT, "
-    "created_at {real} NOT NULL)"
+    "created_at {real} NOT NULL, embedding {blob})"
 )
 GRADES_INDEX = "CREATE INDEX IF NOT EXISTS {index} ON {g} (router, seq)"
 
@@ -90,11 +90,12 @@ def _record_from_row(row: tuple[Any, ...]) -> ExecutionRecord:
 def _grade_params(grade: GradeRecord) -> tuple[Any, ...]:
     """The parameters of the ``grade_insert`` statement for `grade`."""
     scores = dumps(dict(grade.scores))
-    return (grade.router, grade.query, scores, grade.execution_id, grade.tenant, grade.created_at)
+    g = grade
+    return (g.router, g.query, scores, g.execution_id, g.tenant, g.created_at, g.embedding)
 
 
 def _grade_from_row(row: tuple[Any, ...]) -> GradeRecord:
-    seq, router, query, scores, execution_id, tenant, created_at = row
+    seq, router, query, scores, execution_id, tenant, created_at, embedding = row
     if isinstance(scores, str):
         scores = json.loads(scores)
     return GradeRecord(
@@ -105,6 +106,7 @@ def _grade_from_row(row: tuple[Any, ...]) -> GradeRecord:
         tenant=tenant,
         created_at=created_at,
         seq=seq,
+        embedding=None if embedding is None else bytes(embedding),
     )
 
 

@@ -38,7 +38,8 @@ _SQLITE_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         (
             GRADES_TABLE.replace("{serial}", "INTEGER")
             .replace("{json}", "TEXT")
-            .replace("{real}", "REAL"),
+            .replace("{real}", "REAL")
+            .replace("{blob}", "BLOB"),
             GRADES_INDEX.replace("{index}", "{g}_router"),
         ),
     ),
