@@ -174,7 +174,14 @@ def _completion(
     }
 
 
-def _chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> str:
+def _chunk(
+    cid: str,
+    created: int,
+    model: str,
+    delta: dict[str, Any],
+    finish: str | None,
+    extra: dict[str, Any] | None = None,
+) -> str:
     data = {
         "id": cid,
         "object": "chat.completion.chunk",
@@ -182,6 +189,8 @@ def _chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: st
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
     }
+    if extra is not None:
+        data["stratarouter"] = extra
     return f"data: {json.dumps(data)}\n\n"
 
 
@@ -289,7 +298,9 @@ async def _bridge_stream(
                 yield _chunk(cid, created, model, {"content": text}, None)
             result = stream.result
         finish = (result.finish_reason if result else None) or "stop"
-        yield _chunk(cid, created, model, {}, finish)
+        # the last chunk names the execution, to grade its answer
+        extra = {"route": decision.route_id, "execution_id": result and result.execution_id}
+        yield _chunk(cid, created, model, {}, finish, extra)
         yield "data: [DONE]\n\n"
     except StrataRouterError as exc:  # headers are sent: the error goes in the stream
         yield f"data: {json.dumps(error_body(type(exc).__name__, str(exc), status_of(exc)))}\n\n"

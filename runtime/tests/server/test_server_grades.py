@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,22 @@ def test_grades_from_elsewhere_reach_chat_completions_on_model_auto(
     reply = server.post("/v1/chat/completions", json=chat)
     assert reply.status_code == 200, reply.text
     assert fake_provider.requests[-1].body["model"] == "big-model"
+
+
+def test_a_streamed_chat_completion_names_its_execution_to_grade(server: httpx.Client) -> None:
+    query = "say hello to friend 55"
+    chat = {"model": "auto", "stream": True, "messages": [{"role": "user", "content": query}]}
+    with server.stream("POST", "/v1/chat/completions", json=chat) as reply:
+        events = [line[6:] for line in reply.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == (
+        f"echo: {query}"
+    )
+    extra = chunks[-1]["stratarouter"]  # on the last chunk only
+    assert extra["route"] == "assistant" and all("stratarouter" not in c for c in chunks[:-1])
+    graded = server.post(f"/v1/executions/{extra['execution_id']}/grade", json={"score": 1})
+    assert graded.status_code == 200 and graded.json()["model"] == "small-model"
 
 
 @pytest.mark.parametrize(
