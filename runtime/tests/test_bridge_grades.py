@@ -155,17 +155,36 @@ async def test_a_logged_grade_is_learned_from_its_vector_without_encoding_again(
 async def test_a_grade_logged_without_a_vector_is_encoded(tmp_path, saved_model_router):
     state = MemoryStateStore()
     model_router = _load(saved_model_router)
-    key = model_router.fingerprint()
+    key = model_router.fit_id
     await state.append_grades([GradeRecord(router=key, query=QUERY, scores={"gpt-4o-mini": 0.0})])
     async with CoreRuntimeBridge(_config(tmp_path), model_router=model_router, state=state):
         assert model_router.route(QUERY, min_quality=0.8).model == "gpt-4o"
+
+
+async def test_grades_added_offline_to_the_saved_router_keep_the_served_ones(
+    tmp_path, saved_model_router
+):
+    config = _config(tmp_path, grade_poll_s=0)
+    served = tmp_path / "served"
+    _load(saved_model_router).save(served)
+    async with CoreRuntimeBridge(config, model_router=_load(served)) as a:
+        await a.add_grades([QUERY], [{"gpt-4o-mini": 0.0}])
+    offline = _load(served)  # what `stratarouter model-router add` does
+    offline.add_graded(["say hello to friend 98"], [{"gpt-4o-mini": 0.0}])
+    offline.save(served)
+    reloaded = _load(served)
+    assert reloaded.fit_id == offline.fit_id
+    async with CoreRuntimeBridge(config, model_router=reloaded) as b:
+        assert b.grades is not None and b.grades.n_learned == 1
+    for query in (QUERY, "say hello to friend 98"):  # the served grade and the offline one
+        assert reloaded.route(query, min_quality=0.8).model == "gpt-4o"
 
 
 async def test_a_router_fitted_anew_starts_a_log_of_its_own(tmp_path, saved_model_router):
     config = _config(tmp_path, grade_poll_s=0)
     async with CoreRuntimeBridge(config, model_router=_load(saved_model_router)) as a:
         await a.add_grades([QUERY], [{"gpt-4o-mini": 0.0}])
-    refitted = _model_router(easy_grade=0.9)  # new grades: a new fingerprint
+    refitted = _model_router()  # the same data, fitted anew: a new fit id
     async with CoreRuntimeBridge(config, model_router=refitted) as b:
         assert b.grades is not None and b.grades.n_learned == 0
     assert refitted.route(QUERY, min_quality=0.8).model == "gpt-4o-mini"

@@ -6,8 +6,9 @@ Format (version 1), two files:
     ``format_version`` (1), ``kind`` ("model_router"), ``stratarouter_version``, ``encoder``
     (``fingerprint``, ``dimension``, ``class``), ``models`` (`ModelSpec.to_dict()` each),
     ``config`` (`ModelRouterConfig.to_dict()`), ``output_tokens`` (per model, in model
-    order), ``predictor`` (temperatures, isotonic model indices, granularity count) and
-    ``report`` (the fit report, or null).
+    order), ``predictor`` (temperatures, isotonic model indices, granularity count),
+    ``report`` (the fit report, or null) and ``fit_id`` (`ModelRouter.fit_id`; absent from
+    saves made before it).
 ``arrays.npz``
     The predictor's arrays (`SuccessModel.arrays()`), float64.
 
@@ -49,6 +50,7 @@ class SavedModelRouter:
     predictor: SuccessModel
     output_tokens: NDArray[np.float64]
     report: ModelRoutingReport | None
+    fit_id: str | None = None  # None: a save from before fit ids
 
 FORMAT_VERSION = 1
 _KIND = "model_router"
@@ -71,6 +73,7 @@ def save_model_router(saved: SavedModelRouter, encoder: BaseEncoder, path: Path)
         "output_tokens": saved.output_tokens.tolist(),
         "predictor": predictor.scalars(),
         "report": dataclasses.asdict(report) if report is not None else None,
+        "fit_id": saved.fit_id,
     }
     manifest_text = json.dumps(manifest, indent=2, sort_keys=True)
     write_directory(path, {_MANIFEST: manifest_text}, {_ARRAYS: predictor.arrays()})
@@ -103,7 +106,11 @@ def load_model_router(
     if predictor.ridge_weights.shape != (encoder.dimension, len(models)):
         raise PersistenceError(f"{path / _ARRAYS} does not match the models or the encoder")
     output_tokens = np.asarray(manifest["output_tokens"], dtype=np.float64)
-    return SavedModelRouter(models, config, predictor, output_tokens, report), encoder
+    fit_id = manifest.get("fit_id")
+    if fit_id is not None and not isinstance(fit_id, str):
+        raise PersistenceError(f"{path / _MANIFEST}: fit_id must be a string, got {fit_id!r}")
+    saved = SavedModelRouter(models, config, predictor, output_tokens, report, fit_id)
+    return saved, encoder
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,7 @@ class ModelRouter:
         self._predictor: SuccessModel | None = None
         self._mean_quality: list[float] | None = None
         self._report: ModelRoutingReport | None = None
+        self._fit_id: str | None = None
         self._output_tokens = self._default_output_tokens({})
         self._prices()
 
@@ -216,6 +218,7 @@ class ModelRouter:
             vectors, grades[graded], log_tokens, kept, self.config
         )
         self._adopt(model)
+        self._fit_id = uuid.uuid4().hex
         self._output_tokens = self._default_output_tokens(learned)
         self._prices()
         names = self.model_names
@@ -353,6 +356,21 @@ class ModelRouter:
         self._require_fitted()
         _, _, graded = self._graded_rows(queries, scores, "nothing to add")
         return int(graded.sum())
+
+    @property
+    def fit_id(self) -> str:
+        """Identifies the fit this router comes from: new at each `fit`, kept by `add_graded`,
+        `save` and `load` (a save from before it had one: its `fingerprint` at load). The
+        runtime keeps the grades of served answers per fit id, so grades added to a saved
+        router (``model-router add``) keep those, and a refit starts anew.
+
+        Raises:
+            NotFittedError: Before `fit` or `load`.
+        """
+        self._require_fitted()
+        if self._fit_id is None:
+            self._fit_id = self.fingerprint()
+        return self._fit_id
 
     def fingerprint(self) -> str:
         """A digest of the fitted state (models, prices, parameters, graded data): two routers
@@ -638,7 +656,12 @@ class ModelRouter:
         if self._predictor is None:
             raise NotFittedError("fit the ModelRouter before saving it")
         saved = SavedModelRouter(
-            list(self.models), self.config, self._predictor, self._output_tokens, self._report
+            list(self.models),
+            self.config,
+            self._predictor,
+            self._output_tokens,
+            self._report,
+            self.fit_id,
         )
         save_model_router(saved, self.encoder, Path(path))
 
@@ -650,6 +673,7 @@ class ModelRouter:
         saved, encoder = load_model_router(Path(path), encoder)
         router = cls(saved.models, encoder=encoder, config=saved.config)
         router._install(saved.predictor, saved.output_tokens, saved.report)
+        router._fit_id = saved.fit_id
         return router
 
     def _install(

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from stratarouter_core import ModelRouter, ModelRouterConfig, ModelSpec, NotFittedError
+from stratarouter_core.errors import PersistenceError
 from stratarouter_core.model_routing import (
     InvalidScoresError,
     NoGradedDataError,
@@ -245,3 +246,36 @@ def test_the_fingerprint_follows_the_fitted_state(random_grades, tmp_path) -> No
     assert loaded.fingerprint() == router.fingerprint()
     router.add_graded(queries[150:151], _scores(grades[150:151]), x[150:151])
     assert router.fingerprint() != twin.fingerprint()
+
+
+def test_the_fit_id_is_new_at_each_fit_and_kept_by_add_graded_save_and_load(
+    random_grades, tmp_path
+) -> None:
+    import json
+
+    queries, x, grades = random_grades
+    router, twin = _router(), _router()
+    with pytest.raises(NotFittedError):
+        router.fit_id  # noqa: B018
+    for r in (router, twin):
+        r.fit(queries[:150], _scores(grades[:150]), x[:150])
+    first = router.fit_id
+    assert first != twin.fit_id  # the same data, two fits
+    router.add_graded(queries[150:151], _scores(grades[150:151]), x[150:151])
+    assert router.fit_id == first
+    router.save(tmp_path / "mr")
+    loaded = ModelRouter.load(tmp_path / "mr", HashingEncoder(dimension=32))
+    assert loaded.fit_id == first
+    router.fit(queries[:150], _scores(grades[:150]), x[:150])
+    assert router.fit_id != first
+    # a save from before fit ids: its fingerprint, stable across loads
+    manifest = tmp_path / "mr" / "model_router.json"
+    data = json.loads(manifest.read_text())
+    del data["fit_id"]
+    manifest.write_text(json.dumps(data))
+    old = ModelRouter.load(tmp_path / "mr", HashingEncoder(dimension=32))
+    assert old.fit_id == old.fingerprint() == loaded.fingerprint()
+    data["fit_id"] = 7
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(PersistenceError, match="fit_id"):
+        ModelRouter.load(tmp_path / "mr", HashingEncoder(dimension=32))

@@ -5,9 +5,9 @@ ModelRouter, appended to the state store's grade log, and only then learned, wit
 `ModelRouter.add_graded`. Every bridge learns the log in log order, its own grades included:
 bridges over one PostgreSQL store end up with the same grades (each reads the others' every
 ``grade_poll_s``), and a bridge restarted over a durable store (SQLite or PostgreSQL) learns
-again every grade logged for the router it loads. The log is kept per router
-(`ModelRouter.fingerprint`): a router fitted or saved anew starts a log of its own, so no grade
-is ever learned twice.
+again every grade logged for the router it loads. The log is kept per fit
+(`ModelRouter.fit_id`): grades added to the saved router offline (``model-router add``) keep
+it, and a refitted router starts a log of its own.
 """
 
 from __future__ import annotations
@@ -86,9 +86,9 @@ class GradeFeed:
 
     @property
     def router_key(self) -> str:
-        """The fingerprint of the router as loaded: the key of its grade log."""
+        """The router's `fit_id`: the key of its grade log."""
         if self._router_key is None:
-            self._router_key = self.model_router.fingerprint()
+            self._router_key = self.model_router.fit_id
         return self._router_key
 
     async def start(self) -> None:

@@ -194,8 +194,8 @@ class GradeRecord:
     grades given through any of them reach all of them and survive restarts.
 
     Attributes:
-        router: The `ModelRouter.fingerprint` of the router the grades were given for: a
-            router fitted or saved anew starts a log of its own.
+        router: The `ModelRouter.fit_id` of the router the grades were given for: a
+            refitted router starts a log of its own.
         query: The graded query.
         scores: Quality of each graded model's answer, in [0, 1].
         execution_id: The execution whose answer was graded (None: grades from elsewhere). An
