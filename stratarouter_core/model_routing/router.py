@@ -368,8 +368,7 @@ class ModelRouter:
             NotFittedError: Before `fit` or `load`.
         """
         self._require_fitted()
-        if self._fit_id is None:
-            self._fit_id = self.fingerprint()
+        assert self._fit_id is not None  # set with the predictor, by fit and load
         return self._fit_id
 
     def fingerprint(self) -> str:
@@ -673,7 +672,8 @@ class ModelRouter:
         saved, encoder = load_model_router(Path(path), encoder)
         router = cls(saved.models, encoder=encoder, config=saved.config)
         router._install(saved.predictor, saved.output_tokens, saved.report)
-        router._fit_id = saved.fit_id
+        # a save from before fit ids: its state as saved identifies the fit
+        router._fit_id = saved.fit_id or router.fingerprint()
         return router
 
     def _install(
