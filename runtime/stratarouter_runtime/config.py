@@ -281,8 +281,9 @@ class StateConfig(_Replace):
             this is how a survivor takes over the executions of a bridge that died; each
             abandoned record is claimed by exactly one of them.
         grade_poll_s: How often a bridge with a ModelRouter reads the grades other bridges
-            logged in the store (`CoreRuntimeBridge.add_grades`); 0 reads them only at start
-            and when this bridge logs grades.
+            logged in the store (`CoreRuntimeBridge.add_grades`): the safety net of
+            PostgreSQL's notifications, which bring them at once, and how SQLite is followed;
+            0 reads them only at start, on notifications and when this bridge logs grades.
 
     Example:
         >>> StateConfig().backend

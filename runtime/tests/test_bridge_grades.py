@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -261,3 +263,31 @@ def test_the_grade_goes_to_the_model_that_answered() -> None:
         result={"response": "done"},
     )
     assert answering_model(handler) is None
+
+
+async def test_over_postgresql_a_grade_is_learned_elsewhere_on_its_notification(
+    postgres_dsn, saved_model_router
+):
+    psycopg = pytest.importorskip("psycopg", reason="needs stratarouter-runtime[postgres]")
+    schema = f"sr_grades_{uuid.uuid4().hex[:10]}"
+    config = RuntimeConfig(  # no polling: only the notification can bring the grade
+        state=StateConfig(
+            backend="postgresql", database_url=postgres_dsn, schema=schema, grade_poll_s=0
+        )
+    )
+    one, other = _load(saved_model_router), _load(saved_model_router)
+    try:
+        async with (
+            CoreRuntimeBridge(config, model_router=one) as a,
+            CoreRuntimeBridge(config, model_router=other) as b,
+        ):
+            await asyncio.sleep(0.2)  # b's listener is connected
+            started = time.monotonic()
+            await a.add_grades([QUERY], [{"gpt-4o-mini": 0.0}])
+            while b.grades is not None and not b.grades.n_learned:
+                assert time.monotonic() - started < 5.0, "the notification never came"
+                await asyncio.sleep(0.01)
+        assert other.route(QUERY, min_quality=0.8).model == "gpt-4o"
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

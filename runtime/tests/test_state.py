@@ -15,6 +15,7 @@ from stratarouter_runtime.config import RuntimeConfig, StateConfig
 from stratarouter_runtime.state import (
     ExecutionRecord,
     GradeConflictError,
+    GradeNotifier,
     GradeRecord,
     MemoryStateStore,
     PostgresStateStore,
@@ -430,6 +431,29 @@ async def test_a_reader_following_the_log_misses_no_grade_of_concurrent_writers(
     finally:
         for s in {id(s): s for s in [*writers, reader]}.values():
             await s.close()
+
+
+async def test_only_postgresql_notifies_grades_and_it_does_on_another_stores_commit(
+    postgres_dsn, pg_schema, tmp_path
+):
+    assert not isinstance(MemoryStateStore(), GradeNotifier)
+    assert not isinstance(SQLiteStateStore(tmp_path / "s.db"), GradeNotifier)
+    listening, writing = (PostgresStateStore(postgres_dsn, schema=pg_schema) for _ in range(2))
+    assert isinstance(listening, GradeNotifier)
+    await listening.start()
+    await writing.start()
+    notes = listening.grade_notifications()
+    try:
+        await asyncio.wait_for(anext(notes), 5)  # connected: catch up
+        waiting = asyncio.ensure_future(anext(notes))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # nothing committed yet
+        await writing.append_grades([_grade("a")])
+        await asyncio.wait_for(waiting, 5)
+    finally:
+        await notes.aclose()
+        await listening.close()
+        await writing.close()
 
 
 async def test_an_older_sqlite_database_gets_the_grade_log(tmp_path):

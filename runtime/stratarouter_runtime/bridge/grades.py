@@ -2,12 +2,13 @@
 
 A grade (how good a model's answer to a query was, in [0, 1]) is checked against the
 ModelRouter, appended to the state store's grade log, and only then learned, with
-`ModelRouter.add_graded`. Every bridge learns the log in log order, its own grades included:
-bridges over one PostgreSQL store end up with the same grades (each reads the others' every
-``grade_poll_s``), and a bridge restarted over a durable store (SQLite or PostgreSQL) learns
-again every grade logged for the router it loads. The log is kept per fit
-(`ModelRouter.fit_id`): grades added to the saved router offline (``model-router add``) keep
-it, and a refitted router starts a log of its own.
+`ModelRouter.add_graded`. Every bridge learns the log in log order, its own grades included.
+Bridges over one PostgreSQL store end up with the same grades: each learns the others' as
+their commit is notified (LISTEN/NOTIFY), and every ``grade_poll_s`` as the safety net. A
+bridge restarted over a durable store (SQLite or PostgreSQL) learns again every grade logged
+for the router it loads. The log is kept per fit (`ModelRouter.fit_id`): grades added to the
+saved router offline (``model-router add``) keep it, and a refitted router starts a log of
+its own.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from stratarouter_core.errors import InvalidQueryError, StrataRouterError
 from stratarouter_core.model_routing import InvalidScoresError, UnknownModelError
 
 from ..observability import Metrics, NoopMetrics
-from ..state import ExecutionRecord, GradeConflictError, GradeRecord, StateStore
+from ..state import (
+    ExecutionRecord,
+    GradeConflictError,
+    GradeNotifier,
+    GradeRecord,
+    StateStore,
+)
 
 if TYPE_CHECKING:
     from stratarouter_core import ModelRouter
@@ -56,8 +63,9 @@ class GradeFeed:
     Args:
         model_router: The fitted router that learns the grades.
         state: The store holding the grade log (the bridge's).
-        poll_s: Seconds between two reads of grades other bridges logged (0: only at start
-            and when this bridge logs grades).
+        poll_s: Seconds between two reads of grades other bridges logged, beside the store's
+            notifications when it gives them (0: only at start, on notifications and when
+            this bridge logs grades).
         metrics: Where the grades logged through this bridge are counted, per model.
 
     Attributes:
@@ -83,6 +91,7 @@ class GradeFeed:
         self._router_key: str | None = None
         self._lock: asyncio.Lock | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
 
     @property
     def router_key(self) -> str:
@@ -92,18 +101,22 @@ class GradeFeed:
         return self._router_key
 
     async def start(self) -> None:
-        """Learn what the log already holds for this router, then poll it."""
+        """Learn what the log already holds for this router, then follow it: at once on the
+        store's notifications when it gives them (PostgreSQL), and every `poll_s`."""
         await self.catch_up()
         if self.poll_s > 0 and self._poller is None:
             self._poller = asyncio.ensure_future(self._poll())
+        if isinstance(self.state, GradeNotifier) and self._listener is None:
+            self._listener = asyncio.ensure_future(self._listen(self.state))
 
     async def close(self) -> None:
-        """Stop polling."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        """Stop following the log."""
+        for task in (self._poller, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._poller = self._listener = None
 
     async def add(
         self,
@@ -207,6 +220,13 @@ class GradeFeed:
             for i, vector in zip(missing, encoded, strict=True):
                 rows[i] = vector
         return np.stack(cast("list[NDArray[np.float32]]", rows))
+
+    async def _listen(self, notifier: GradeNotifier) -> None:
+        async for _ in notifier.grade_notifications():
+            try:
+                await self.catch_up()
+            except StrataRouterError as exc:  # the next notification or poll tries again
+                logger.warning("learning notified grades failed: %s", exc)
 
     async def _poll(self) -> None:
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
 __all__ = ["PostgresStateStore"]
+
+logger = logging.getLogger("stratarouter_runtime")
 
 _POSTGRES_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
@@ -100,6 +103,7 @@ class PostgresStateStore(SqlStateStore):
         self.schema = schema
         self._sql["claim"] += " RETURNING " + ", ".join(COLUMNS)
         self._sql["grade_insert"] += " RETURNING seq"
+        self._grades_channel = f"{schema}_model_grades"
         self._dsn = dsn
         self._connect_timeout = max(1, round(connect_timeout_s))
         self._slots = asyncio.Semaphore(pool_size)
@@ -212,8 +216,32 @@ class PostgresStateStore(SqlStateStore):
                         found = await cursor.fetchone()
                         seqs.append(int(found[0]) if found else 0)
                     graded_already = None
+                    # delivered at commit, to every store listening (`grade_notifications`)
+                    await conn.execute("SELECT pg_notify(%s, '')", (self._grades_channel,))
             except self._psycopg.errors.UniqueViolation:
                 pass  # rolled back; raised below, once the connection is back in the pool
         if graded_already is not None:
             raise GradeConflictError(f"execution {graded_already!r} was graded already")
         return seqs
+
+    async def grade_notifications(self) -> AsyncIterator[None]:
+        """Yield whenever grades were committed to the log by any store over this schema
+        (LISTEN ``<schema>_model_grades``), and once after each (re)connection, since grades
+        may have been committed while nobody listened. A lost connection is logged and
+        reopened a second later; the iterator ends only when closed."""
+        if self._psycopg is None:
+            raise StateError("PostgresStateStore used before start() or after close()")
+        psycopg = self._psycopg
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._dsn, autocommit=True, connect_timeout=self._connect_timeout
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {self._grades_channel}")
+                    yield
+                    async for _ in conn.notifies():
+                        yield
+            except psycopg.Error as exc:  # the database may come back: keep listening
+                logger.warning("grade notifications stopped (%s); reconnecting", exc)
+                await asyncio.sleep(1.0)

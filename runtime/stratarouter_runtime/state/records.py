@@ -6,7 +6,7 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -19,6 +19,7 @@ __all__ = [
     "ExecutionRecord",
     "ExecutionStatus",
     "GradeConflictError",
+    "GradeNotifier",
     "GradeRecord",
     "StateError",
     "StateStore",
@@ -222,6 +223,16 @@ class GradeRecord:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scores", MappingProxyType(dict(self.scores)))
+
+
+@runtime_checkable
+class GradeNotifier(Protocol):
+    """A store that can say when other processes logged grades (PostgreSQL's LISTEN), so a
+    bridge learns them at once instead of at its next poll."""
+
+    def grade_notifications(self) -> AsyncIterator[None]:
+        """Yield whenever grades may have been logged; runs until closed."""
+        ...
 
 
 @runtime_checkable
