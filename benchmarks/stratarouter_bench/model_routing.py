@@ -242,6 +242,28 @@ def _ours(
     return p, router, fit_s, float(np.median(timings) / 1e3)
 
 
+def _route_p50_counting_with_local_tokenizer(router: ModelRouter, data: GradedData) -> float | None:
+    """route() P50 with the WordPiece count a router on the default `LocalEncoder` makes
+    per query (the precomputed vectors' router estimates tokens from characters); None
+    without the local model's extra."""
+    from stratarouter_core.errors import MissingDependencyError
+    from stratarouter_core.model_routing.costs import make_token_counter
+
+    try:
+        from stratarouter_core.encoders.local import LocalEncoder
+
+        counter = make_token_counter(LocalEncoder(), 4.0)
+    except (ImportError, MissingDependencyError):
+        return None
+    timings = []
+    for query, vector in zip(data.test_queries, data.test_vectors):
+        started_ns = time.perf_counter_ns()
+        counter.one(query)
+        router.route(query, vector, cost_weight=0.1)
+        timings.append(time.perf_counter_ns() - started_ns)
+    return float(np.median(timings) / 1e3)
+
+
 # ---------------------------------------------------------------------------- figures
 def _curve(predicted: F64, truth: F64, price: F64) -> list[tuple[float, float]]:
     """(mean price, mean true quality) of the cost_weight sweep."""
@@ -482,6 +504,7 @@ def run(args: argparse.Namespace) -> int:
         config = ModelRouterConfig(evidence_neighbours=neighbours, repeat_reliability=None)
         rows.append(_result(label, _ours(data, config)[0], data, ref))
     p, router, fit_s, p50_us = _ours(data)
+    p50_counted_us = _route_p50_counting_with_local_tokenizer(router, data)
     rows.append(_result("StrataRouter ModelRouter", p, data, ref))
     added = None
     if later is not None:
@@ -506,6 +529,7 @@ def run(args: argparse.Namespace) -> int:
         "pair": [data.names[i] for i in ref.pair],
         "fit_seconds": fit_s,
         "route_p50_us": p50_us,
+        "route_p50_local_tokenizer_us": p50_counted_us,
         "hyperparameters": report.hyperparameters if report else None,
         "rows": [asdict(r) for r in rows],
         "nearest_graded_similarity": report.nearest_graded_similarity if report else None,
@@ -635,6 +659,12 @@ def _print(rows: Sequence[MethodResult], payload: dict[str, Any]) -> None:
         f"\nModelRouter.fit: {payload['fit_seconds']:.1f} s; "
         f"route() with the embedding given: P50 {payload['route_p50_us']:.0f} us"
     )
+    if payload["route_p50_local_tokenizer_us"] is not None:
+        print(
+            "route() plus counting the prompt's tokens with the local encoder's tokenizer, as "
+            f"a router on the default LocalEncoder does: P50 "
+            f"{payload['route_p50_local_tokenizer_us']:.0f} us"
+        )
     if payload["add_graded_seconds"] is not None:
         print(f"add_graded: {payload['add_graded_seconds']:.2f} s")
 

@@ -82,6 +82,7 @@ def test_json_report_and_plot(tmp_path, capsys) -> None:
     assert ours["apgr"] > 0.5 and ours["cpt80"] is not None
     assert rows["random mix"]["cost_saved_at_best_quality"] == pytest.approx(0.0)
     assert payload["route_p50_us"] > 0 and plot.stat().st_size > 10_000
+    assert payload["route_p50_local_tokenizer_us"] > 0  # the local extra is installed here
     bands = payload["by_nearest_graded_similarity"]
     assert [b["band"] for b in bands] == ["below p5", "p5 to p25", "p25 to p50", "above p50"]
     assert sum(b["n"] for b in bands) == 200
