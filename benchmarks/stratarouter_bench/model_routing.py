@@ -244,8 +244,9 @@ def _ours(
 
 def _route_p50_counting_with_local_tokenizer(router: ModelRouter, data: GradedData) -> float | None:
     """route() P50 with the WordPiece count a router on the default `LocalEncoder` makes
-    per query (the precomputed vectors' router estimates tokens from characters); None
-    without the local model's extra."""
+    per query (the precomputed vectors' router estimates tokens from characters), the
+    counter having seen the training queries as `fit` has; None without the local model's
+    extra."""
     from stratarouter_core.errors import MissingDependencyError
     from stratarouter_core.model_routing.costs import make_token_counter
 
@@ -255,6 +256,7 @@ def _route_p50_counting_with_local_tokenizer(router: ModelRouter, data: GradedDa
         counter = make_token_counter(LocalEncoder(), 4.0)
     except (ImportError, MissingDependencyError):
         return None
+    counter(data.train_queries)
     timings = []
     for query, vector in zip(data.test_queries, data.test_vectors):
         started_ns = time.perf_counter_ns()

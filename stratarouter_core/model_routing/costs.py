@@ -11,6 +11,7 @@ cannot know; the error is the same for every model, so the choice between models
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -70,11 +71,61 @@ def _wordpiece_counter(encoder: Any) -> Callable[[Sequence[str]], Sequence[int]]
     tokenizer = tokenizers.Tokenizer.from_file(str(encoder.model_dir / "tokenizer.json"))
     tokenizer.no_truncation()
     tokenizer.no_padding()
+    return _WordCounts(tokenizer)
 
-    # without offsets: the same ids, 20% faster (tokenizers >= 0.21)
-    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
 
-    def count(texts: Sequence[str]) -> list[int]:
-        return [len(e.ids) for e in encode(list(texts), add_special_tokens=False)]
+# Printable ASCII with tab, newline and carriage return: BERT's normalizer only lowercases it,
+# and its pre-tokenizer splits it into runs of letters and digits and single punctuation
+# marks (every other printable ASCII character is punctuation to BERT).
+_PLAIN_ASCII = re.compile(r"[\t\n\r\x20-\x7e]*")
+_BERT_WORDS = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
 
-    return count
+
+class _WordCounts:
+    """WordPiece counts summed word by word, each word's count kept once seen.
+
+    WordPiece splits every pre-tokenized word on its own, so a text's count is the sum of its
+    words' counts. For plain ASCII the split into words is BERT's own, in one regular
+    expression; a word is tokenized the first time it is seen (the unseen words of a text in
+    one call; at most `max_words` are kept), and any other text goes through the tokenizer
+    whole. The count is exact either way.
+    """
+
+    def __init__(self, tokenizer: Any, max_words: int = 200_000) -> None:
+        self._tokenizer = tokenizer
+        # without offsets: the same ids, 20% faster (tokenizers >= 0.21)
+        self._encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+        self._pieces: dict[str, int] = {}
+        self._max_words = max_words
+
+    def __call__(self, texts: Sequence[str]) -> list[int]:
+        out = [0] * len(texts)
+        whole = []
+        for i, text in enumerate(texts):
+            if _PLAIN_ASCII.fullmatch(text):
+                out[i] = self._sum(_BERT_WORDS.findall(text))
+            else:
+                whole.append(i)
+        if whole:
+            encoded = self._encode([texts[i] for i in whole], add_special_tokens=False)
+            for i, encoding in zip(whole, encoded):
+                out[i] = len(encoding.ids)
+        return out
+
+    def _sum(self, words: list[str]) -> int:
+        pieces = self._pieces
+        unseen = [w for w in dict.fromkeys(words) if w not in pieces]
+        if not unseen:
+            return sum(pieces[w] for w in words)
+        # the unseen words as one text, one word each between spaces: one call, and each
+        # piece's word index says whose it is
+        (encoding,) = self._tokenizer.encode_batch([" ".join(unseen)], add_special_tokens=False)
+        per_word = [0] * len(unseen)
+        for word in encoding.word_ids:
+            per_word[word] += 1
+        fresh = dict(zip(unseen, per_word))
+        total = sum(fresh[w] if w in fresh else pieces[w] for w in words)
+        if len(pieces) + len(fresh) > self._max_words:
+            pieces.clear()  # bounded memory: start again rather than grow
+        pieces.update(fresh)
+        return total
