@@ -126,6 +126,8 @@ class _WordCounts:
         fresh = dict(zip(unseen, per_word))
         total = sum(fresh[w] if w in fresh else pieces[w] for w in words)
         if len(pieces) + len(fresh) > self._max_words:
-            pieces.clear()  # bounded memory: start again rather than grow
+            # bounded memory: start again rather than grow; a new table, not a cleared one,
+            # so a thread summing from the old table meanwhile still finds its words
+            pieces = self._pieces = {}
         pieces.update(fresh)
         return total
